@@ -1,0 +1,220 @@
+"""Pod defaults, validation and update rules (the subset of core/v1 this system uses), as upstream 1.32."""
+from __future__ import annotations
+
+import copy
+
+from . import core_validation, meta, names, quantity
+from .errors import FieldError, duplicate, forbidden, invalid, not_supported, required
+
+RESTART_POLICIES = ["Always", "OnFailure", "Never"]
+DNS_POLICIES = ["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"]
+PULL_POLICIES = ["Always", "IfNotPresent", "Never"]
+UPDATE_FORBIDDEN = (
+    "pod updates may not change fields other than `spec.containers[*].image`,"
+    "`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,"
+    "`spec.tolerations` (only additions to existing tolerations),"
+    "`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)")
+
+
+def _default_container(c: dict) -> None:
+    c.setdefault("terminationMessagePath", "/dev/termination-log")
+    c.setdefault("terminationMessagePolicy", "File")
+    if "imagePullPolicy" not in c:
+        image = c.get("image", "")
+        tag = image.rsplit("/", 1)[-1]
+        c["imagePullPolicy"] = "Always" if ("@" not in tag and (":" not in tag or tag.endswith(":latest"))) else "IfNotPresent"
+    res = c.setdefault("resources", {})
+    limits = res.get("limits") or {}
+    if limits:
+        req = res.setdefault("requests", {})
+        for k, v in limits.items():
+            req.setdefault(k, v)
+    for p in c.get("ports") or []:
+        p.setdefault("protocol", "TCP")
+
+
+def set_defaults(pod: dict) -> None:
+    spec = pod.setdefault("spec", {})
+    spec.setdefault("restartPolicy", "Always")
+    spec.setdefault("dnsPolicy", "ClusterFirst")
+    spec.setdefault("terminationGracePeriodSeconds", 30)
+    spec.setdefault("securityContext", {})
+    spec.setdefault("schedulerName", "default-scheduler")
+    spec.setdefault("enableServiceLinks", True)
+    for key in ("initContainers", "containers"):
+        for c in spec.get(key) or []:
+            _default_container(c)
+
+
+def qos_class(pod: dict) -> str:
+    spec = pod.get("spec", {})
+    requests: dict = {}
+    limits: dict = {}
+    guaranteed = True
+    for c in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+        res = c.get("resources") or {}
+        req, lim = res.get("requests") or {}, res.get("limits") or {}
+        for k, v in req.items():
+            if k in ("cpu", "memory") and quantity.parse(v).value != 0:
+                requests[k] = v
+        for k, v in lim.items():
+            if k in ("cpu", "memory") and quantity.parse(v).value != 0:
+                limits[k] = v
+        if not all(r in lim for r in ("cpu", "memory")):
+            guaranteed = False
+        else:
+            for r in ("cpu", "memory"):
+                if r in req and quantity.parse(req[r]) != quantity.parse(lim[r]):
+                    guaranteed = False
+    if not requests and not limits:
+        return "BestEffort"
+    return "Guaranteed" if guaranteed else "Burstable"
+
+
+def prepare_create(pod: dict) -> None:
+    set_defaults(pod)
+    pod["status"] = {"phase": "Pending", "qosClass": qos_class(pod)}
+
+
+def _validate_container(c: dict, path: str, seen: set) -> list[FieldError]:
+    errs: list[FieldError] = []
+    name = c.get("name", "")
+    if not name:
+        errs.append(required(f"{path}.name"))
+    else:
+        errs += [invalid(f"{path}.name", name, m) for m in names.dns1123_label(name)]
+        if name in seen:
+            errs.append(duplicate(f"{path}.name", name))
+        seen.add(name)
+    if not c.get("image"):
+        errs.append(required(f"{path}.image"))
+    pp = c.get("imagePullPolicy")
+    if pp and pp not in PULL_POLICIES:
+        errs.append(not_supported(f"{path}.imagePullPolicy", pp, PULL_POLICIES))
+    for i, p in enumerate(c.get("ports") or []):
+        port = p.get("containerPort")
+        if not isinstance(port, int) or not 1 <= port <= 65535:
+            errs.append(invalid(f"{path}.ports[{i}].containerPort", port, "must be between 1 and 65535, inclusive"))
+    res = c.get("resources") or {}
+    limits, requests = res.get("limits") or {}, res.get("requests") or {}
+    errs += core_validation.validate_resource_list(limits, f"{path}.resources.limits")
+    errs += core_validation.validate_resource_list(requests, f"{path}.resources.requests")
+    for r, v in requests.items():
+        if r in limits:
+            try:
+                if quantity.parse(limits[r]) < quantity.parse(v):
+                    errs.append(invalid(f"{path}.resources.requests[{r}]", v,
+                                        f"must be less than or equal to {r} limit of {limits[r]}"))
+            except quantity.QuantityError:
+                pass
+    return errs
+
+
+def validate_spec(spec: dict, path: str) -> list[FieldError]:
+    errs: list[FieldError] = []
+    seen: set = set()
+    containers = spec.get("containers") or []
+    if not containers:
+        errs.append(required(f"{path}.containers"))
+    for i, c in enumerate(spec.get("initContainers") or []):
+        errs += _validate_container(c, f"{path}.initContainers[{i}]", seen)
+    for i, c in enumerate(containers):
+        errs += _validate_container(c, f"{path}.containers[{i}]", seen)
+    rp = spec.get("restartPolicy", "Always")
+    if rp not in RESTART_POLICIES:
+        errs.append(not_supported(f"{path}.restartPolicy", rp, RESTART_POLICIES))
+    dp = spec.get("dnsPolicy", "ClusterFirst")
+    if dp not in DNS_POLICIES:
+        errs.append(not_supported(f"{path}.dnsPolicy", dp, DNS_POLICIES))
+    if spec.get("nodeSelector"):
+        errs += core_validation.validate_node_selector_map(spec["nodeSelector"], f"{path}.nodeSelector")
+    errs += core_validation.validate_tolerations(spec.get("tolerations") or [], f"{path}.tolerations")
+    rcn = spec.get("runtimeClassName")
+    if rcn is not None:
+        errs += [invalid(f"{path}.runtimeClassName", rcn, m) for m in names.dns1123_subdomain(rcn)]
+    if spec.get("overhead") is not None:
+        errs += core_validation.validate_resource_list(spec["overhead"], f"{path}.overhead.limits")
+    tgp = spec.get("terminationGracePeriodSeconds")
+    if isinstance(tgp, int) and tgp < 0:
+        pass  # upstream tolerates negative values on create (defaulted to 1 by the kubelet)
+    nn = spec.get("nodeName")
+    if nn:
+        errs += [invalid(f"{path}.nodeName", nn, m) for m in names.dns1123_subdomain(nn)]
+    return errs
+
+
+def validate(pod: dict) -> list[FieldError]:
+    errs = meta.validate_object_meta(pod.get("metadata", {}), True, names.dns1123_subdomain)
+    errs += validate_spec(pod.get("spec") or {}, "spec")
+    return errs
+
+
+def validate_update(new: dict, old: dict) -> list[FieldError]:
+    errs = meta.validate_object_meta(new.get("metadata", {}), True, names.dns1123_subdomain)
+    errs += meta.validate_object_meta_update(new.get("metadata", {}), old.get("metadata", {}))
+    nspec, ospec = new.get("spec") or {}, old.get("spec") or {}
+    errs += validate_spec(nspec, "spec")
+    m = copy.deepcopy(nspec)
+    for key in ("containers", "initContainers"):
+        olds = ospec.get(key) or []
+        for i, c in enumerate(m.get(key) or []):
+            if i < len(olds):
+                c["image"] = olds[i].get("image")
+    for key in ("activeDeadlineSeconds", "terminationGracePeriodSeconds"):
+        if key in ospec:
+            m[key] = ospec[key]
+        else:
+            m.pop(key, None)
+    old_tols = ospec.get("tolerations") or []
+    new_tols = m.get("tolerations") or []
+    if all(t in new_tols for t in old_tols):
+        if old_tols:
+            m["tolerations"] = old_tols
+        else:
+            m.pop("tolerations", None)
+    if m != ospec:
+        diff = "\n".join(f"  {k}: {ospec.get(k)!r} -> {m.get(k)!r}" for k in sorted(set(m) | set(ospec)) if m.get(k) != ospec.get(k))
+        errs.append(forbidden("spec", UPDATE_FORBIDDEN + "\n  core.PodSpec{\n" + diff + "\n  }\n"))
+    return errs
+
+
+def prepare_update(new: dict, old: dict) -> None:
+    new["status"] = old.get("status", {})
+    # fields only the binding subresource may set
+    if "nodeName" in (old.get("spec") or {}) and "nodeName" not in (new.get("spec") or {}):
+        new.setdefault("spec", {})["nodeName"] = old["spec"]["nodeName"]
+
+
+def table_row(pod: dict) -> list:
+    md, spec, st = pod["metadata"], pod.get("spec", {}), pod.get("status", {})
+    reason = st.get("reason") or st.get("phase", "")
+    total = len(spec.get("containers") or [])
+    ready = restarts = 0
+    has_running = False
+    for cs in reversed(st.get("containerStatuses") or []):
+        restarts += cs.get("restartCount", 0)
+        state = cs.get("state") or {}
+        w, t = state.get("waiting"), state.get("terminated")
+        if w and w.get("reason"):
+            reason = w["reason"]
+        elif t and t.get("reason"):
+            reason = t["reason"]
+        elif t:
+            reason = f"Signal:{t['signal']}" if t.get("signal") else f"ExitCode:{t.get('exitCode', 0)}"
+        elif cs.get("ready") and state.get("running"):
+            has_running = True
+            ready += 1
+    if reason == "Completed" and has_running:
+        conds = {c.get("type"): c.get("status") for c in st.get("conditions") or []}
+        reason = "Running" if conds.get("Ready") == "True" else "NotReady"
+    if md.get("deletionTimestamp"):
+        reason = "Unknown" if st.get("reason") == "NodeLost" else "Terminating"
+    gates = spec.get("readinessGates") or []
+    if gates:
+        conds = {c.get("type"): c.get("status") for c in st.get("conditions") or []}
+        gates_s = f"{sum(1 for g in gates if conds.get(g.get('conditionType')) == 'True')}/{len(gates)}"
+    else:
+        gates_s = "<none>"
+    return [md["name"], f"{ready}/{total}", reason, str(restarts), meta.age(md.get("creationTimestamp")),
+            st.get("podIP") or "<none>", spec.get("nodeName") or "<none>",
+            st.get("nominatedNodeName") or "<none>", gates_s]

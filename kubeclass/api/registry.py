@@ -1,0 +1,227 @@
+"""Every served resource: group/version/kind, plural, scope, short names, verbs, subresources, schema,
+and the per-kind strategy (defaults, validation, table columns), as upstream 1.32 serves them."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from . import kinds, meta, pod, runtimeclass
+from .errors import FieldError
+
+ALL_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+
+Validate = Callable[[dict], list[FieldError]]
+ValidateUpdate = Callable[[dict, dict], list[FieldError]]
+
+
+def _col(name: str, desc: str = "", fmt: str = "", priority: int = 0, typ: str = "string") -> dict:
+    return {"name": name, "type": typ, "format": fmt, "description": desc, "priority": priority}
+
+
+NAME_COL = _col("Name", "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names", "name")
+AGE_COL = _col("Age", "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata")
+DEFAULT_COLUMNS = [NAME_COL, _col("Created At", AGE_COL["description"], "", 0, "date")]
+
+
+@dataclass
+class Kind:
+    """Per-kind behaviour shared by every served version of the kind."""
+    kind: str
+    validate: Validate
+    validate_update: ValidateUpdate | None = None
+    prepare_create: Callable[[dict], None] | None = None
+    prepare_update: Callable[[dict, dict], None] | None = None
+    warnings: Callable[[dict], list[str]] | None = None
+    columns: list[dict] = field(default_factory=lambda: DEFAULT_COLUMNS)
+    row: Callable[[dict], list] = kinds.default_row
+    has_status: bool = False
+    generation: bool = False
+    unconditional_update: bool = True
+    create_on_update: bool = False
+    name_fn: Callable = None  # type: ignore[assignment]
+
+    def check_update(self, new: dict, old: dict) -> list[FieldError]:
+        if self.validate_update:
+            return self.validate_update(new, old)
+        return self.validate(new) + meta.validate_object_meta_update(new.get("metadata", {}), old.get("metadata", {}))
+
+
+@dataclass
+class Resource:
+    group: str
+    version: str
+    plural: str
+    singular: str
+    namespaced: bool
+    kind: Kind
+    definition: str
+    short_names: list[str] = field(default_factory=list)
+    categories: list[str] = field(default_factory=list)
+    verbs: list[str] = field(default_factory=lambda: list(ALL_VERBS))
+    subresources: list[str] = field(default_factory=list)
+    storage_version: str = ""
+    to_storage: Callable[[dict, str], dict] | None = None
+    from_storage: Callable[[dict, str], dict] | None = None
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def storage_api_version(self) -> str:
+        v = self.storage_version or self.version
+        return f"{self.group}/{v}" if self.group else v
+
+    @property
+    def qualified(self) -> str:
+        """Resource name in messages: `runtimeclasses.node.k8s.io`, `pods`."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+    def key_prefix(self, namespace: str | None) -> str:
+        base = f"/registry/{self.plural if not self.group or self.group in _PLAIN_GROUPS else self.plural + '.' + self.group}/"
+        if self.namespaced and namespace:
+            return base + namespace + "/"
+        return base
+
+    def key(self, namespace: str | None, name: str) -> str:
+        return self.key_prefix(namespace) + name
+
+    def encode_out(self, obj: dict) -> dict:
+        """Storage object -> this version."""
+        if self.from_storage:
+            return self.from_storage(obj, self.version)
+        return obj
+
+    def decode_in(self, obj: dict) -> dict:
+        """This version -> storage object."""
+        if self.to_storage:
+            return self.to_storage(obj, self.version)
+        return obj
+
+
+_PLAIN_GROUPS = {"node.k8s.io", "apps", "rbac.authorization.k8s.io", "coordination.k8s.io", "scheduling.k8s.io"}
+
+# ---- kinds
+
+RUNTIMECLASS = Kind("RuntimeClass", runtimeclass.validate, runtimeclass.validate_update, warnings=runtimeclass.warnings,
+                    columns=[NAME_COL, _col("Handler", "handler specifies the underlying runtime and configuration that the CRI implementation will use to handle pods of this class."), AGE_COL],
+                    row=runtimeclass.table_row, unconditional_update=False, create_on_update=True)
+POD = Kind("Pod", pod.validate, pod.validate_update, prepare_create=pod.prepare_create, prepare_update=pod.prepare_update,
+           columns=[NAME_COL, _col("Ready", "The aggregate readiness state of this pod for accepting traffic."),
+                    _col("Status", "The aggregate status of the containers in this pod."),
+                    _col("Restarts", "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted."),
+                    AGE_COL, _col("IP", "IP address allocated to the pod. Routable at least within the cluster. Empty if not yet allocated.", priority=1),
+                    _col("Node", "Name of the Node this pod is assigned to.", priority=1),
+                    _col("Nominated Node", "Name of the node this pod is nominated to run on.", priority=1),
+                    _col("Readiness Gates", "The readiness gates of this pod.", priority=1)],
+           row=pod.table_row, has_status=True)
+NAMESPACE = Kind("Namespace", kinds.namespace_validate, prepare_create=kinds.namespace_prepare_create,
+                 columns=[NAME_COL, _col("Status", "The status of the namespace"), AGE_COL], row=kinds.namespace_row, has_status=True)
+NODE = Kind("Node", kinds.node_validate,
+            columns=[NAME_COL, _col("Status", "The status of the node"), _col("Roles", "The roles of the node"), AGE_COL,
+                     _col("Version", "Kubelet Version reported by the node."),
+                     _col("Internal-IP", "List of internal IPs for the node.", priority=1),
+                     _col("External-IP", "List of external IPs for the node.", priority=1),
+                     _col("OS-Image", "OS Image reported by the node from /etc/os-release (e.g. Debian GNU/Linux 7 (wheezy)).", priority=1),
+                     _col("Kernel-Version", "Kernel Version reported by the node from 'uname -r' (e.g. 3.16.0-0.bpo.4-amd64).", priority=1),
+                     _col("Container-Runtime", "ContainerRuntime Version reported by the node through runtime remote API (e.g. containerd://1.4.2).", priority=1)],
+            row=kinds.node_row, has_status=True)
+EVENT = Kind("Event", kinds.event_validate,
+             columns=[_col("Last Seen", "Time when last event was observed"), _col("Type", "Type of this event (Normal, Warning), new types could be added in the future."),
+                      _col("Reason", "This should be a short, machine understandable string that gives the reason for the transition into the object's current status."),
+                      _col("Object", "The object that this event is about."), _col("Subobject", "The subobject that this event is about.", priority=1),
+                      _col("Source", "The component reporting this event. Should be a short machine understandable string.", priority=1),
+                      _col("Message", "A human-readable description of the status of this operation."),
+                      _col("First Seen", "The time at which the event was first recorded. (Time of server receipt is in TypeMeta.)", priority=1),
+                      _col("Count", "The number of times this event has occurred.", priority=1), _col("Name", "The name of the event", "name", 1)],
+             row=kinds.event_row)
+SERVICEACCOUNT = Kind("ServiceAccount", kinds.generic_validate(True),
+                      columns=[NAME_COL, _col("Secrets", "Secrets is a list of the secrets in the same namespace that pods running using this ServiceAccount are allowed to use."), AGE_COL],
+                      row=kinds.serviceaccount_row)
+RESOURCEQUOTA = Kind("ResourceQuota", kinds.quota_validate,
+                     columns=[NAME_COL, AGE_COL, _col("Request", "Request represents a minimum amount of cpu/memory that a container may consume."),
+                              _col("Limit", "Limits control the maximum amount of cpu/memory that a container may use independent of contention on the node.")],
+                     row=kinds.quota_row, has_status=True)
+LIMITRANGE = Kind("LimitRange", kinds.limitrange_validate)
+_WL_COLS = [_col("Containers", "Names of each container in the template.", priority=1), _col("Images", "Images referenced by each container in the template.", priority=1),
+            _col("Selector", "Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected by this deployment.", priority=1)]
+DEPLOYMENT = Kind("Deployment", kinds.workload_validate, prepare_create=kinds.workload_prepare_create,
+                  columns=[NAME_COL, _col("Ready", "Number of the pod with ready state"), _col("Up-to-date", "Total number of non-terminated pods targeted by this deployment that have the desired template spec."),
+                           _col("Available", "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment."), AGE_COL] + _WL_COLS,
+                  row=kinds.deployment_row, has_status=True, generation=True)
+REPLICASET = Kind("ReplicaSet", kinds.workload_validate, prepare_create=kinds.workload_prepare_create,
+                  columns=[NAME_COL, _col("Desired", "Replicas is the number of desired replicas."), _col("Current", "Replicas is the most recently observed number of replicas."),
+                           _col("Ready", "The number of ready replicas for this replica set."), AGE_COL] + _WL_COLS,
+                  row=kinds.replicaset_row, has_status=True, generation=True)
+ROLE = Kind("Role", kinds.rbac_validate(True))
+CLUSTERROLE = Kind("ClusterRole", kinds.rbac_validate(False))
+_BINDING_COLS = [NAME_COL, _col("Role", "Role references the role that this binding uses."), AGE_COL,
+                 _col("Users", "Users in the binding", priority=1), _col("Groups", "Groups in the binding", priority=1),
+                 _col("ServiceAccounts", "ServiceAccounts in the binding", priority=1)]
+ROLEBINDING = Kind("RoleBinding", kinds.rbac_validate(True), kinds.binding_validate_update(True), columns=_BINDING_COLS, row=kinds.binding_row)
+CLUSTERROLEBINDING = Kind("ClusterRoleBinding", kinds.rbac_validate(False), kinds.binding_validate_update(False), columns=_BINDING_COLS, row=kinds.binding_row)
+LEASE = Kind("Lease", kinds.generic_validate(True), columns=[NAME_COL, _col("Holder", "Holder identity of the lease"), AGE_COL], row=kinds.lease_row)
+PRIORITYCLASS = Kind("PriorityClass", kinds.generic_validate(False),
+                     columns=[NAME_COL, _col("Value", "Value of the priority class"), _col("Global-Default", "Is this the global default priority class"), AGE_COL],
+                     row=lambda pc: [pc["metadata"]["name"], str(pc.get("value", 0)), str(bool(pc.get("globalDefault", False))).lower(), meta.age(pc["metadata"].get("creationTimestamp"))])
+
+RESOURCES: list[Resource] = [
+    Resource("node.k8s.io", "v1", "runtimeclasses", "runtimeclass", False, RUNTIMECLASS, "io.k8s.api.node.v1.RuntimeClass",
+             storage_version="v1", to_storage=runtimeclass.to_storage, from_storage=runtimeclass.from_storage),
+    Resource("node.k8s.io", "v1beta1", "runtimeclasses", "runtimeclass", False, RUNTIMECLASS, "io.k8s.api.node.v1beta1.RuntimeClass",
+             storage_version="v1", to_storage=runtimeclass.to_storage, from_storage=runtimeclass.from_storage),
+    Resource("node.k8s.io", "v1alpha1", "runtimeclasses", "runtimeclass", False, RUNTIMECLASS, "io.k8s.api.node.v1alpha1.RuntimeClass",
+             storage_version="v1", to_storage=runtimeclass.to_storage, from_storage=runtimeclass.from_storage),
+    Resource("", "v1", "namespaces", "namespace", False, NAMESPACE, "io.k8s.api.core.v1.Namespace", ["ns"],
+             verbs=["create", "delete", "get", "list", "patch", "update", "watch"], subresources=["status"]),
+    Resource("", "v1", "nodes", "node", False, NODE, "io.k8s.api.core.v1.Node", ["no"], subresources=["status"]),
+    Resource("", "v1", "pods", "pod", True, POD, "io.k8s.api.core.v1.Pod", ["po"], ["all"], subresources=["status", "binding", "log"]),
+    Resource("", "v1", "events", "event", True, EVENT, "io.k8s.api.core.v1.Event", ["ev"]),
+    Resource("", "v1", "serviceaccounts", "serviceaccount", True, SERVICEACCOUNT, "io.k8s.api.core.v1.ServiceAccount", ["sa"]),
+    Resource("", "v1", "resourcequotas", "resourcequota", True, RESOURCEQUOTA, "io.k8s.api.core.v1.ResourceQuota", ["quota"], subresources=["status"]),
+    Resource("", "v1", "limitranges", "limitrange", True, LIMITRANGE, "io.k8s.api.core.v1.LimitRange", ["limits"]),
+    Resource("apps", "v1", "deployments", "deployment", True, DEPLOYMENT, "io.k8s.api.apps.v1.Deployment", ["deploy"], ["all"], subresources=["status", "scale"]),
+    Resource("apps", "v1", "replicasets", "replicaset", True, REPLICASET, "io.k8s.api.apps.v1.ReplicaSet", ["rs"], ["all"], subresources=["status", "scale"]),
+    Resource("rbac.authorization.k8s.io", "v1", "roles", "role", True, ROLE, "io.k8s.api.rbac.v1.Role"),
+    Resource("rbac.authorization.k8s.io", "v1", "clusterroles", "clusterrole", False, CLUSTERROLE, "io.k8s.api.rbac.v1.ClusterRole"),
+    Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "rolebinding", True, ROLEBINDING, "io.k8s.api.rbac.v1.RoleBinding"),
+    Resource("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "clusterrolebinding", False, CLUSTERROLEBINDING, "io.k8s.api.rbac.v1.ClusterRoleBinding"),
+    Resource("coordination.k8s.io", "v1", "leases", "lease", True, LEASE, "io.k8s.api.coordination.v1.Lease"),
+    Resource("scheduling.k8s.io", "v1", "priorityclasses", "priorityclass", False, PRIORITYCLASS, "io.k8s.api.scheduling.v1.PriorityClass", ["pc"]),
+]
+
+# Create-only virtual resources (no storage).
+VIRTUAL = {
+    ("authorization.k8s.io", "v1", "selfsubjectaccessreviews"): "SelfSubjectAccessReview",
+    ("authorization.k8s.io", "v1", "selfsubjectrulesreviews"): "SelfSubjectRulesReview",
+    ("authentication.k8s.io", "v1", "selfsubjectreviews"): "SelfSubjectReview",
+}
+
+# Preferred version per group (first listed wins), and group order in discovery.
+GROUP_ORDER = ["", "apps", "authentication.k8s.io", "authorization.k8s.io", "coordination.k8s.io",
+               "rbac.authorization.k8s.io", "scheduling.k8s.io", "node.k8s.io"]
+
+BY_PATH: dict[tuple[str, str, str], Resource] = {(r.group, r.version, r.plural): r for r in RESOURCES}
+BY_GVK: dict[tuple[str, str, str], Resource] = {(r.group, r.version, r.kind.kind): r for r in RESOURCES}
+
+
+def group_versions() -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for r in RESOURCES:
+        vs = out.setdefault(r.group, [])
+        if r.version not in vs:
+            vs.append(r.version)
+    for (g, v, _) in VIRTUAL:
+        vs = out.setdefault(g, [])
+        if v not in vs:
+            vs.append(v)
+    return {g: out[g] for g in GROUP_ORDER if g in out}
+
+
+def resources_in(group: str, version: str) -> list[Resource]:
+    return [r for r in RESOURCES if r.group == group and r.version == version]
+
+
+def storage_resource(r: Resource) -> Resource:
+    """The resource entry of the storage version (for watch/list of other versions)."""
+    return BY_PATH[(r.group, r.storage_version or r.version, r.plural)]

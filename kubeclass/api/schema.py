@@ -1,0 +1,289 @@
+"""Upstream's OpenAPI definitions (Kubernetes 1.32, shipped by the pinned `kubernetes-validate`
+package) and what we derive from them: strict decoding (unknown fields, type errors), quantity
+canonicalization, strategic-merge patch strategies and the OpenAPI v3 documents kubectl reads.
+
+Kinds that 1.32 no longer defines (node.k8s.io v1beta1/v1alpha1 RuntimeClass, policy kinds) are added
+from `extra_definitions()` so the same machinery covers them.
+"""
+from __future__ import annotations
+
+import copy
+import functools
+import os
+from typing import Any
+
+import orjson
+
+from . import quantity
+
+K8S_SCHEMA_VERSION = "v1.32.0-local"
+QUANTITY = "io.k8s.apimachinery.pkg.api.resource.Quantity"
+INT_OR_STRING = "io.k8s.apimachinery.pkg.util.intstr.IntOrString"
+_PREFIX = "#/$defs/"
+
+
+@functools.lru_cache(maxsize=1)
+def definitions() -> dict[str, dict]:
+    import kubernetes_validate
+
+    path = os.path.join(os.path.dirname(kubernetes_validate.__file__), "kubernetes-json-schema",
+                        K8S_SCHEMA_VERSION, "_definitions.json")
+    with open(path, "rb") as f:
+        defs = orjson.loads(f.read())["$defs"]
+    defs.update(extra_definitions(defs))
+    return defs
+
+
+def extra_definitions(defs: dict) -> dict:
+    """RuntimeClass v1beta1 (same shape as v1) and v1alpha1 (spec-wrapped) schemas."""
+    out: dict[str, dict] = {}
+    v1 = defs["io.k8s.api.node.v1.RuntimeClass"]
+    beta = copy.deepcopy(v1)
+    beta["x-kubernetes-group-version-kind"] = [{"group": "node.k8s.io", "kind": "RuntimeClass", "version": "v1beta1"}]
+    beta["properties"]["apiVersion"]["enum"] = ["node.k8s.io/v1beta1"]
+    out["io.k8s.api.node.v1beta1.RuntimeClass"] = beta
+    alpha = copy.deepcopy(v1)
+    alpha["x-kubernetes-group-version-kind"] = [{"group": "node.k8s.io", "kind": "RuntimeClass", "version": "v1alpha1"}]
+    alpha["properties"]["apiVersion"]["enum"] = ["node.k8s.io/v1alpha1"]
+    props = alpha["properties"]
+    spec_props = {
+        "runtimeHandler": dict(props.pop("handler"), description="runtimeHandler specifies the underlying runtime and configuration that the CRI implementation will use to handle pods of this class."),
+        "overhead": props.pop("overhead"),
+        "scheduling": props.pop("scheduling"),
+    }
+    out["io.k8s.api.node.v1alpha1.RuntimeClassSpec"] = {
+        "description": "RuntimeClassSpec is a specification of a RuntimeClass.",
+        "properties": spec_props, "required": ["runtimeHandler"], "type": ["object", "null"]}
+    props["spec"] = {"$ref": _PREFIX + "io.k8s.api.node.v1alpha1.RuntimeClassSpec",
+                     "description": "spec represents specification of the RuntimeClass."}
+    alpha["required"] = ["spec"]
+    out["io.k8s.api.node.v1alpha1.RuntimeClass"] = alpha
+    for ver in ("v1beta1", "v1alpha1"):
+        lst = copy.deepcopy(defs["io.k8s.api.node.v1.RuntimeClassList"])
+        lst["properties"]["items"]["items"] = {"$ref": _PREFIX + f"io.k8s.api.node.{ver}.RuntimeClass"}
+        lst["x-kubernetes-group-version-kind"] = [{"group": "node.k8s.io", "kind": "RuntimeClassList", "version": ver}]
+        out[f"io.k8s.api.node.{ver}.RuntimeClassList"] = lst
+    return out
+
+
+def ref_name(schema: dict) -> str | None:
+    r = schema.get("$ref")
+    return r[len(_PREFIX):] if r else None
+
+
+def resolve(schema: dict) -> tuple[str | None, dict]:
+    name = ref_name(schema)
+    if name:
+        return name, definitions()[name]
+    return None, schema
+
+
+def _types(schema: dict) -> set[str]:
+    t = schema.get("type")
+    if t is None:
+        return set()
+    return {t} if isinstance(t, str) else set(t)
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding: what Go's JSON decoder into the typed struct would do.
+
+class DecodeError(ValueError):
+    pass
+
+
+_GO_TYPE = {"string": "string", "integer": "int64", "number": "float64", "boolean": "bool",
+            "object": "object", "array": "array"}
+
+
+def _json_type(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, (int, float)):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, list):
+        return "array"
+    return "object"
+
+
+def decode(obj: dict, def_name: str, kind: str) -> tuple[dict, list[str]]:
+    """Normalize `obj` in place as decoding into the Go type would, returning (obj, unknown_paths).
+
+    Drops nulls, canonicalizes quantities, raises DecodeError for type mismatches (with Go's wording).
+    """
+    unknown: list[str] = []
+    _walk(obj, definitions()[def_name], "", unknown, kind)
+    return obj, unknown
+
+
+def _walk(value: Any, schema: dict, path: str, unknown: list[str], kind: str) -> Any:
+    name, schema = resolve(schema)
+    if name == QUANTITY:
+        try:
+            return quantity.canonical(value)
+        except quantity.QuantityError as e:
+            raise DecodeError(str(e))
+    if name == INT_OR_STRING:
+        if not isinstance(value, (int, str)) or isinstance(value, bool):
+            raise DecodeError(f"json: cannot unmarshal {_json_type(value)} into Go struct field {kind}.{path} of type intstr.IntOrString")
+        return value
+    if "x-kubernetes-preserve-unknown-fields" in schema or (not schema.get("properties") and not schema.get("additionalProperties") and not schema.get("items") and not _types(schema)):
+        return value
+    types = _types(schema)
+    if "object" in types or "properties" in schema or "additionalProperties" in schema:
+        if not isinstance(value, dict):
+            raise DecodeError(f"json: cannot unmarshal {_json_type(value)} into Go struct field {kind}.{path} of type {_go_struct(name, schema)}")
+        props = schema.get("properties")
+        addl = schema.get("additionalProperties")
+        for k in list(value.keys()):
+            v = value[k]
+            sub = f"{path}.{k}" if path else k
+            if v is None:
+                del value[k]
+                continue
+            if props is not None and k in props:
+                value[k] = _walk(v, props[k], sub, unknown, kind)
+            elif addl is not None and isinstance(addl, dict):
+                value[k] = _walk(v, addl, sub, unknown, kind)
+            elif props is not None:
+                unknown.append(sub)
+                del value[k]
+        return value
+    if "array" in types:
+        if not isinstance(value, list):
+            raise DecodeError(f"json: cannot unmarshal {_json_type(value)} into Go struct field {kind}.{path} of type []{_item_type(schema)}")
+        items = schema.get("items", {})
+        out = []
+        for i, v in enumerate(value):
+            if v is None:
+                continue
+            out.append(_walk(v, items, f"{path}[{i}]", unknown, kind))
+        return out
+    if "string" in types:
+        if not isinstance(value, str):
+            raise DecodeError(f"json: cannot unmarshal {_json_type(value)} into Go struct field {kind}.{path} of type string")
+        return value
+    if "integer" in types:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and not value.is_integer()):
+            raise DecodeError(f"json: cannot unmarshal {_json_type(value)} into Go struct field {kind}.{path} of type int64")
+        return int(value)
+    if "number" in types:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise DecodeError(f"json: cannot unmarshal {_json_type(value)} into Go struct field {kind}.{path} of type float64")
+        return value
+    if "boolean" in types:
+        if not isinstance(value, bool):
+            raise DecodeError(f"json: cannot unmarshal {_json_type(value)} into Go struct field {kind}.{path} of type bool")
+        return value
+    return value
+
+
+def _go_struct(name: str | None, schema: dict) -> str:
+    if name:
+        parts = name.split(".")
+        return f"{parts[-2]}.{parts[-1]}"
+    if "additionalProperties" in schema:
+        return "map[string]" + _item_type({"items": schema["additionalProperties"]})
+    return "object"
+
+
+def _item_type(schema: dict) -> str:
+    name, s = resolve(schema.get("items", {}))
+    if name:
+        return _go_struct(name, s)
+    t = _types(s) - {"null"}
+    return _GO_TYPE.get(next(iter(t)), "interface {}") if t else "interface {}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Strategic merge patch metadata.
+
+def child_schema(schema: dict | None, key: str) -> dict | None:
+    """Schema of field `key` of an object schema (or of a map value)."""
+    if schema is None:
+        return None
+    _, s = resolve(schema)
+    props = s.get("properties")
+    if props and key in props:
+        return props[key]
+    addl = s.get("additionalProperties")
+    if isinstance(addl, dict):
+        return addl
+    return None
+
+
+def item_schema(schema: dict | None) -> dict | None:
+    if schema is None:
+        return None
+    _, s = resolve(schema)
+    return s.get("items")
+
+
+def patch_meta(schema: dict | None) -> tuple[str, str | None]:
+    """(strategy, mergeKey) of a list field schema; strategy '' means replace (atomic)."""
+    if schema is None:
+        return "", None
+    strategy = schema.get("x-kubernetes-patch-strategy", "")
+    return strategy, schema.get("x-kubernetes-patch-merge-key")
+
+
+# ---------------------------------------------------------------------------------------------
+# OpenAPI v3 documents.
+
+def _to_v3(schema: Any) -> Any:
+    if isinstance(schema, dict):
+        out = {}
+        for k, v in schema.items():
+            if k == "$ref":
+                out[k] = "#/components/schemas/" + v[len(_PREFIX):]
+            elif k == "type" and isinstance(v, list):
+                real = [t for t in v if t != "null"]
+                out[k] = real[0] if real else "object"
+            elif k == "enum" and schema.get("description", "").startswith(("APIVersion defines", "Kind is a string")):
+                continue
+            elif k == "oneOf" and v and all("type" in x for x in v):
+                continue
+            else:
+                out[k] = _to_v3(v)
+        if "oneOf" in schema and all("type" in x for x in schema["oneOf"]):
+            out.setdefault("type", "string")
+            if any("integer" in str(x.get("type")) for x in schema["oneOf"]):
+                out["x-kubernetes-int-or-string"] = True
+                out.pop("type", None)
+        return out
+    if isinstance(schema, list):
+        return [_to_v3(x) for x in schema]
+    return schema
+
+
+def closure(roots: list[str]) -> dict[str, dict]:
+    defs = definitions()
+    seen: dict[str, dict] = {}
+    stack = list(roots)
+    while stack:
+        n = stack.pop()
+        if n in seen or n not in defs:
+            continue
+        seen[n] = defs[n]
+        _collect_refs(defs[n], stack)
+    return seen
+
+
+def _collect_refs(s: Any, acc: list[str]) -> None:
+    if isinstance(s, dict):
+        r = s.get("$ref")
+        if r:
+            acc.append(r[len(_PREFIX):])
+        for v in s.values():
+            _collect_refs(v, acc)
+    elif isinstance(s, list):
+        for v in s:
+            _collect_refs(v, acc)
+
+
+def openapi_v3_schemas(roots: list[str]) -> dict[str, dict]:
+    return {n: _to_v3(s) for n, s in closure(roots).items()}

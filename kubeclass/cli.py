@@ -1,0 +1,150 @@
+"""`kubeclass` command line: `up` (the whole cluster in one process), `server`, `token create`."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import logging
+import os
+import sys
+
+import yaml
+
+DEFAULT_DATA_DIR = os.path.expanduser("~/.kubeclass")
+
+
+def kubeconfig(server: str, ca_pem: bytes, user: str, token: str) -> dict:
+    return {
+        "apiVersion": "v1", "kind": "Config", "preferences": {},
+        "clusters": [{"name": "kubeclass", "cluster": {"server": server,
+                                                        "certificate-authority-data": base64.b64encode(ca_pem).decode()}}],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": f"{user}@kubeclass", "context": {"cluster": "kubeclass", "user": user}}],
+        "current-context": f"{user}@kubeclass",
+    }
+
+
+def _paths(data_dir: str) -> dict:
+    return {"pki": os.path.join(data_dir, "pki"), "tokens": os.path.join(data_dir, "tokens.csv"),
+            "db": os.path.join(data_dir, "kubeclass.db"), "kubeconfig": os.path.join(data_dir, "kubeconfig"),
+            "server": os.path.join(data_dir, "server-url")}
+
+
+def _admin_token(tokens_path: str) -> str:
+    from .server.auth import TokenFile
+    tf = TokenFile(tokens_path)
+    for t, u in tf._tokens.items():
+        if u.name == "admin":
+            return t
+    return tf.add("admin", ["system:masters"], "admin")
+
+
+async def _compactor(store, interval: float) -> None:
+    prev = store.revision
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            if prev > 0:
+                await store.compact(prev)
+        except Exception:
+            logging.getLogger("kubeclass.store").exception("compaction failed")
+        prev = store.revision
+
+
+async def serve(args) -> int:
+    import uvicorn
+
+    from .api import schema
+    from .server.app import APIServer
+    from .server.auth import TokenFile
+    from .server.certs import ensure_certs
+    from .store.sqlite import SQLiteStore
+
+    data_dir = os.path.abspath(args.data_dir)
+    os.makedirs(data_dir, mode=0o700, exist_ok=True)
+    p = _paths(data_dir)
+    hosts = [args.bind] if args.bind not in ("0.0.0.0", "::") else []
+    ca, crt, key = ensure_certs(p["pki"], hosts)
+    token = _admin_token(p["tokens"])
+    host = args.bind if args.bind not in ("0.0.0.0", "::") else "127.0.0.1"
+    server_url = f"https://{host}:{args.port}"
+    with open(ca, "rb") as f:
+        ca_pem = f.read()
+    fd = os.open(p["kubeconfig"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        yaml.safe_dump(kubeconfig(server_url, ca_pem, "admin", token), f, sort_keys=False)
+    with open(p["server"], "w") as f:
+        f.write(server_url + "\n")
+    schema.definitions()  # load upstream schemas before serving
+    store = SQLiteStore(p["db"], durable=args.durable)
+    api = APIServer(store, TokenFile(p["tokens"]), f"{host}:{args.port}", bookmark_interval=args.bookmark_interval)
+    await api.start()
+    config = uvicorn.Config(api, host=args.bind, port=args.port, ssl_certfile=crt, ssl_keyfile=key, log_level="warning",
+                            lifespan="off", loop="none", http="httptools", timeout_keep_alive=120, access_log=False)
+    server = uvicorn.Server(config)
+    compactor = asyncio.get_running_loop().create_task(_compactor(store, args.compact_interval))
+    print(f"kubeclass API server listening on {server_url} (data in {data_dir})", flush=True)
+    print(f"export KUBECONFIG={p['kubeconfig']}", flush=True)
+    try:
+        await server.serve()
+    finally:
+        compactor.cancel()
+        await store.close()
+    print("kubeclass stopped", flush=True)
+    return 0
+
+
+def cmd_token_create(args) -> int:
+    from .server.auth import TokenFile
+    data_dir = os.path.abspath(args.data_dir)
+    p = _paths(data_dir)
+    if not os.path.exists(p["server"]):
+        print(f"error: no cluster in {data_dir} (run `kubeclass up` first)", file=sys.stderr)
+        return 1
+    token = TokenFile(p["tokens"]).add(args.user, args.group or [])
+    with open(os.path.join(p["pki"], "ca.crt"), "rb") as f:
+        ca_pem = f.read()
+    server = open(p["server"]).read().strip()
+    yaml.safe_dump(kubeconfig(server, ca_pem, args.user, token), sys.stdout, sort_keys=False)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="kubeclass", description="Kubernetes RuntimeClass, implemented for real.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for name, helptext in (("up", "start the cluster (API server on the embedded store) in the foreground"),
+                           ("server", "run the API server alone")):
+        s = sub.add_parser(name, help=helptext)
+        s.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
+        s.add_argument("--port", type=int, default=6443)
+        s.add_argument("--bind", default="127.0.0.1")
+        s.add_argument("--durable", action="store_true", help="fsync every commit (survives power loss, slower)")
+        s.add_argument("--compact-interval", type=float, default=300.0, help="seconds between store compactions")
+        s.add_argument("--bookmark-interval", type=float, default=60.0, help="seconds between watch bookmarks")
+        s.add_argument("-v", "--verbose", action="store_true")
+    tok = sub.add_parser("token", help="manage user tokens")
+    toksub = tok.add_subparsers(dest="tokcmd", required=True)
+    tc = toksub.add_parser("create", help="add a user and print a kubeconfig for it")
+    tc.add_argument("--user", required=True)
+    tc.add_argument("--group", action="append")
+    tc.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
+    args = ap.parse_args(argv)
+    if args.cmd in ("up", "server"):
+        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                            format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}')
+        try:
+            import uvloop
+            uvloop.install()
+        except ImportError:
+            pass
+        try:
+            return asyncio.run(serve(args))
+        except KeyboardInterrupt:
+            return 0
+    if args.cmd == "token" and args.tokcmd == "create":
+        return cmd_token_create(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,379 @@
+"""The API server as a plain ASGI application (served by uvicorn over TLS).
+
+Routes: /healthz /livez /readyz /version, discovery (/api, /apis, ...), /openapi/v2 and /openapi/v3,
+and every registered resource under /api/v1 and /apis/<group>/<version>, namespaced or not, with
+subresources. Every error leaves as a `Status`; no traceback ever reaches the wire.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import urllib.parse
+from typing import Any
+
+import orjson
+
+from ..api import errors, registry
+from ..api.errors import StatusError
+from ..store import Compacted
+from . import discovery, protobuf, tables
+from .auth import TokenFile, User
+from .rest import REST, Context, Result, encode, parse_bool
+
+log = logging.getLogger("kubeclass.server")
+MAX_BODY = 3 * 1024 * 1024
+PUBLIC = {"/healthz", "/livez", "/readyz"}
+
+
+class APIServer:
+    def __init__(self, store, tokens: TokenFile, address: str = "127.0.0.1:6443", bookmark_interval: float = 60.0):
+        self.store = store
+        self.tokens = tokens
+        self.address = address
+        self.rest = REST(store)
+        self.rest.after_delete_marked = self._after_delete_marked  # type: ignore[method-assign]
+        self.bookmark_interval = bookmark_interval
+        self.ready = False
+        self._tasks: set[asyncio.Task] = set()
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
+            if self.store.get(f"/registry/namespaces/{ns}") is None:
+                ctx = Context("POST", {}, "application/json")
+                try:
+                    await self.rest.create(ctx, registry.BY_PATH[("", "v1", "namespaces")],
+                                           {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+                except StatusError:
+                    pass
+        # resume namespace cleanups interrupted by a restart
+        for _, e in self.store.list("/registry/namespaces/")[0]:
+            if e.obj["metadata"].get("deletionTimestamp"):
+                self._spawn(self._finalize_namespace(e.obj["metadata"]["name"]))
+        self.ready = True
+
+    def _spawn(self, coro) -> None:
+        t = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+
+    async def _after_delete_marked(self, res: registry.Resource, obj: dict) -> None:
+        if res.kind.kind == "Namespace":
+            self._spawn(self._finalize_namespace(obj["metadata"]["name"]))
+
+    async def _finalize_namespace(self, ns: str) -> None:
+        """The namespace controller's job: delete the content, then the namespace itself."""
+        try:
+            for r in registry.RESOURCES:
+                if not r.namespaced or r.version != (r.storage_version or r.version):
+                    continue
+                for key, e in self.store.list(r.key_prefix(ns))[0]:
+                    try:
+                        await self.store.delete(key)
+                    except Exception:
+                        pass
+            key = f"/registry/namespaces/{ns}"
+            e = self.store.get(key)
+            if e is not None:
+                await self.store.delete(key)
+        except Exception:
+            log.exception("namespace %s cleanup failed", ns)
+
+    # ------------------------------------------------------------------ ASGI
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                msg = await receive()
+                if msg["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif msg["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        method = scope["method"]
+        path = scope["path"]
+        query = {k: v[-1] for k, v in urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True).items()}
+        start = time.monotonic()
+        try:
+            body = await self._read_body(receive, headers)
+            result = await self.handle(method, path, query, headers, body, receive, send)
+        except StatusError as e:
+            result = Result(e.code, encode(e.status()))
+        except Exception:
+            log.exception("internal error on %s %s", method, path)
+            result = Result(500, encode(errors.internal("an unexpected error occurred; see the server log").status()))
+        if result is None:  # streamed
+            return
+        hdrs = [(b"content-type", result.content_type.encode()), (b"cache-control", b"no-cache, private")]
+        for w in result.warnings:
+            hdrs.append((b"warning", ('299 - "' + w.replace('"', '\\"') + '"').encode()))
+        await send({"type": "http.response.start", "status": result.status, "headers": hdrs})
+        await send({"type": "http.response.body", "body": result.body})
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s %d %.1fms", method, path, result.status, (time.monotonic() - start) * 1000)
+
+    async def _read_body(self, receive, headers: dict) -> bytes:
+        cl = headers.get("content-length")
+        if cl and cl.isdigit() and int(cl) > MAX_BODY:
+            raise errors.too_large(MAX_BODY)
+        chunks = []
+        size = 0
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                break
+            b = msg.get("body", b"")
+            size += len(b)
+            if size > MAX_BODY:
+                raise errors.too_large(MAX_BODY)
+            chunks.append(b)
+            if not msg.get("more_body"):
+                break
+        return b"".join(chunks)
+
+    # ------------------------------------------------------------------ dispatch
+    async def handle(self, method, path, query, headers, body, receive, send) -> Result | None:
+        if path in PUBLIC or path.startswith(("/healthz/", "/livez/", "/readyz/")):
+            if path.startswith("/readyz") and not self.ready:
+                return Result(500, b"[-]ready failed: not started\nreadyz check failed", "text/plain; charset=utf-8")
+            return Result(200, b"ok", "text/plain; charset=utf-8")
+        user = self.tokens.authenticate(headers.get("authorization"))
+        if user is None:
+            raise errors.unauthorized()
+        accept = headers.get("accept", "application/json")
+        p = path.rstrip("/") or "/"
+        if p == "/version":
+            return Result(200, encode(discovery.VERSION))
+        if p in ("/api", "/apis"):
+            core = p == "/api"
+            for ver, ct in (("v2", discovery.AGG_V2), ("v2beta1", discovery.AGG_V2BETA1)):
+                if f"v={ver};as=APIGroupDiscoveryList" in accept.replace(" ", ""):
+                    return Result(200, discovery.aggregated(core, ver), ct)
+            return Result(200, encode(discovery.legacy_api(self.address) if core else discovery.legacy_apis()))
+        if p == "/openapi/v3":
+            return Result(200, discovery.openapi_v3_root())
+        if p.startswith("/openapi/v3/"):
+            gv = p[len("/openapi/v3/"):].split("/")
+            g, v = ("", gv[1]) if gv[0] == "api" and len(gv) == 2 else (gv[1], gv[2]) if len(gv) == 3 else (None, None)
+            if g is None or not registry.resources_in(g, v):
+                raise errors.path_not_found()
+            return Result(200, discovery.openapi_v3_gv(g, v))
+        if p == "/openapi/v2":
+            if "json" not in accept and "*/*" not in accept:
+                raise errors.path_not_found()
+            return Result(200, discovery.openapi_v2())
+        if p == "/":
+            paths = ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/openapi/v2", "/openapi/v3", "/readyz", "/version"]
+            return Result(200, encode({"paths": paths}))
+        return await self._resource(method, p, query, headers, body, accept, user, receive, send)
+
+    def _route(self, p: str):
+        parts = p.strip("/").split("/")
+        if parts[0] == "api" and len(parts) >= 2:
+            group, version, rest = "", parts[1], parts[2:]
+        elif parts[0] == "apis" and len(parts) >= 2:
+            if len(parts) == 2:
+                return ("group", parts[1])
+            group, version, rest = parts[1], parts[2], parts[3:]
+        else:
+            raise errors.path_not_found()
+        if not rest:
+            return ("gv", group, version)
+        ns = None
+        if rest[0] == "namespaces" and len(rest) >= 3 and not (len(rest) == 3 and rest[2] in ("status", "finalize")):
+            ns, rest = rest[1], rest[2:]
+        if len(rest) > 3:
+            raise errors.path_not_found()
+        return ("res", group, version, ns, rest[0], rest[1] if len(rest) > 1 else None, rest[2] if len(rest) > 2 else None)
+
+    async def _resource(self, method, p, query, headers, body, accept, user: User, receive, send):
+        route = self._route(p)
+        if route[0] == "group":
+            g = discovery.legacy_group(route[1])
+            if g is None:
+                raise errors.path_not_found()
+            return Result(200, encode(g))
+        if route[0] == "gv":
+            _, group, version = route
+            if version not in registry.group_versions().get(group, []):
+                raise errors.path_not_found()
+            return Result(200, encode(discovery.resource_list(group, version)))
+        _, group, version, ns, plural, name, sub = route
+        ctype = headers.get("content-type", "")
+        ctx = Context(method, query, accept, user, ns, name, sub)
+        if (group, version, plural) in registry.VIRTUAL and method == "POST" and not name:
+            return self._virtual(registry.VIRTUAL[(group, version, plural)], group, version, self._decode_body(ctype, body), user)
+        res = registry.BY_PATH.get((group, version, plural))
+        if res is None:
+            raise errors.path_not_found()
+        if res.namespaced and ns is None and name is not None:
+            raise errors.path_not_found()
+        if not res.namespaced and ns is not None:
+            raise errors.path_not_found()
+        if sub is not None and sub not in res.subresources:
+            raise errors.path_not_found()
+        rest = self.rest
+        if name is None:
+            if method == "GET":
+                if parse_bool(query.get("watch", "")):
+                    return await self._watch(ctx, res, receive, send)
+                return await rest.list(ctx, res)
+            if method == "POST":
+                return await rest.create(ctx, res, self._decode_body(ctype, body))
+            if method == "DELETE":
+                return await rest.delete_collection(ctx, res, self._decode_body(ctype, body) if body else None)
+            raise errors.method_not_allowed()
+        if sub == "binding":
+            if method != "POST":
+                raise errors.method_not_allowed()
+            return await rest.binding(ctx, res, self._decode_body(ctype, body))
+        if sub == "scale":
+            if method == "PATCH":
+                return await rest.scale(ctx, res, ctype, body)
+            return await rest.scale(ctx, res, ctype, self._decode_body(ctype, body) if method == "PUT" else None)
+        if sub == "log":
+            raise errors.bad_request(f'pod logs are served by the node agent, which is not part of this server yet (pod "{name}")')
+        if method == "GET":
+            if parse_bool(query.get("watch", "")):
+                return await self._watch(ctx, res, receive, send)
+            return await rest.get(ctx, res)
+        if method == "PUT":
+            return await rest.update(ctx, res, self._decode_body(ctype, body))
+        if method == "PATCH":
+            return await rest.patch(ctx, res, ctype, body)
+        if method == "DELETE":
+            return await rest.delete(ctx, res, self._decode_body(ctype, body) if body else None)
+        raise errors.method_not_allowed()
+
+    def _decode_body(self, ctype: str, body: bytes) -> Any:
+        ct = ctype.split(";")[0].strip().lower()
+        if not body:
+            raise errors.bad_request("the body of the request is empty")
+        if ct in ("", "application/json", "*/*"):
+            try:
+                return orjson.loads(body)
+            except orjson.JSONDecodeError as e:
+                raise errors.bad_request(f"couldn't get version/kind; json parse error: {e}")
+        if ct in ("application/yaml", "application/x-yaml", "text/yaml"):
+            import yaml
+            try:
+                return yaml.load(body, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+            except yaml.YAMLError as e:
+                raise errors.bad_request(f"error converting YAML to JSON: {e}")
+        if ct == "application/vnd.kubernetes.protobuf":
+            try:
+                return protobuf.decode(body)
+            except protobuf.ProtobufError as e:
+                raise errors.bad_request(f"unable to decode protobuf body: {e}")
+        raise errors.unsupported_media_type(ct)
+
+    def _virtual(self, kind: str, group: str, version: str, body: Any, user: User) -> Result:
+        out = dict(body) if isinstance(body, dict) else {}
+        out["apiVersion"], out["kind"] = f"{group}/{version}", kind
+        out.setdefault("metadata", {})["creationTimestamp"] = None
+        if kind == "SelfSubjectAccessReview":
+            out["status"] = {"allowed": True, "reason": "authorization is not enforced yet: every authenticated user is allowed"}
+        elif kind == "SelfSubjectRulesReview":
+            out["status"] = {"resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
+                             "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}], "incomplete": False}
+        else:
+            out["status"] = {"userInfo": user.info()}
+        return Result(201, encode(out))
+
+    # ------------------------------------------------------------------ watch
+    async def _watch(self, ctx: Context, res: registry.Resource, receive, send) -> None:
+        initial, watcher, (ls, fs) = self.rest.open_watch(ctx, res)
+        as_table = tables.wants_table(ctx.accept)
+        ctype = tables.TABLE_CT if as_table else "application/json"
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", ctype.encode()), (b"cache-control", b"no-cache, private"),
+                                (b"transfer-encoding", b"chunked")]})
+        if isinstance(watcher, Compacted):
+            st = StatusError(410, "Expired", str(watcher)).status()
+            await send({"type": "http.response.body", "body": encode({"type": "ERROR", "object": st}) + b"\n", "more_body": False})
+            return
+        convert = res.from_storage is not None and res.version != res.storage_version
+        include = ctx.query.get("includeObject", "Metadata")
+        first = [True]
+        bookmarks = parse_bool(ctx.query.get("allowWatchBookmarks", ""))
+
+        def frame(typ: str, obj: dict | None, raw: bytes | None) -> bytes:
+            if as_table:
+                t = tables.table(res, [obj], obj["metadata"].get("resourceVersion", ""), include, columns=first[0])
+                first[0] = False
+                return encode({"type": typ, "object": t}) + b"\n"
+            if raw is not None and not convert:
+                return b'{"type":"' + typ.encode() + b'","object":' + raw + b"}\n"
+            return encode({"type": typ, "object": res.encode_out(obj)}) + b"\n"
+
+        disconnected = asyncio.Event()
+
+        async def wait_disconnect():
+            while True:
+                m = await receive()
+                if m["type"] == "http.disconnect":
+                    disconnected.set()
+                    watcher.close()
+                    return
+        dtask = asyncio.get_running_loop().create_task(wait_disconnect())
+        timeout = float(ctx.query.get("timeoutSeconds") or random.uniform(1800, 3600))
+        deadline = time.monotonic() + timeout
+        last_rv = str(self.store.revision)
+        try:
+            out = b"".join(frame(t, e.obj if (as_table or convert) else None, e.raw) for t, e in initial)
+            if out:
+                await send({"type": "http.response.body", "body": out, "more_body": True})
+            it = watcher.__aiter__()
+            while not disconnected.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    ev = await asyncio.wait_for(it.__anext__(), timeout=min(remaining, self.bookmark_interval))
+                except asyncio.TimeoutError:
+                    if bookmarks and time.monotonic() < deadline:
+                        bm = {"kind": res.kind.kind, "apiVersion": res.api_version,
+                              "metadata": {"resourceVersion": str(self.store.revision)}}
+                        await send({"type": "http.response.body", "body": encode({"type": "BOOKMARK", "object": bm}) + b"\n", "more_body": True})
+                    continue
+                except StopAsyncIteration:
+                    break
+                chunk = self._event_frame(ev, ls, fs, frame)
+                last_rv = str(ev.entry.rev)
+                if chunk:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except OSError:
+            pass
+        finally:
+            watcher.close()
+            dtask.cancel()
+        if not disconnected.is_set():
+            try:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            except OSError:
+                pass
+        del last_rv
+
+    @staticmethod
+    def _event_frame(ev, ls, fs, frame) -> bytes | None:
+        if ls.empty() and fs.empty():
+            return frame(ev.type, ev.entry.obj, ev.entry.raw)
+        cur = ev.entry.obj
+        cur_ok = ls.matches(cur.get("metadata", {}).get("labels")) and fs.matches(cur)
+        if ev.type == "ADDED":
+            return frame("ADDED", cur, ev.entry.raw) if cur_ok else None
+        if ev.type == "DELETED":
+            return frame("DELETED", cur, ev.entry.raw) if cur_ok else None
+        prev = ev.prev.obj if ev.prev is not None else None
+        prev_ok = prev is not None and ls.matches(prev.get("metadata", {}).get("labels")) and fs.matches(prev)
+        if cur_ok and prev_ok:
+            return frame("MODIFIED", cur, ev.entry.raw)
+        if cur_ok:
+            return frame("ADDED", cur, ev.entry.raw)
+        if prev_ok:
+            return frame("DELETED", cur, ev.entry.raw)
+        return None

@@ -1,0 +1,565 @@
+"""REST verbs on stored resources: create, get, list, watch, update, patch, delete, deletecollection,
+and the status / binding / scale subresources. Pure API rules live in `kubeclass.api`; this module
+wires them to the store and to the request's options (dryRun, fieldValidation, selectors, paging)."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime
+import random
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+import orjson
+
+from ..api import errors, meta, patch as patchlib, schema
+from ..api.errors import StatusError
+from ..api.registry import Resource
+from ..api.selectors import FieldSelector, LabelSelector, SelectorError
+from ..store import Compacted, Entry, KeyExists, KeyNotFound, RevisionConflict
+from . import tables
+
+GENERATE_CHARS = "bcdfghjklmnpqrstvwxz2456789"
+PATCH_TYPES = {"application/json-patch+json", "application/merge-patch+json",
+               "application/strategic-merge-patch+json", "application/apply-patch+yaml"}
+Admit = Callable[["Context", Resource, dict, dict | None, str], Awaitable[None]]
+
+
+@dataclass
+class Context:
+    """One request as the REST layer sees it."""
+    method: str
+    query: dict[str, str]
+    accept: str
+    user: Any = None
+    namespace: str | None = None
+    name: str | None = None
+    subresource: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def dry_run(self) -> bool:
+        return self.query.get("dryRun") == "All"
+
+    def flag(self, name: str) -> bool:
+        return parse_bool(self.query.get(name, ""))
+
+
+def parse_bool(v: str) -> bool:
+    """strconv.ParseBool, which clients rely on (watch=true|1|True|t)."""
+    return v in ("1", "t", "T", "TRUE", "true", "True")
+
+
+@dataclass
+class Result:
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    warnings: list[str] = field(default_factory=list)
+
+
+def _now() -> str:
+    return meta.now_rfc3339()
+
+
+def encode(obj: Any) -> bytes:
+    return orjson.dumps(obj)
+
+
+class REST:
+    def __init__(self, store, admit: list[Admit] | None = None):
+        self.store = store
+        self.admit = admit or []
+
+    # ------------------------------------------------------------------ decoding
+    def decode_object(self, ctx: Context, res: Resource, obj: Any, verb: str) -> dict:
+        kind = res.kind.kind
+        if not isinstance(obj, dict):
+            raise errors.bad_request(f"the object provided is unrecognized (must be of type {kind}): couldn't get version/kind; json parse error: expected an object")
+        av, k = obj.get("apiVersion"), obj.get("kind")
+        if av and av != res.api_version:
+            raise errors.bad_request(f"the API version in the data ({av}) does not match the expected API version ({res.api_version})")
+        if k and k != kind:
+            raise errors.bad_request(f"the kind in the data ({k}) does not match the expected kind ({kind})")
+        try:
+            obj, unknown = schema.decode(obj, res.definition, kind)
+        except schema.DecodeError as e:
+            raise errors.bad_request(f'{kind} in version "{res.version}" cannot be handled as a {kind}: {e}')
+        if unknown:
+            mode = ctx.query.get("fieldValidation", "Warn")
+            if mode == "Strict":
+                listed = ", ".join(f'unknown field "{u}"' for u in unknown)
+                raise errors.bad_request(f'{kind} in version "{res.version}" cannot be handled as a {kind}: strict decoding error: {listed}')
+            if mode == "Warn":
+                ctx.warnings.extend(f'unknown field "{u}"' for u in unknown)
+        obj["apiVersion"], obj["kind"] = res.api_version, kind
+        obj = res.decode_in(obj)
+        obj.setdefault("metadata", {})
+        return obj
+
+    def respond(self, ctx: Context, res: Resource, status: int, obj: dict) -> Result:
+        if tables.wants_table(ctx.accept):
+            t = tables.table(res, [obj], obj.get("metadata", {}).get("resourceVersion", ""),
+                             ctx.query.get("includeObject", "Metadata"))
+            return Result(status, encode(t), tables.TABLE_CT, ctx.warnings)
+        return Result(status, encode(res.encode_out(obj)), warnings=ctx.warnings)
+
+    def _get_entry(self, res: Resource, ns: str | None, name: str) -> Entry:
+        e = self.store.get(res.key(ns, name))
+        if e is None:
+            raise errors.not_found(res.plural, res.group, name)
+        return e
+
+    async def _check_namespace(self, res: Resource, ns: str | None, creating: bool = True) -> None:
+        if not res.namespaced or not ns:
+            return
+        e = self.store.get(f"/registry/namespaces/{ns}")
+        if e is None:
+            raise errors.not_found("namespaces", "", ns)
+        if creating and e.obj.get("metadata", {}).get("deletionTimestamp"):
+            raise errors.StatusError(403, "Forbidden",
+                                     f'{res.plural}{"." + res.group if res.group else ""} "{""}" is forbidden: unable to create new content in namespace {ns} because it is being terminated',
+                                     {"kind": res.plural, "group": res.group, "name": ""})
+
+    async def _run_admission(self, ctx: Context, res: Resource, obj: dict, old: dict | None, op: str) -> None:
+        for plugin in self.admit:
+            await plugin(ctx, res, obj, old, op)
+
+    # ------------------------------------------------------------------ create
+    async def create(self, ctx: Context, res: Resource, body: Any) -> Result:
+        obj = self.decode_object(ctx, res, body, "create")
+        md = obj["metadata"]
+        if res.namespaced:
+            if md.get("namespace") and ctx.namespace and md["namespace"] != ctx.namespace:
+                raise errors.bad_request("the namespace of the provided object does not match the namespace sent on the request")
+            md["namespace"] = ctx.namespace or md.get("namespace", "")
+        else:
+            md.pop("namespace", None)
+        if md.get("resourceVersion"):
+            raise errors.bad_request("resourceVersion should not be set on objects to be created")
+        if not md.get("name") and md.get("generateName"):
+            md["name"] = md["generateName"] + "".join(random.choice(GENERATE_CHARS) for _ in range(5))
+        await self._check_namespace(res, md.get("namespace"))
+        return await self._create_obj(ctx, res, obj)
+
+    async def _create_obj(self, ctx: Context, res: Resource, obj: dict) -> Result:
+        md = obj["metadata"]
+        md["uid"] = str(uuid.uuid4())
+        md["creationTimestamp"] = _now()
+        for f in ("deletionTimestamp", "deletionGracePeriodSeconds", "managedFields", "selfLink"):
+            md.pop(f, None)
+        if res.kind.generation:
+            md["generation"] = 1
+        else:
+            md.pop("generation", None)
+        if res.kind.prepare_create:
+            res.kind.prepare_create(obj)
+        elif res.kind.has_status and res.kind.kind not in ("Node",):
+            obj.pop("status", None)
+        await self._run_admission(ctx, res, obj, None, "CREATE")
+        errs = res.kind.validate(obj)
+        if errs:
+            raise errors.invalid_object(res.kind.kind, res.group, md.get("name", ""), errs)
+        if res.kind.warnings:
+            ctx.warnings.extend(res.kind.warnings(obj))
+        if ctx.dry_run:
+            return self.respond(ctx, res, 201, obj)
+        try:
+            ent = await self.store.create(res.key(md.get("namespace"), md["name"]), obj)
+        except KeyExists:
+            raise errors.already_exists(res.plural, res.group, md["name"])
+        return self.respond(ctx, res, 201, ent.copy() if not res.from_storage else ent.obj)
+
+    # ------------------------------------------------------------------ read
+    async def get(self, ctx: Context, res: Resource) -> Result:
+        ent = self._get_entry(res, ctx.namespace, ctx.name or "")
+        if tables.wants_table(ctx.accept):
+            return self.respond(ctx, res, 200, ent.obj)
+        if res.from_storage and res.version != res.storage_version:
+            return Result(200, encode(res.encode_out(ent.obj)))
+        return Result(200, ent.raw)
+
+    def _selectors(self, ctx: Context) -> tuple[LabelSelector, FieldSelector]:
+        try:
+            return LabelSelector.parse(ctx.query.get("labelSelector")), FieldSelector.parse(ctx.query.get("fieldSelector"))
+        except SelectorError as e:
+            raise errors.bad_request(str(e))
+
+    def _matching(self, ctx: Context, res: Resource) -> tuple[list[Entry], int]:
+        ls, fs = self._selectors(ctx)
+        prefix = res.key_prefix(ctx.namespace)
+        name = fs.exact("metadata.name")
+        if name is not None and res.namespaced and ctx.namespace or name is not None and not res.namespaced:
+            e = self.store.get(prefix + name)
+            items, rev = ([(prefix + name, e)] if e else []), self.store.revision
+        else:
+            items, rev = self.store.list(prefix)
+        if ls.empty() and fs.empty():
+            return [e for _, e in items], rev
+        out = []
+        for _, e in items:
+            o = e.obj
+            if ls.matches(o.get("metadata", {}).get("labels")) and fs.matches(o):
+                out.append(e)
+        return out, rev
+
+    async def list(self, ctx: Context, res: Resource) -> Result:
+        entries, rev = self._matching(ctx, res)
+        limit = int(ctx.query.get("limit") or 0)
+        cont = ctx.query.get("continue")
+        list_rv = str(rev)
+        if cont:
+            try:
+                token = orjson.loads(base64.urlsafe_b64decode(cont.encode()))
+                start, list_rv = token["start"], token["rv"]
+            except Exception:
+                raise errors.bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
+            entries = [e for e in entries if _name_key(e) > start]
+        next_token, remaining = None, None
+        if limit > 0 and len(entries) > limit:
+            remaining = len(entries) - limit
+            entries = entries[:limit]
+            next_token = base64.urlsafe_b64encode(orjson.dumps({"start": _name_key(entries[-1]), "rv": list_rv})).decode()
+        if tables.wants_table(ctx.accept):
+            t = tables.table(res, [e.obj for e in entries], list_rv, ctx.query.get("includeObject", "Metadata"),
+                             cont=next_token, remaining=remaining)
+            return Result(200, encode(t), tables.TABLE_CT)
+        md: dict = {"resourceVersion": list_rv}
+        if next_token:
+            md["continue"] = next_token
+            md["remainingItemCount"] = remaining
+        head = encode({"kind": res.kind.kind + "List", "apiVersion": res.api_version, "metadata": md})[:-1]
+        if res.from_storage and res.version != res.storage_version:
+            items = b",".join(encode(res.encode_out(e.obj)) for e in entries)
+        else:
+            items = b",".join(e.raw for e in entries)
+        return Result(200, head + b',"items":[' + items + b"]}")
+
+    # ------------------------------------------------------------------ update
+    async def update(self, ctx: Context, res: Resource, body: Any) -> Result:
+        obj = self.decode_object(ctx, res, body, "update")
+        md = obj["metadata"]
+        if md.get("name") and md["name"] != ctx.name:
+            raise errors.bad_request(f"the name of the object ({md['name']}) does not match the name on the URL ({ctx.name})")
+        md["name"] = ctx.name
+        if res.namespaced:
+            if md.get("namespace") and md["namespace"] != ctx.namespace:
+                raise errors.bad_request("the namespace of the provided object does not match the namespace sent on the request")
+            md["namespace"] = ctx.namespace
+        else:
+            md.pop("namespace", None)
+        cur = self.store.get(res.key(ctx.namespace, ctx.name or ""))
+        if cur is None:
+            if res.kind.create_on_update and ctx.subresource is None:
+                md.pop("resourceVersion", None)
+                await self._check_namespace(res, ctx.namespace)
+                return await self._create_obj(ctx, res, obj)
+            raise errors.not_found(res.plural, res.group, ctx.name or "")
+        rv = md.get("resourceVersion")
+        if not rv and not res.kind.unconditional_update:
+            raise errors.invalid_object(res.kind.kind, res.group, ctx.name or "",
+                                        [errors.invalid("metadata.resourceVersion", errors.GoRepr("0x0"), "must be specified for an update")])
+        expected = _parse_rv(rv) if rv else cur.rev
+        return await self._update_obj(ctx, res, obj, cur, expected)
+
+    async def _update_obj(self, ctx: Context, res: Resource, obj: dict, cur: Entry, expected: int) -> Result:
+        old = cur.obj
+        if expected != cur.rev:
+            raise errors.conflict(res.plural, res.group, ctx.name or "", errors.MODIFIED)
+        new = self._merge_system_fields(ctx, res, obj, old)
+        await self._run_admission(ctx, res, new, old, "UPDATE")
+        errs = res.kind.check_update(new, old)
+        if errs:
+            raise errors.invalid_object(res.kind.kind, res.group, ctx.name or "", errs)
+        if res.kind.warnings:
+            ctx.warnings.extend(res.kind.warnings(new))
+        if ctx.dry_run:
+            return self.respond(ctx, res, 200, new)
+        key = res.key(ctx.namespace, ctx.name or "")
+        if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers") and \
+                not (res.kind.kind == "Pod" and old["metadata"].get("deletionTimestamp") and new["metadata"].get("deletionGracePeriodSeconds")):
+            try:
+                ent = await self.store.delete(key, expected)
+            except RevisionConflict:
+                raise errors.conflict(res.plural, res.group, ctx.name or "", errors.MODIFIED)
+            except KeyNotFound:
+                raise errors.not_found(res.plural, res.group, ctx.name or "")
+            return self.respond(ctx, res, 200, ent.obj)
+        if new == old:
+            return self.respond(ctx, res, 200, old)
+        try:
+            ent = await self.store.update(key, new, expected)
+        except RevisionConflict:
+            raise errors.conflict(res.plural, res.group, ctx.name or "", errors.MODIFIED)
+        except KeyNotFound:
+            raise errors.not_found(res.plural, res.group, ctx.name or "")
+        return self.respond(ctx, res, 200, ent.obj)
+
+    def _merge_system_fields(self, ctx: Context, res: Resource, obj: dict, old: dict) -> dict:
+        if ctx.subresource == "status":
+            new = orjson.loads(orjson.dumps(old))
+            if "status" in obj:
+                new["status"] = obj["status"]
+            else:
+                new.pop("status", None)
+        else:
+            new = obj
+            if res.kind.has_status:
+                if "status" in old:
+                    new["status"] = old["status"]
+                else:
+                    new.pop("status", None)
+            if res.kind.prepare_update:
+                res.kind.prepare_update(new, old)
+        md, omd = new.setdefault("metadata", {}), old.get("metadata", {})
+        for f in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"):
+            if f in omd:
+                md[f] = omd[f]
+            else:
+                md.pop(f, None)
+        md.pop("managedFields", None)
+        md["resourceVersion"] = omd.get("resourceVersion")
+        if omd.get("deletionTimestamp"):
+            # finalizers may only be removed from an object being deleted
+            added = [f for f in md.get("finalizers") or [] if f not in (omd.get("finalizers") or [])]
+            if added:
+                raise errors.invalid_object(res.kind.kind, res.group, ctx.name or "",
+                                            [errors.forbidden("metadata.finalizers", f"no new finalizers can be added if the object is being deleted, found new finalizers {orjson.dumps(added).decode()}")])
+        if res.kind.generation and ctx.subresource != "status":
+            if {k: v for k, v in new.items() if k not in ("metadata", "status")} != {k: v for k, v in old.items() if k not in ("metadata", "status")}:
+                md["generation"] = omd.get("generation", 1) + 1
+        return new
+
+    # ------------------------------------------------------------------ patch
+    async def patch(self, ctx: Context, res: Resource, ctype: str, body: bytes) -> Result:
+        ctype = ctype.split(";")[0].strip()
+        if ctype not in PATCH_TYPES:
+            raise errors.unsupported_media_type(ctype)
+        try:
+            p = _load_patch(ctype, body)
+        except ValueError as e:
+            raise errors.bad_request(f"error decoding patch: {e}")
+        for _ in range(8):
+            cur = self.store.get(res.key(ctx.namespace, ctx.name or ""))
+            if cur is None:
+                if ctype == "application/apply-patch+yaml":
+                    return await self.create(ctx, res, p)
+                raise errors.not_found(res.plural, res.group, ctx.name or "")
+            current = res.encode_out(cur.copy())
+            try:
+                if ctype == "application/json-patch+json":
+                    patched = patchlib.json_patch(current, p)
+                elif ctype == "application/merge-patch+json":
+                    patched = patchlib.merge_patch(current, p)
+                else:
+                    if ctype == "application/apply-patch+yaml":
+                        if isinstance(p, dict) and p.get("kind") and p.get("kind") != res.kind.kind:
+                            raise errors.bad_request(f"the kind in the data ({p.get('kind')}) does not match the expected kind ({res.kind.kind})")
+                    patched = patchlib.strategic_merge_patch(current, p, res.definition)
+            except patchlib.PatchError as e:
+                raise errors.StatusError(422, "Invalid", str(e))
+            if not isinstance(patched, dict):
+                raise errors.bad_request("patch did not produce an object")
+            sub = {"resourceVersion": patched.get("metadata", {}).get("resourceVersion")}
+            obj = self.decode_object(ctx, res, patched, "patch")
+            md = obj["metadata"]
+            if md.get("name") != ctx.name:
+                raise errors.bad_request(f"the name of the object ({md.get('name')}) does not match the name on the URL ({ctx.name})")
+            pinned = isinstance(p, dict) and isinstance(p.get("metadata"), dict) and p["metadata"].get("resourceVersion")
+            expected = _parse_rv(sub["resourceVersion"]) if pinned else cur.rev
+            try:
+                return await self._update_obj(ctx, res, obj, cur, expected)
+            except StatusError as e:
+                if e.code == 409 and e.reason == "Conflict" and not pinned:
+                    await asyncio.sleep(0)
+                    continue
+                raise
+        raise errors.conflict(res.plural, res.group, ctx.name or "", errors.MODIFIED)
+
+    # ------------------------------------------------------------------ delete
+    async def delete(self, ctx: Context, res: Resource, body: Any) -> Result:
+        opts = body if isinstance(body, dict) else {}
+        if "dryRun" in opts and "All" in (opts.get("dryRun") or []):
+            ctx.query["dryRun"] = "All"
+        cur = self._get_entry(res, ctx.namespace, ctx.name or "")
+        pre = opts.get("preconditions") or {}
+        if pre.get("uid") and pre["uid"] != cur.obj["metadata"].get("uid"):
+            raise errors.conflict(res.plural, res.group, ctx.name or "",
+                                  f"Precondition failed: UID in precondition: {pre['uid']}, UID in object meta: {cur.obj['metadata'].get('uid')}")
+        if pre.get("resourceVersion") and pre["resourceVersion"] != cur.obj["metadata"].get("resourceVersion"):
+            raise errors.conflict(res.plural, res.group, ctx.name or "",
+                                  f"Precondition failed: ResourceVersion in precondition: {pre['resourceVersion']}, ResourceVersion in object meta: {cur.obj['metadata'].get('resourceVersion')}")
+        return await self._delete_entry(ctx, res, cur, opts)
+
+    async def _delete_entry(self, ctx: Context, res: Resource, cur: Entry, opts: dict) -> Result:
+        obj = cur.copy()
+        md = obj["metadata"]
+        key = res.key(md.get("namespace"), md["name"])
+        grace = self._grace_period(res, obj, opts)
+        if md.get("finalizers") or grace:
+            if not md.get("deletionTimestamp") or (grace is not None and grace < (md.get("deletionGracePeriodSeconds") or 0)):
+                when = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=grace or 0)
+                md["deletionTimestamp"] = when.strftime("%Y-%m-%dT%H:%M:%SZ")
+                md["deletionGracePeriodSeconds"] = grace or 0
+                if res.kind.kind == "Namespace":
+                    obj.setdefault("status", {})["phase"] = "Terminating"
+                if ctx.dry_run:
+                    return self.respond(ctx, res, 200, obj)
+                try:
+                    ent = await self.store.update(key, obj, cur.rev)
+                except RevisionConflict:
+                    raise errors.conflict(res.plural, res.group, md["name"], errors.MODIFIED)
+                await self.after_delete_marked(res, ent.obj)
+                return self.respond(ctx, res, 200, ent.obj)
+            return self.respond(ctx, res, 200, cur.obj)
+        if ctx.dry_run:
+            ent_obj = cur.obj
+        else:
+            try:
+                ent_obj = (await self.store.delete(key, cur.rev)).obj
+            except (RevisionConflict, KeyNotFound):
+                raise errors.conflict(res.plural, res.group, md["name"], errors.MODIFIED)
+        if res.kind.kind == "Pod":
+            return self.respond(ctx, res, 200, ent_obj)
+        st = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+              "details": {"name": md["name"], **({"group": res.group} if res.group else {}), "kind": res.plural, "uid": md.get("uid")}}
+        return Result(200, encode(st), warnings=ctx.warnings)
+
+    def _grace_period(self, res: Resource, obj: dict, opts: dict) -> int | None:
+        if res.kind.kind == "Namespace":
+            return 0 if not obj["metadata"].get("deletionTimestamp") else None
+        if res.kind.kind != "Pod":
+            return None
+        spec, st = obj.get("spec") or {}, obj.get("status") or {}
+        if not spec.get("nodeName") or st.get("phase") in ("Succeeded", "Failed"):
+            return None
+        g = opts.get("gracePeriodSeconds")
+        if g is None:
+            g = spec.get("terminationGracePeriodSeconds", 30)
+        return None if g == 0 else max(int(g), 1)
+
+    async def after_delete_marked(self, res: Resource, obj: dict) -> None:
+        """Hook: a namespace marked for deletion starts its cleanup (set by the server)."""
+
+    async def delete_collection(self, ctx: Context, res: Resource, body: Any) -> Result:
+        opts = body if isinstance(body, dict) else {}
+        entries, rev = self._matching(ctx, res)
+        deleted = []
+        for e in entries:
+            try:
+                r = await self._delete_entry(ctx, res, e, opts)
+            except StatusError as err:
+                if err.code in (404, 409):
+                    continue
+                raise
+            if r.status == 200:
+                deleted.append(res.encode_out(e.obj))
+        return Result(200, encode({"kind": res.kind.kind + "List", "apiVersion": res.api_version,
+                                   "metadata": {"resourceVersion": str(self.store.revision)}, "items": deleted}))
+
+    # ------------------------------------------------------------------ subresources
+    async def binding(self, ctx: Context, res: Resource, body: Any) -> Result:
+        if not isinstance(body, dict) or not (body.get("target") or {}).get("name"):
+            raise errors.invalid_object("Binding", "", ctx.name or "", [errors.required("target.name")])
+        node = body["target"]["name"]
+        for _ in range(8):
+            cur = self._get_entry(res, ctx.namespace, ctx.name or "")
+            pod = cur.copy()
+            if pod["metadata"].get("deletionTimestamp"):
+                raise errors.conflict("pods/binding", "", ctx.name or "", f"pod {ctx.name} is being deleted, cannot be assigned to a host")
+            if pod.get("spec", {}).get("nodeName"):
+                raise errors.conflict("pods/binding", "", ctx.name or "",
+                                      f'pod {ctx.name} is already assigned to node "{pod["spec"]["nodeName"]}"')
+            pod["spec"]["nodeName"] = node
+            conds = [c for c in pod.setdefault("status", {}).get("conditions") or [] if c.get("type") != "PodScheduled"]
+            conds.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None, "lastTransitionTime": _now()})
+            pod["status"]["conditions"] = conds
+            if ctx.dry_run:
+                break
+            try:
+                await self.store.update(cur and res.key(ctx.namespace, ctx.name or ""), pod, cur.rev)
+                break
+            except RevisionConflict:
+                continue
+        return Result(201, encode({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}))
+
+    def scale_of(self, obj: dict) -> dict:
+        from ..api.selectors import LabelSelector
+        md = obj["metadata"]
+        return {"kind": "Scale", "apiVersion": "autoscaling/v1",
+                "metadata": {k: md[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp") if k in md},
+                "spec": {"replicas": obj.get("spec", {}).get("replicas", 0)},
+                "status": {"replicas": obj.get("status", {}).get("replicas", 0),
+                           "selector": LabelSelector.from_object(obj.get("spec", {}).get("selector")).to_string()}}
+
+    async def scale(self, ctx: Context, res: Resource, ctype: str | None, body: Any) -> Result:
+        cur = self._get_entry(res, ctx.namespace, ctx.name or "")
+        if ctx.method == "GET":
+            return Result(200, encode(self.scale_of(cur.obj)))
+        current = self.scale_of(cur.obj)
+        if ctx.method == "PATCH":
+            p = _load_patch(ctype.split(";")[0] if ctype else "application/merge-patch+json", body)
+            new = patchlib.json_patch(current, p) if ctype and "json-patch" in ctype else patchlib.merge_patch(current, p)
+        else:
+            new = body if isinstance(body, dict) else {}
+        replicas = (new.get("spec") or {}).get("replicas")
+        if not isinstance(replicas, int) or replicas < 0:
+            raise errors.invalid_object("Scale", "autoscaling", ctx.name or "",
+                                        [errors.invalid("spec.replicas", replicas, "must be greater than or equal to 0")])
+        obj = cur.copy()
+        obj["spec"]["replicas"] = replicas
+        rv = (new.get("metadata") or {}).get("resourceVersion")
+        ctx.subresource = "scale"
+        r = await self._update_obj(ctx, res, obj, cur, _parse_rv(rv) if rv and ctx.method == "PUT" else cur.rev)
+        return Result(200, encode(self.scale_of(orjson.loads(r.body) if r.content_type == "application/json" else obj)))
+
+    # ------------------------------------------------------------------ watch
+    def open_watch(self, ctx: Context, res: Resource):
+        """Returns (initial events, store watcher, selectors) for a watch request."""
+        ls, fs = self._selectors(ctx)
+        rv = ctx.query.get("resourceVersion", "")
+        prefix = res.key_prefix(ctx.namespace)
+        if ctx.name:
+            fs = FieldSelector(fs.reqs + [__import__("kubeclass.api.selectors", fromlist=["x"]).FieldRequirement("metadata.name", "=", ctx.name)])
+        initial: list[tuple[str, Entry]] = []
+        if rv in ("", "0"):
+            items, rev = self.store.list(prefix)
+            initial = [("ADDED", e) for _, e in items if ls.matches(e.obj.get("metadata", {}).get("labels")) and fs.matches(e.obj)]
+            watcher = self.store.watch(prefix, rev)
+        else:
+            try:
+                watcher = self.store.watch(prefix, _parse_rv(rv))
+            except Compacted as e:
+                return None, e, (ls, fs)
+        return initial, watcher, (ls, fs)
+
+
+def _name_key(e: Entry) -> str:
+    md = e.obj.get("metadata", {})
+    return f"{md.get('namespace', '')}/{md.get('name', '')}"
+
+
+def _parse_rv(rv: Any) -> int:
+    try:
+        n = int(rv)
+        if n < 0:
+            raise ValueError
+        return n
+    except (TypeError, ValueError):
+        raise errors.bad_request(f'resourceVersion: Invalid value: "{rv}": must be a valid resource version')
+
+
+def _load_patch(ctype: str, body: bytes | Any) -> Any:
+    if not isinstance(body, (bytes, bytearray)):
+        return body
+    if ctype == "application/apply-patch+yaml":
+        import yaml
+        try:
+            return yaml.load(body, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        except yaml.YAMLError as e:
+            raise ValueError(str(e))
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise ValueError(str(e))

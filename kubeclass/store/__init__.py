@@ -1,0 +1,78 @@
+"""The storage contract every backend implements (kine-sized: revisioned keys, CAS, range, watch, compact).
+
+Values are API objects (dicts). The store owns `metadata.resourceVersion`: it is the object's
+modification revision, set on every write. Revisions come from one global, increasing counter.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import AsyncIterator, Protocol
+
+
+class StoreError(Exception):
+    pass
+
+
+class KeyExists(StoreError):
+    pass
+
+
+class KeyNotFound(StoreError):
+    pass
+
+
+class RevisionConflict(StoreError):
+    pass
+
+
+class Compacted(StoreError):
+    def __init__(self, requested: int, oldest: int):
+        super().__init__(f"too old resource version: {requested} ({oldest})")
+        self.requested = requested
+        self.oldest = oldest
+
+
+@dataclass(slots=True)
+class Entry:
+    """A stored object: its JSON bytes (resourceVersion embedded) and revision; `obj` parsed lazily."""
+    raw: bytes
+    rev: int
+    _obj: dict | None = None
+
+    @property
+    def obj(self) -> dict:
+        """Parsed object, shared: callers must not mutate it (use `copy()`)."""
+        if self._obj is None:
+            import orjson
+            self._obj = orjson.loads(self.raw)
+        return self._obj
+
+    def copy(self) -> dict:
+        import orjson
+        return orjson.loads(self.raw)
+
+
+@dataclass(slots=True)
+class Event:
+    type: str  # ADDED | MODIFIED | DELETED
+    key: str
+    entry: Entry
+    prev: Entry | None = None
+
+
+class Watch(Protocol):
+    def __aiter__(self) -> AsyncIterator[Event]: ...
+    def close(self) -> None: ...
+
+
+class Store(Protocol):
+    @property
+    def revision(self) -> int: ...
+    async def create(self, key: str, obj: dict) -> Entry: ...
+    async def update(self, key: str, obj: dict, expected_rev: int | None) -> Entry: ...
+    async def delete(self, key: str, expected_rev: int | None = None) -> Entry: ...
+    def get(self, key: str) -> Entry | None: ...
+    def list(self, prefix: str) -> tuple[list[tuple[str, Entry]], int]: ...
+    def watch(self, prefix: str, from_rev: int) -> Watch: ...
+    async def compact(self, rev: int) -> None: ...
+    async def close(self) -> None: ...

@@ -1,0 +1,307 @@
+"""SQLite backend: one file, WAL, one global revision counter, group commit on a writer thread.
+
+Layout: `kv` holds the current value of every key; `log` holds every change (for watch history), and
+is compacted in the background so the file does not grow without bound. A write is acknowledged
+only after its transaction commits (WAL + synchronous=NORMAL: survives kill -9 of the process;
+`durable=True` selects synchronous=FULL for power loss too).
+
+Reads never touch SQLite: the event loop keeps a cache of current values, applied strictly in
+revision order after each commit, together with an in-memory event history for watches.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import queue
+import sqlite3
+import threading
+from typing import AsyncIterator
+
+import orjson
+
+from . import Compacted, Entry, Event, KeyExists, KeyNotFound, RevisionConflict
+
+log = logging.getLogger("kubeclass.store")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, rev INTEGER NOT NULL, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS log (rev INTEGER PRIMARY KEY, key TEXT NOT NULL, type INTEGER NOT NULL, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
+"""
+ADDED, MODIFIED, DELETED = 0, 1, 2
+_TYPES = ("ADDED", "MODIFIED", "DELETED")
+HISTORY = 200_000
+WATCH_QUEUE = 100_000
+
+
+def _bucket(key: str) -> tuple[str, str]:
+    # "/registry/pods/ns/name" -> ("/registry/pods/", "ns/name")
+    i = key.index("/", key.index("/", 1) + 1)
+    return key[: i + 1], key[i + 1:]
+
+
+class _Watcher:
+    def __init__(self, store: "SQLiteStore", prefix: str):
+        self.store = store
+        self.prefix = prefix
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.closed = False
+
+    def push(self, ev: Event) -> None:
+        if self.queue.qsize() >= WATCH_QUEUE:
+            # too slow: end the watch, the client re-lists (as kine and the apiserver do)
+            self.close()
+            return
+        self.queue.put_nowait(ev)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.store._watchers.discard(self)
+            self.queue.put_nowait(None)
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._iter()
+
+    async def _iter(self):
+        while True:
+            ev = await self.queue.get()
+            if ev is None:
+                return
+            yield ev
+
+
+class SQLiteStore:
+    def __init__(self, path: str, durable: bool = False):
+        self.path = path
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=" + ("FULL" if durable else "NORMAL"))
+        self._db.execute("PRAGMA journal_size_limit=67108864")
+        self._db.executescript(SCHEMA)
+        row = self._db.execute("SELECT v FROM meta WHERE k='rev'").fetchone()
+        self._rev = row[0] if row else 0
+        row = self._db.execute("SELECT v FROM meta WHERE k='compact'").fetchone()
+        self.compacted_rev = row[0] if row else 0
+        # cache: bucket -> {rest: Entry}; writer's view: key -> rev
+        self._cache: dict[str, dict[str, Entry]] = collections.defaultdict(dict)
+        self._sorted: dict[str, list[str]] = {}
+        self._wrev: dict[str, int] = {}
+        for key, rev, value in self._db.execute("SELECT key, rev, value FROM kv"):
+            b, rest = _bucket(key)
+            self._cache[b][rest] = Entry(value, rev)
+            self._wrev[key] = rev
+        self._history: collections.deque[tuple[int, Event]] = collections.deque(maxlen=HISTORY)
+        for rev, key, typ, value in self._db.execute("SELECT rev, key, type, value FROM log ORDER BY rev"):
+            self._history.append((rev, Event(_TYPES[typ], key, Entry(value, rev))))
+        self.cache_rev = self._rev
+        self._watchers: set[_Watcher] = set()
+        self._queue: queue.Queue = queue.Queue()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=self._writer, name="sqlite-writer", daemon=True)
+        self._thread.start()
+
+    # ---------------------------------------------------------------- reads (event loop thread)
+    @property
+    def revision(self) -> int:
+        return self.cache_rev
+
+    def get(self, key: str) -> Entry | None:
+        b, rest = _bucket(key)
+        return self._cache.get(b, {}).get(rest)
+
+    def list(self, prefix: str) -> tuple[list[tuple[str, Entry]], int]:
+        b, sub = _bucket(prefix) if prefix.count("/") >= 3 else (prefix, "")
+        bucket = self._cache.get(b)
+        if not bucket:
+            return [], self.cache_rev
+        keys = self._sorted.get(b)
+        if keys is None:
+            keys = self._sorted[b] = sorted(bucket)
+        if sub:
+            import bisect
+            i = bisect.bisect_left(keys, sub)
+            out = []
+            while i < len(keys) and keys[i].startswith(sub):
+                out.append((b + keys[i], bucket[keys[i]]))
+                i += 1
+            return out, self.cache_rev
+        return [(b + k, bucket[k]) for k in keys], self.cache_rev
+
+    def count(self, prefix: str) -> int:
+        return len(self._cache.get(prefix, {}))
+
+    def watch(self, prefix: str, from_rev: int) -> _Watcher:
+        """Events with revision > from_rev under prefix. Raises Compacted if history is gone."""
+        w = _Watcher(self, prefix)
+        if from_rev < self.cache_rev:
+            oldest = self._history[0][0] if self._history else self.cache_rev + 1
+            if from_rev < oldest - 1 or from_rev < self.compacted_rev:
+                raise Compacted(from_rev, max(oldest - 1, self.compacted_rev))
+            for rev, ev in self._history:
+                if rev > from_rev and ev.key.startswith(prefix):
+                    w.queue.put_nowait(ev)
+        self._watchers.add(w)
+        return w
+
+    # ---------------------------------------------------------------- writes
+    def _submit(self, op: tuple) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        fut = loop.create_future()
+        self._queue.put((op, fut))
+        return fut
+
+    async def create(self, key: str, obj: dict) -> Entry:
+        return await self._submit(("create", key, obj, None))
+
+    async def update(self, key: str, obj: dict, expected_rev: int | None) -> Entry:
+        return await self._submit(("update", key, obj, expected_rev))
+
+    async def delete(self, key: str, expected_rev: int | None = None) -> Entry:
+        return await self._submit(("delete", key, None, expected_rev))
+
+    async def compact(self, rev: int) -> None:
+        """Forget history at and below `rev`: watches from there get 410 Gone; the file shrinks."""
+        rev = min(rev, self.cache_rev)
+        await self._submit(("compact", "", None, rev))
+        while self._history and self._history[0][0] <= rev:
+            self._history.popleft()
+        self._history_floor = max(getattr(self, "_history_floor", 0), rev)
+
+    async def close(self) -> None:
+        self._queue.put(None)
+        await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+        for w in list(self._watchers):
+            w.close()
+        self._db.close()
+
+    # ---------------------------------------------------------------- writer thread
+    def _writer(self) -> None:
+        db = self._db
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            stop = False
+            while len(batch) < 512:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            results = []
+            events = []
+            start_rev = self._rev
+            wrev_undo: dict[str, int | None] = {}
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                for (op, key, obj, expected), fut in batch:
+                    try:
+                        res = self._apply_op(db, op, key, obj, expected, events, wrev_undo)
+                        results.append((fut, res, None))
+                    except (KeyExists, KeyNotFound, RevisionConflict, ValueError) as e:
+                        results.append((fut, None, e))
+                db.execute("INSERT OR REPLACE INTO meta(k, v) VALUES ('rev', ?)", (self._rev,))
+                db.execute("COMMIT")
+            except Exception as e:  # disk full, I/O error: nothing of this batch is acknowledged
+                log.exception("store commit failed")
+                try:
+                    db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                self._rev = start_rev
+                for k, v in wrev_undo.items():
+                    if v is None:
+                        self._wrev.pop(k, None)
+                    else:
+                        self._wrev[k] = v
+                results = [(fut, None, e) for _, fut in batch]
+                events = []
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self._publish, events, results)
+            if stop:
+                return
+
+    def _apply_op(self, db, op, key, obj, expected, events, undo) -> Entry | None:
+        cur = self._wrev.get(key)
+        if op == "compact":
+            db.execute("DELETE FROM log WHERE rev <= ?", (expected,))
+            db.execute("INSERT OR REPLACE INTO meta(k, v) VALUES ('compact', ?)", (expected,))
+            db.execute("PRAGMA incremental_vacuum")
+            self.compacted_rev = max(self.compacted_rev, expected)
+            return None
+        if op == "create":
+            if cur is not None:
+                raise KeyExists(key)
+        else:
+            if cur is None:
+                raise KeyNotFound(key)
+            if expected is not None and expected != cur:
+                raise RevisionConflict(key)
+        undo.setdefault(key, cur)
+        self._rev += 1
+        rev = self._rev
+        if op == "delete":
+            old = db.execute("SELECT value FROM kv WHERE key=?", (key,)).fetchone()[0]
+            o = orjson.loads(old)
+            o.setdefault("metadata", {})["resourceVersion"] = str(rev)
+            raw = orjson.dumps(o)
+            db.execute("DELETE FROM kv WHERE key=?", (key,))
+            db.execute("INSERT INTO log(rev, key, type, value) VALUES (?,?,?,?)", (rev, key, DELETED, raw))
+            del self._wrev[key]
+            ent = Entry(raw, rev, o)
+            events.append(Event("DELETED", key, ent))
+            return ent
+        obj.setdefault("metadata", {})["resourceVersion"] = str(rev)
+        raw = orjson.dumps(obj)
+        db.execute("INSERT OR REPLACE INTO kv(key, rev, value) VALUES (?,?,?)", (key, rev, raw))
+        db.execute("INSERT INTO log(rev, key, type, value) VALUES (?,?,?,?)",
+                   (rev, key, ADDED if op == "create" else MODIFIED, raw))
+        self._wrev[key] = rev
+        ent = Entry(raw, rev)
+        events.append(Event("ADDED" if op == "create" else "MODIFIED", key, ent))
+        return ent
+
+    # ---------------------------------------------------------------- loop side: apply in order
+    def _publish(self, events: list[Event], results: list) -> None:
+        for ev in events:
+            b, rest = _bucket(ev.key)
+            bucket = self._cache[b]
+            ev.prev = bucket.get(rest)
+            if ev.type == "DELETED":
+                bucket.pop(rest, None)
+                self._sorted.pop(b, None)
+            else:
+                if rest not in bucket:
+                    self._sorted.pop(b, None)
+                bucket[rest] = ev.entry
+            self.cache_rev = ev.entry.rev
+            self._history.append((ev.entry.rev, ev))
+            for w in list(self._watchers):
+                if ev.key.startswith(w.prefix):
+                    w.push(ev)
+        for fut, res, err in results:
+            if fut.done():
+                continue
+            if err is not None:
+                fut.set_exception(err)
+            else:
+                fut.set_result(res)
+
+    def file_size(self) -> int:
+        total = 0
+        for suffix in ("", "-wal"):
+            try:
+                total += os.path.getsize(self.path + suffix)
+            except OSError:
+                pass
+        return total
