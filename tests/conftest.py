@@ -88,11 +88,36 @@ class Cluster:
     def ca(self) -> str:
         return os.path.join(self.data_dir, "pki", "ca.crt")
 
+    def request(self, method: str, path: str, body: bytes | str | dict | None = None, headers: dict | None = None,
+                token: str | None = "admin", timeout: float = 30):
+        """Raw HTTPS request; returns (status, headers, parsed JSON or bytes)."""
+        import http.client
+        import json as _json
+        ctx = ssl.create_default_context(cafile=self.ca())
+        conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=ctx, timeout=timeout)
+        hdrs = dict(headers or {})
+        if token == "admin":
+            token = self.token()
+        if token:
+            hdrs["Authorization"] = f"Bearer {token}"
+        if isinstance(body, dict):
+            body = _json.dumps(body)
+            hdrs.setdefault("Content-Type", "application/json")
+        conn.request(method, path, body=body, headers=hdrs)
+        r = conn.getresponse()
+        data = r.read()
+        conn.close()
+        try:
+            parsed = _json.loads(data)
+        except ValueError:
+            parsed = data
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, parsed
+
 
 @pytest.fixture(scope="session")
 def cluster():
     d = tempfile.mkdtemp(prefix="kubeclass-test-")
-    c = Cluster(d).start()
+    c = Cluster(d, extra=["--bookmark-interval", "1"]).start()
     yield c
     c.stop()
 

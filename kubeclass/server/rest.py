@@ -397,7 +397,7 @@ class REST:
         md = obj["metadata"]
         key = res.key(md.get("namespace"), md["name"])
         grace = self._grace_period(res, obj, opts)
-        if md.get("finalizers") or grace:
+        if md.get("finalizers") or grace is not None:
             if not md.get("deletionTimestamp") or (grace is not None and grace < (md.get("deletionGracePeriodSeconds") or 0)):
                 when = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=grace or 0)
                 md["deletionTimestamp"] = when.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -428,7 +428,7 @@ class REST:
 
     def _grace_period(self, res: Resource, obj: dict, opts: dict) -> int | None:
         if res.kind.kind == "Namespace":
-            return 0 if not obj["metadata"].get("deletionTimestamp") else None
+            return 0  # always through termination: the content goes first
         if res.kind.kind != "Pod":
             return None
         spec, st = obj.get("spec") or {}, obj.get("status") or {}
