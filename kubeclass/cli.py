@@ -6,6 +6,7 @@ import asyncio
 import base64
 import logging
 import os
+import signal
 import sys
 
 import yaml
@@ -51,8 +52,24 @@ async def _compactor(store, interval: float) -> None:
         prev = store.revision
 
 
+def _uvicorn_server_class():
+    import contextlib
+
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn re-raises SIGINT/SIGTERM after its shutdown, which would kill the process before the
+        store closes; kubeclass handles the signals itself."""
+
+        @contextlib.contextmanager
+        def capture_signals(self):
+            yield
+    return Server
+
+
 async def serve(args) -> int:
     import uvicorn
+    _Server = _uvicorn_server_class()
 
     from .api import schema
     from .server.app import APIServer
@@ -81,8 +98,11 @@ async def serve(args) -> int:
     await api.start()
     config = uvicorn.Config(api, host=args.bind, port=args.port, ssl_certfile=crt, ssl_keyfile=key, log_level="warning",
                             lifespan="off", loop="none", http="httptools", timeout_keep_alive=120, access_log=False)
-    server = uvicorn.Server(config)
-    compactor = asyncio.get_running_loop().create_task(_compactor(store, args.compact_interval))
+    server = _Server(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+    compactor = loop.create_task(_compactor(store, args.compact_interval))
     print(f"kubeclass API server listening on {server_url} (data in {data_dir})", flush=True)
     print(f"export KUBECONFIG={p['kubeconfig']}", flush=True)
     try:

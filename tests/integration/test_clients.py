@@ -1,0 +1,81 @@
+"""Smoke tests with other clients users run: lightkube, kr8s and a small kopf operator."""
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+
+def test_lightkube(cluster):
+    from lightkube import Client, KubeConfig
+    from lightkube.generic_resource import create_global_resource
+    from lightkube.resources.node_v1 import RuntimeClass
+    from lightkube.models.meta_v1 import ObjectMeta
+
+    client = Client(KubeConfig.from_file(cluster.kubeconfig))
+    client.create(RuntimeClass(metadata=ObjectMeta(name="lk", labels={"via": "lightkube"}), handler="runsc"))
+    try:
+        got = client.get(RuntimeClass, "lk")
+        assert got.handler == "runsc"
+        assert [r.metadata.name for r in client.list(RuntimeClass, labels={"via": "lightkube"})] == ["lk"]
+        client.patch(RuntimeClass, "lk", {"metadata": {"labels": {"patched": "yes"}}})
+        assert client.get(RuntimeClass, "lk").metadata.labels["patched"] == "yes"
+    finally:
+        client.delete(RuntimeClass, "lk")
+
+
+def test_kr8s(cluster):
+    import kr8s
+    api = kr8s.api(kubeconfig=cluster.kubeconfig)
+    from kr8s.objects import new_class
+    RC = new_class(kind="RuntimeClass", version="node.k8s.io/v1", namespaced=False, plural="runtimeclasses")
+    rc = RC({"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": "k8s-kr8s"}, "handler": "runc"}, api=api)
+    rc.create()
+    try:
+        names = [o.name for o in api.get("runtimeclasses")]
+        assert "k8s-kr8s" in names
+        rc.label({"via": "kr8s"})
+        rc.refresh()
+        assert rc.labels["via"] == "kr8s"
+    finally:
+        rc.delete()
+
+
+OPERATOR = """
+import kopf
+
+@kopf.on.create("node.k8s.io", "v1", "runtimeclasses")
+def mark(body, patch, **_):
+    patch.setdefault("metadata", {}).setdefault("labels", {})["seen-by"] = "kopf"
+"""
+
+
+def test_kopf_operator(cluster, tmp_path):
+    op = tmp_path / "op.py"
+    op.write_text(OPERATOR)
+    proc = subprocess.Popen([sys.executable, "-m", "kopf", "run", "--standalone", "-A", str(op)],
+                            env=cluster.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(3)
+        cluster.ok("apply", "-f", "-", input="apiVersion: node.k8s.io/v1\nkind: RuntimeClass\nmetadata:\n  name: kopfed\nhandler: runc\n")
+        deadline = time.time() + 20
+        labels = {}
+        while time.time() < deadline:
+            import json
+            labels = json.loads(cluster.ok("get", "runtimeclass", "kopfed", "-o", "json"))["metadata"].get("labels") or {}
+            if labels.get("seen-by") == "kopf":
+                break
+            time.sleep(0.5)
+        assert labels.get("seen-by") == "kopf"
+    finally:
+        proc.terminate()
+        try:
+            out = proc.communicate(timeout=10)[0]
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out = proc.communicate()[0]
+        cluster.kubectl("delete", "runtimeclass", "kopfed", "--ignore-not-found")
+    assert "Traceback" not in out or "seen-by" in str(labels), out[-3000:]
