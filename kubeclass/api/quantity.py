@@ -6,6 +6,7 @@ integer mantissa is chosen. `1000m` -> `1`, `0.5Gi` -> `512Mi`, `1536` stays `15
 """
 from __future__ import annotations
 
+import functools
 import math
 import re
 from fractions import Fraction
@@ -37,6 +38,13 @@ class Quantity:
 
     @classmethod
     def parse(cls, s: str | int | float) -> "Quantity":
+        if type(s) is str:
+            value, fmt = _parse_str(s)
+            return cls(value, fmt)
+        return cls._parse(s)
+
+    @classmethod
+    def _parse(cls, s: str | int | float) -> "Quantity":
         if isinstance(s, bool):
             raise QuantityError(PARSE_ERROR)
         if isinstance(s, int):
@@ -117,11 +125,25 @@ class Quantity:
         return f"{sign}{mant}{_DEC_SUFFIX[best_e]}"
 
 
+@functools.lru_cache(maxsize=4096)
+def _parse_str(s: str) -> tuple[Fraction, str]:
+    q = Quantity._parse(s)
+    return q.value, q.format
+
+
+@functools.lru_cache(maxsize=4096)
+def _canonical_str(s: str) -> str:
+    return Quantity.parse(s).canonical()
+
+
 def parse(s) -> Quantity:
     return Quantity.parse(s)
 
 
 def canonical(s) -> str:
+    """Canonical string of a quantity; memoized, since the same few strings recur in every object."""
+    if type(s) is str:
+        return _canonical_str(s)
     return Quantity.parse(s).canonical()
 
 

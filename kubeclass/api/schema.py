@@ -78,11 +78,17 @@ def resolve(schema: dict) -> tuple[str | None, dict]:
     return None, schema
 
 
-def _types(schema: dict) -> set[str]:
-    t = schema.get("type")
-    if t is None:
-        return set()
-    return {t} if isinstance(t, str) else set(t)
+_TYPES_CACHE: dict[int, frozenset] = {}
+
+
+def _types(schema: dict) -> frozenset:
+    k = id(schema)
+    got = _TYPES_CACHE.get(k)
+    if got is None:
+        t = schema.get("type")
+        got = frozenset() if t is None else frozenset([t] if isinstance(t, str) else t)
+        _TYPES_CACHE[k] = got
+    return got
 
 
 # ---------------------------------------------------------------------------------------------

@@ -186,41 +186,58 @@ class REST:
         except SelectorError as e:
             raise errors.bad_request(str(e))
 
-    def _matching(self, ctx: Context, res: Resource) -> tuple[list[Entry], int]:
+    def _matching(self, ctx: Context, res: Resource, start: str | None = None, want: int = 0) -> tuple[list[tuple[str, Entry]], int, bool]:
+        """(key, entry) pairs matching the request's selectors, in key order, after store key `start`;
+        stops after `want` matches when want > 0. Returns (entries, revision, exhausted)."""
         ls, fs = self._selectors(ctx)
         prefix = res.key_prefix(ctx.namespace)
         name = fs.exact("metadata.name")
-        if name is not None and res.namespaced and ctx.namespace or name is not None and not res.namespaced:
+        if name is not None and (ctx.namespace or not res.namespaced):
             e = self.store.get(prefix + name)
             items, rev = ([(prefix + name, e)] if e else []), self.store.revision
         else:
             items, rev = self.store.list(prefix)
-        if ls.empty() and fs.empty():
-            return [e for _, e in items], rev
+        if start is not None:
+            import bisect
+            items = items[bisect.bisect_right([k for k, _ in items], start):]
+        plain = ls.empty() and fs.empty()
         out = []
-        for _, e in items:
-            o = e.obj
-            if ls.matches(o.get("metadata", {}).get("labels")) and fs.matches(o):
-                out.append(e)
-        return out, rev
+        for k, e in items:
+            if plain:
+                out.append((k, e))
+            else:
+                o = e.obj
+                if ls.matches(o.get("metadata", {}).get("labels")) and fs.matches(o):
+                    out.append((k, e))
+            if want and len(out) >= want:
+                return out, rev, False
+        return out, rev, True
 
     async def list(self, ctx: Context, res: Resource) -> Result:
-        entries, rev = self._matching(ctx, res)
         limit = int(ctx.query.get("limit") or 0)
         cont = ctx.query.get("continue")
-        list_rv = str(rev)
+        start = None
         if cont:
             try:
                 token = orjson.loads(base64.urlsafe_b64decode(cont.encode()))
                 start, list_rv = token["start"], token["rv"]
             except Exception:
                 raise errors.bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
-            entries = [e for e in entries if _name_key(e) > start]
+        pairs, rev, exhausted = self._matching(ctx, res, start, limit + 1 if limit > 0 else 0)
+        if not cont:
+            list_rv = str(rev)
         next_token, remaining = None, None
-        if limit > 0 and len(entries) > limit:
-            remaining = len(entries) - limit
-            entries = entries[:limit]
-            next_token = base64.urlsafe_b64encode(orjson.dumps({"start": _name_key(entries[-1]), "rv": list_rv})).decode()
+        if limit > 0 and len(pairs) > limit:
+            pairs = pairs[:limit]
+            last = pairs[-1][0]
+            next_token = base64.urlsafe_b64encode(orjson.dumps({"start": last, "rv": list_rv})).decode()
+            if not ctx.query.get("labelSelector") and not ctx.query.get("fieldSelector"):
+                # upstream sets remainingItemCount only for unfiltered lists
+                import bisect
+                all_items, _ = self.store.list(res.key_prefix(ctx.namespace))
+                keys = [k for k, _ in all_items]
+                remaining = len(keys) - bisect.bisect_right(keys, last)
+        entries = [e for _, e in pairs]
         if tables.wants_table(ctx.accept):
             t = tables.table(res, [e.obj for e in entries], list_rv, ctx.query.get("includeObject", "Metadata"),
                              cont=next_token, remaining=remaining)
@@ -444,7 +461,8 @@ class REST:
 
     async def delete_collection(self, ctx: Context, res: Resource, body: Any) -> Result:
         opts = body if isinstance(body, dict) else {}
-        entries, rev = self._matching(ctx, res)
+        pairs, rev, _ = self._matching(ctx, res)
+        entries = [e for _, e in pairs]
         deleted = []
         for e in entries:
             try:
@@ -533,11 +551,6 @@ class REST:
             except Compacted as e:
                 return None, e, (ls, fs)
         return initial, watcher, (ls, fs)
-
-
-def _name_key(e: Entry) -> str:
-    md = e.obj.get("metadata", {})
-    return f"{md.get('namespace', '')}/{md.get('name', '')}"
 
 
 def _parse_rv(rv: Any) -> int:

@@ -108,20 +108,30 @@ def test_kubectl_verbs(cluster):
 
 
 def test_kubectl_get_watch(cluster):
+    # an existing object makes kubectl print its initial list, which shows the watch is open
+    cluster.ok("apply", "-f", "-", input=RC.format(name="already-there", handler="runc"))
     proc = subprocess.Popen(["kubectl", "--cache-dir", cluster.data_dir + "/kcache", "get", "runtimeclasses", "-w"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cluster.env())
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=cluster.env())
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: [lines.append(l) for l in proc.stdout], daemon=True)
+    reader.start()
+
+    def wait_for(pred, timeout=20):
+        deadline = time.time() + timeout
+        while time.time() < deadline and not pred():
+            time.sleep(0.1)
+        return pred()
     try:
-        time.sleep(1.5)
+        assert wait_for(lambda: any(l.startswith("already-there") for l in lines)), lines
         cluster.ok("apply", "-f", "-", input=RC.format(name="watched", handler="runc"))
         cluster.ok("label", "runtimeclass", "watched", "a=b")
-        time.sleep(1.5)
+        assert wait_for(lambda: len([l for l in lines if l.startswith("watched")]) >= 2), lines
     finally:
         proc.terminate()
-        out, err = proc.communicate(timeout=10)
-        cluster.kubectl("delete", "runtimeclass", "watched", "--ignore-not-found")
-    lines = [l for l in out.splitlines() if l.strip()]
-    assert any(l.startswith("watched") and "runc" in l for l in lines), (out, err)
-    assert len([l for l in lines if l.startswith("watched")]) >= 2
+        proc.wait(10)
+        cluster.kubectl("delete", "runtimeclass", "watched", "already-there", "--ignore-not-found")
+    assert lines[0].split() == ["NAME", "HANDLER", "AGE"]
+    assert any(l.startswith("watched") and "runc" in l for l in lines), lines
 
 
 def test_kubectl_explain(cluster):

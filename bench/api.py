@@ -1,0 +1,117 @@
+"""bench/api: creates/s, gets/s, lists/s and p50/p99 latency for Pods and RuntimeClasses at 1, 16 and 64
+concurrent clients over HTTPS against a real `kubeclass up` (started here on a temporary data dir).
+
+Usage: python bench/api.py [--ops N] [--concurrency 1,16,64] [--list-size 100]
+Prints figures; asserts nothing. The client runs on the same machine and competes for the same cores.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import ssl
+import statistics
+import sys
+import tempfile
+import time
+
+import aiohttp
+import orjson
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+from conftest import Cluster  # noqa: E402
+
+POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "", "labels": {"app": "bench"}},
+       "spec": {"runtimeClassName": "gvisor", "containers": [{"name": "app", "image": "nginx:alpine", "ports": [{"containerPort": 80}],
+                                                             "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}}]}}
+RC = {"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": "", "labels": {"bench": "yes"}},
+      "handler": "runsc", "overhead": {"podFixed": {"cpu": "50m", "memory": "64Mi"}}}
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))] * 1000 if xs else 0.0
+
+
+async def run_phase(session, base: str, method: str, paths, bodies, conc: int) -> tuple[float, list[float], int]:
+    lat: list[float] = []
+    errors = 0
+    idx = 0
+    n = len(paths)
+
+    async def worker():
+        nonlocal idx, errors
+        while idx < n:
+            i = idx
+            idx += 1
+            t = time.perf_counter()
+            async with session.request(method, base + paths[i], data=bodies[i] if bodies else None,
+                                       headers={"Content-Type": "application/json"} if bodies else None) as r:
+                await r.read()
+                if r.status >= 300:
+                    errors += 1
+            lat.append(time.perf_counter() - t)
+    t0 = time.perf_counter()
+    await asyncio.gather(*[worker() for _ in range(conc)])
+    return time.perf_counter() - t0, lat, errors
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ops", type=int, default=3000)
+    ap.add_argument("--concurrency", default="1,16,64")
+    ap.add_argument("--list-size", type=int, default=100)
+    args = ap.parse_args()
+    d = tempfile.mkdtemp(prefix="kubeclass-bench-")
+    c = Cluster(d).start()
+    try:
+        sslctx = ssl.create_default_context(cafile=c.ca())
+        conn = aiohttp.TCPConnector(ssl=sslctx, limit=0)
+        async with aiohttp.ClientSession(connector=conn, headers={"Authorization": f"Bearer {c.token()}"}) as s:
+            base = c.url
+            print(f"kubeclass bench/api: {os.cpu_count()} cores, server and client on the same machine, HTTPS, "
+                  f"{args.ops} ops per row (lists: {args.ops // 10} of {args.list_size} objects)")
+            print(f"{'resource':<13}{'verb':<8}{'clients':>8}{'ops/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+            for conc in [int(x) for x in args.concurrency.split(",")]:
+                ns = f"bench-{conc}"
+                async with s.post(base + "/api/v1/namespaces", data=orjson.dumps({"metadata": {"name": ns}}),
+                                  headers={"Content-Type": "application/json"}) as r:
+                    await r.read()
+                for res, tmpl, coll in (("pods", POD, f"/api/v1/namespaces/{ns}/pods"),
+                                        ("runtimeclass", RC, "/apis/node.k8s.io/v1/runtimeclasses")):
+                    names = [f"{res[:3]}-{conc}-{i}" for i in range(args.ops)]
+                    bodies = []
+                    for nme in names:
+                        o = orjson.loads(orjson.dumps(tmpl))
+                        o["metadata"]["name"] = nme
+                        bodies.append(orjson.dumps(o))
+                    for verb, method, paths, b in (("create", "POST", [coll] * args.ops, bodies),
+                                                   ("get", "GET", [f"{coll}/{n}" for n in names], None)):
+                        dt, lat, err = await run_phase(s, base, method, paths, b, conc)
+                        print(f"{res:<13}{verb:<8}{conc:>8}{len(lat) / dt:>10.0f}{pct(lat, 50):>9.2f}{pct(lat, 99):>9.2f}{err:>8}", flush=True)
+                    # list: a collection of list-size objects
+                    lst_ns = f"{ns}-list"
+                    if res == "pods":
+                        async with s.post(base + "/api/v1/namespaces", data=orjson.dumps({"metadata": {"name": lst_ns}}),
+                                          headers={"Content-Type": "application/json"}) as r:
+                            await r.read()
+                        lcoll = f"/api/v1/namespaces/{lst_ns}/pods"
+                        for i in range(args.list_size):
+                            o = orjson.loads(bodies[0])
+                            o["metadata"]["name"] = f"l-{i}"
+                            async with s.post(base + lcoll, data=orjson.dumps(o), headers={"Content-Type": "application/json"}) as r:
+                                await r.read()
+                        lpaths = [lcoll] * (args.ops // 10)
+                    else:
+                        lpaths = [f"{coll}?labelSelector=bench%3Dyes&limit={args.list_size}"] * (args.ops // 10)
+                    dt, lat, err = await run_phase(s, base, "GET", lpaths, None, conc)
+                    print(f"{res:<13}{'list':<8}{conc:>8}{len(lat) / dt:>10.0f}{pct(lat, 50):>9.2f}{pct(lat, 99):>9.2f}{err:>8}", flush=True)
+                    if res == "runtimeclass":
+                        async with s.delete(base + coll + "?labelSelector=bench%3Dyes") as r:
+                            await r.read()
+    finally:
+        c.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
