@@ -25,6 +25,24 @@ from .rest import REST, Context, Result, encode, parse_bool
 log = logging.getLogger("kubeclass.server")
 MAX_BODY = 3 * 1024 * 1024
 PUBLIC = {"/healthz", "/livez", "/readyz"}
+IMMORTAL_NAMESPACES = {"default", "kube-system", "kube-public"}
+
+
+def _verb(method: str, name: str | None, sub: str | None, query: dict) -> str:
+    """The Kubernetes verb of a request (RequestInfo): get/list/watch/create/update/patch/delete/deletecollection."""
+    if method == "GET":
+        if parse_bool(query.get("watch", "")):
+            return "watch"
+        return "get" if name else "list"
+    if method == "POST":
+        return "create"
+    if method == "PUT":
+        return "update"
+    if method == "PATCH":
+        return "patch"
+    if method == "DELETE":
+        return "delete" if name else "deletecollection"
+    return method.lower()
 
 
 class APIServer:
@@ -217,6 +235,11 @@ class APIServer:
         if sub is not None and sub not in res.subresources:
             raise errors.path_not_found()
         rest = self.rest
+        verb = _verb(method, name, sub, query)
+        if sub is None and verb not in res.verbs:
+            raise errors.method_not_allowed()
+        if verb == "delete" and res.kind.kind == "Namespace" and name in IMMORTAL_NAMESPACES:
+            raise errors.forbidden_status("namespaces", "", name, "this namespace may not be deleted")
         if name is None:
             if method == "GET":
                 if parse_bool(query.get("watch", "")):

@@ -278,3 +278,12 @@ def test_concurrent_writes_keep_one_winner(cluster):
     [t.join() for t in ts]
     cluster.request("DELETE", f"{RC_PATH}/race")
     assert sorted(results).count(200) == 1 and results.count(409) == 7
+
+
+def test_verbs_enforced_and_system_namespaces_immortal(cluster):
+    st, _, body = cluster.request("DELETE", "/api/v1/namespaces", b"{}", {"Content-Type": "application/json"})
+    assert st == 405 and body["reason"] == "MethodNotAllowed"
+    cp = cluster.kubectl("delete", "namespace", "default")
+    assert cp.returncode == 1
+    assert cp.stderr.strip() == 'Error from server (Forbidden): namespaces "default" is forbidden: this namespace may not be deleted'
+    assert cluster.kubectl("get", "namespace", "default").returncode == 0

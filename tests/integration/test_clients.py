@@ -79,3 +79,48 @@ def test_kopf_operator(cluster, tmp_path):
             out = proc.communicate()[0]
         cluster.kubectl("delete", "runtimeclass", "kopfed", "--ignore-not-found")
     assert "Traceback" not in out or "seen-by" in str(labels), out[-3000:]
+
+
+def test_official_client_core_v1(k8s_client):
+    """CoreV1Api: pods with generateName, field selectors, a label watch, graceful delete of a bound pod."""
+    from kubernetes import client, watch
+    core = client.CoreV1Api(k8s_client)
+    pod = client.V1Pod(metadata=client.V1ObjectMeta(generate_name="cv1-", labels={"suite": "core"}),
+                       spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="busybox")]))
+    created = core.create_namespaced_pod("default", pod)
+    name = created.metadata.name
+    assert name.startswith("cv1-") and len(name) == len("cv1-") + 5
+    assert created.status.phase == "Pending"
+    got = core.list_namespaced_pod("default", field_selector=f"metadata.name={name}")
+    assert [p.metadata.name for p in got.items] == [name]
+    assert core.list_pod_for_all_namespaces(label_selector="suite=core").items[0].metadata.name == name
+    w = watch.Watch()
+    seen = []
+    for ev in w.stream(core.list_namespaced_pod, "default", label_selector="suite=core", timeout_seconds=5):
+        seen.append(ev["type"])
+        if ev["type"] == "ADDED":
+            core.patch_namespaced_pod(name, "default", {"metadata": {"annotations": {"x": "y"}}})
+        if ev["type"] == "MODIFIED":
+            w.stop()
+    assert seen == ["ADDED", "MODIFIED"]
+    core.delete_namespaced_pod(name, "default")
+    assert core.list_namespaced_pod("default", label_selector="suite=core").items == []
+
+
+def test_finalizers_hold_deletion(k8s_client):
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+    import pytest
+    api = client.NodeV1Api(k8s_client)
+    api.create_runtime_class(client.V1RuntimeClass(
+        metadata=client.V1ObjectMeta(name="held", finalizers=["example.com/keep"]), handler="runc"))
+    api.delete_runtime_class("held")
+    rc = api.read_runtime_class("held")
+    assert rc.metadata.deletion_timestamp is not None
+    with pytest.raises(ApiException) as e:
+        api.patch_runtime_class("held", {"metadata": {"finalizers": ["example.com/keep", "example.com/new"]}})
+    assert e.value.status == 422 and "no new finalizers can be added if the object is being deleted" in e.value.body
+    api.patch_runtime_class("held", {"metadata": {"finalizers": None}})
+    with pytest.raises(ApiException) as e:
+        api.read_runtime_class("held")
+    assert e.value.status == 404
