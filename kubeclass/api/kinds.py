@@ -204,8 +204,6 @@ def rbac_validate(namespaced: bool):
         for i, rule in enumerate(obj.get("rules") or []):
             if not rule.get("verbs"):
                 errs.append(required(f"rules[{i}].verbs", "verbs must contain at least one value"))
-            if not rule.get("nonResourceURLs") and rule.get("apiGroups") is None and not namespaced:
-                pass
             if rule.get("nonResourceURLs") and namespaced:
                 errs.append(invalid(f"rules[{i}].nonResourceURLs", rule["nonResourceURLs"], "namespaced rules cannot apply to non-resource URLs"))
         if obj.get("kind", "").endswith("Binding"):

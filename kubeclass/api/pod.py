@@ -134,9 +134,6 @@ def validate_spec(spec: dict, path: str) -> list[FieldError]:
         errs += [invalid(f"{path}.runtimeClassName", rcn, m) for m in names.dns1123_subdomain(rcn)]
     if spec.get("overhead") is not None:
         errs += core_validation.validate_resource_list(spec["overhead"], f"{path}.overhead.limits")
-    tgp = spec.get("terminationGracePeriodSeconds")
-    if isinstance(tgp, int) and tgp < 0:
-        pass  # upstream tolerates negative values on create (defaulted to 1 by the kubelet)
     nn = spec.get("nodeName")
     if nn:
         errs += [invalid(f"{path}.nodeName", nn, m) for m in names.dns1123_subdomain(nn)]

@@ -345,7 +345,6 @@ class APIServer:
         dtask = asyncio.get_running_loop().create_task(wait_disconnect())
         timeout = float(ctx.query.get("timeoutSeconds") or random.uniform(1800, 3600))
         deadline = time.monotonic() + timeout
-        last_rv = str(self.store.revision)
         try:
             out = b"".join(frame(t, e.obj if (as_table or convert) else None, e.raw) for t, e in initial)
             if out:
@@ -366,7 +365,6 @@ class APIServer:
                 except StopAsyncIteration:
                     break
                 chunk = self._event_frame(ev, ls, fs, frame)
-                last_rv = str(ev.entry.rev)
                 if chunk:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except OSError:
@@ -379,7 +377,6 @@ class APIServer:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
             except OSError:
                 pass
-        del last_rv
 
     @staticmethod
     def _event_frame(ev, ls, fs, frame) -> bytes | None:

@@ -16,7 +16,7 @@ import orjson
 from ..api import errors, meta, patch as patchlib, schema
 from ..api.errors import StatusError
 from ..api.registry import Resource
-from ..api.selectors import FieldSelector, LabelSelector, SelectorError
+from ..api.selectors import FieldRequirement, FieldSelector, LabelSelector, SelectorError
 from ..store import Compacted, Entry, KeyExists, KeyNotFound, RevisionConflict
 from . import tables
 
@@ -73,7 +73,7 @@ class REST:
         self.admit = admit or []
 
     # ------------------------------------------------------------------ decoding
-    def decode_object(self, ctx: Context, res: Resource, obj: Any, verb: str) -> dict:
+    def decode_object(self, ctx: Context, res: Resource, obj: Any) -> dict:
         kind = res.kind.kind
         if not isinstance(obj, dict):
             raise errors.bad_request(f"the object provided is unrecognized (must be of type {kind}): couldn't get version/kind; json parse error: expected an object")
@@ -111,16 +111,16 @@ class REST:
             raise errors.not_found(res.plural, res.group, name)
         return e
 
-    async def _check_namespace(self, res: Resource, ns: str | None, creating: bool = True) -> None:
+    async def _check_namespace(self, res: Resource, ns: str | None, name: str) -> None:
+        """NamespaceLifecycle: namespaced objects need an existing namespace that is not terminating."""
         if not res.namespaced or not ns:
             return
         e = self.store.get(f"/registry/namespaces/{ns}")
         if e is None:
             raise errors.not_found("namespaces", "", ns)
-        if creating and e.obj.get("metadata", {}).get("deletionTimestamp"):
-            raise errors.StatusError(403, "Forbidden",
-                                     f'{res.plural}{"." + res.group if res.group else ""} "{""}" is forbidden: unable to create new content in namespace {ns} because it is being terminated',
-                                     {"kind": res.plural, "group": res.group, "name": ""})
+        if e.obj.get("metadata", {}).get("deletionTimestamp"):
+            raise errors.forbidden_status(res.plural, res.group, name,
+                                          f"unable to create new content in namespace {ns} because it is being terminated")
 
     async def _run_admission(self, ctx: Context, res: Resource, obj: dict, old: dict | None, op: str) -> None:
         for plugin in self.admit:
@@ -128,7 +128,7 @@ class REST:
 
     # ------------------------------------------------------------------ create
     async def create(self, ctx: Context, res: Resource, body: Any) -> Result:
-        obj = self.decode_object(ctx, res, body, "create")
+        obj = self.decode_object(ctx, res, body)
         md = obj["metadata"]
         if res.namespaced:
             if md.get("namespace") and ctx.namespace and md["namespace"] != ctx.namespace:
@@ -140,7 +140,7 @@ class REST:
             raise errors.bad_request("resourceVersion should not be set on objects to be created")
         if not md.get("name") and md.get("generateName"):
             md["name"] = md["generateName"] + "".join(random.choice(GENERATE_CHARS) for _ in range(5))
-        await self._check_namespace(res, md.get("namespace"))
+        await self._check_namespace(res, md.get("namespace"), md.get("name", ""))
         return await self._create_obj(ctx, res, obj)
 
     async def _create_obj(self, ctx: Context, res: Resource, obj: dict) -> Result:
@@ -169,7 +169,7 @@ class REST:
             ent = await self.store.create(res.key(md.get("namespace"), md["name"]), obj)
         except KeyExists:
             raise errors.already_exists(res.plural, res.group, md["name"])
-        return self.respond(ctx, res, 201, ent.copy() if not res.from_storage else ent.obj)
+        return self.respond(ctx, res, 201, ent.obj)
 
     # ------------------------------------------------------------------ read
     async def get(self, ctx: Context, res: Resource) -> Result:
@@ -186,9 +186,9 @@ class REST:
         except SelectorError as e:
             raise errors.bad_request(str(e))
 
-    def _matching(self, ctx: Context, res: Resource, start: str | None = None, want: int = 0) -> tuple[list[tuple[str, Entry]], int, bool]:
+    def _matching(self, ctx: Context, res: Resource, start: str | None = None, want: int = 0) -> tuple[list[tuple[str, Entry]], int]:
         """(key, entry) pairs matching the request's selectors, in key order, after store key `start`;
-        stops after `want` matches when want > 0. Returns (entries, revision, exhausted)."""
+        stops after `want` matches when want > 0. Returns (pairs, revision)."""
         ls, fs = self._selectors(ctx)
         prefix = res.key_prefix(ctx.namespace)
         name = fs.exact("metadata.name")
@@ -210,8 +210,8 @@ class REST:
                 if ls.matches(o.get("metadata", {}).get("labels")) and fs.matches(o):
                     out.append((k, e))
             if want and len(out) >= want:
-                return out, rev, False
-        return out, rev, True
+                return out, rev
+        return out, rev
 
     async def list(self, ctx: Context, res: Resource) -> Result:
         limit = int(ctx.query.get("limit") or 0)
@@ -223,7 +223,7 @@ class REST:
                 start, list_rv = token["start"], token["rv"]
             except Exception:
                 raise errors.bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
-        pairs, rev, exhausted = self._matching(ctx, res, start, limit + 1 if limit > 0 else 0)
+        pairs, rev = self._matching(ctx, res, start, limit + 1 if limit > 0 else 0)
         if not cont:
             list_rv = str(rev)
         next_token, remaining = None, None
@@ -255,7 +255,7 @@ class REST:
 
     # ------------------------------------------------------------------ update
     async def update(self, ctx: Context, res: Resource, body: Any) -> Result:
-        obj = self.decode_object(ctx, res, body, "update")
+        obj = self.decode_object(ctx, res, body)
         md = obj["metadata"]
         if md.get("name") and md["name"] != ctx.name:
             raise errors.bad_request(f"the name of the object ({md['name']}) does not match the name on the URL ({ctx.name})")
@@ -270,7 +270,7 @@ class REST:
         if cur is None:
             if res.kind.create_on_update and ctx.subresource is None:
                 md.pop("resourceVersion", None)
-                await self._check_namespace(res, ctx.namespace)
+                await self._check_namespace(res, ctx.namespace, ctx.name or "")
                 return await self._create_obj(ctx, res, obj)
             raise errors.not_found(res.plural, res.group, ctx.name or "")
         rv = md.get("resourceVersion")
@@ -379,7 +379,7 @@ class REST:
             if not isinstance(patched, dict):
                 raise errors.bad_request("patch did not produce an object")
             sub = {"resourceVersion": patched.get("metadata", {}).get("resourceVersion")}
-            obj = self.decode_object(ctx, res, patched, "patch")
+            obj = self.decode_object(ctx, res, patched)
             md = obj["metadata"]
             if md.get("name") != ctx.name:
                 raise errors.bad_request(f"the name of the object ({md.get('name')}) does not match the name on the URL ({ctx.name})")
@@ -461,7 +461,7 @@ class REST:
 
     async def delete_collection(self, ctx: Context, res: Resource, body: Any) -> Result:
         opts = body if isinstance(body, dict) else {}
-        pairs, rev, _ = self._matching(ctx, res)
+        pairs, rev = self._matching(ctx, res)
         entries = [e for _, e in pairs]
         deleted = []
         for e in entries:
@@ -496,14 +496,15 @@ class REST:
             if ctx.dry_run:
                 break
             try:
-                await self.store.update(cur and res.key(ctx.namespace, ctx.name or ""), pod, cur.rev)
+                await self.store.update(res.key(ctx.namespace, ctx.name or ""), pod, cur.rev)
                 break
             except RevisionConflict:
                 continue
+        else:
+            raise errors.conflict("pods/binding", "", ctx.name or "", errors.MODIFIED)
         return Result(201, encode({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}))
 
     def scale_of(self, obj: dict) -> dict:
-        from ..api.selectors import LabelSelector
         md = obj["metadata"]
         return {"kind": "Scale", "apiVersion": "autoscaling/v1",
                 "metadata": {k: md[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp") if k in md},
@@ -539,7 +540,7 @@ class REST:
         rv = ctx.query.get("resourceVersion", "")
         prefix = res.key_prefix(ctx.namespace)
         if ctx.name:
-            fs = FieldSelector(fs.reqs + [__import__("kubeclass.api.selectors", fromlist=["x"]).FieldRequirement("metadata.name", "=", ctx.name)])
+            fs = FieldSelector(fs.reqs + [FieldRequirement("metadata.name", "=", ctx.name)])
         initial: list[tuple[str, Entry]] = []
         if rv in ("", "0"):
             items, rev = self.store.list(prefix)

@@ -132,9 +132,6 @@ class SQLiteStore:
             return out, self.cache_rev
         return [(b + k, bucket[k]) for k in keys], self.cache_rev
 
-    def count(self, prefix: str) -> int:
-        return len(self._cache.get(prefix, {}))
-
     def watch(self, prefix: str, from_rev: int) -> _Watcher:
         """Events with revision > from_rev under prefix. Raises Compacted if history is gone."""
         w = _Watcher(self, prefix)
@@ -171,7 +168,6 @@ class SQLiteStore:
         await self._submit(("compact", "", None, rev))
         while self._history and self._history[0][0] <= rev:
             self._history.popleft()
-        self._history_floor = max(getattr(self, "_history_floor", 0), rev)
 
     async def close(self) -> None:
         self._queue.put(None)
