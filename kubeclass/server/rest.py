@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import bisect
 import datetime
 import random
 import uuid
@@ -198,8 +199,7 @@ class REST:
         else:
             items, rev = self.store.list(prefix)
         if start is not None:
-            import bisect
-            items = items[bisect.bisect_right([k for k, _ in items], start):]
+            items = items[bisect.bisect_left(items, (start + "\x00",)):]  # 1-tuple probe: never compares entries
         plain = ls.empty() and fs.empty()
         out = []
         for k, e in items:
@@ -233,10 +233,8 @@ class REST:
             next_token = base64.urlsafe_b64encode(orjson.dumps({"start": last, "rv": list_rv})).decode()
             if not ctx.query.get("labelSelector") and not ctx.query.get("fieldSelector"):
                 # upstream sets remainingItemCount only for unfiltered lists
-                import bisect
                 all_items, _ = self.store.list(res.key_prefix(ctx.namespace))
-                keys = [k for k, _ in all_items]
-                remaining = len(keys) - bisect.bisect_right(keys, last)
+                remaining = len(all_items) - bisect.bisect_left(all_items, (last + "\x00",))
         entries = [e for _, e in pairs]
         if tables.wants_table(ctx.accept):
             t = tables.table(res, [e.obj for e in entries], list_rv, ctx.query.get("includeObject", "Metadata"),

@@ -11,6 +11,7 @@ revision order after each commit, together with an in-memory event history for w
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 import logging
 import os
@@ -89,7 +90,7 @@ class SQLiteStore:
         self.compacted_rev = row[0] if row else 0
         # cache: bucket -> {rest: Entry}; writer's view: key -> rev
         self._cache: dict[str, dict[str, Entry]] = collections.defaultdict(dict)
-        self._sorted: dict[str, list[str]] = {}
+        self._sorted: dict[str, list[tuple[str, Entry]]] = {}
         self._wrev: dict[str, int] = {}
         for key, rev, value in self._db.execute("SELECT key, rev, value FROM kv"):
             b, rest = _bucket(key)
@@ -119,18 +120,15 @@ class SQLiteStore:
         bucket = self._cache.get(b)
         if not bucket:
             return [], self.cache_rev
-        keys = self._sorted.get(b)
-        if keys is None:
-            keys = self._sorted[b] = sorted(bucket)
+        pairs = self._sorted.get(b)
+        if pairs is None:
+            # materialized once per bucket and reused until the next write to it
+            pairs = self._sorted[b] = [(b + k, bucket[k]) for k in sorted(bucket)]
         if sub:
-            import bisect
-            i = bisect.bisect_left(keys, sub)
-            out = []
-            while i < len(keys) and keys[i].startswith(sub):
-                out.append((b + keys[i], bucket[keys[i]]))
-                i += 1
-            return out, self.cache_rev
-        return [(b + k, bucket[k]) for k in keys], self.cache_rev
+            lo = bisect.bisect_left(pairs, (b + sub,))
+            hi = bisect.bisect_left(pairs, (b + sub[:-1] + chr(ord(sub[-1]) + 1),), lo)
+            return pairs[lo:hi], self.cache_rev
+        return pairs, self.cache_rev
 
     def watch(self, prefix: str, from_rev: int) -> _Watcher:
         """Events with revision > from_rev under prefix. Raises Compacted if history is gone."""
@@ -273,12 +271,10 @@ class SQLiteStore:
             b, rest = _bucket(ev.key)
             bucket = self._cache[b]
             ev.prev = bucket.get(rest)
+            self._sorted.pop(b, None)
             if ev.type == "DELETED":
                 bucket.pop(rest, None)
-                self._sorted.pop(b, None)
             else:
-                if rest not in bucket:
-                    self._sorted.pop(b, None)
                 bucket[rest] = ev.entry
             self.cache_rev = ev.entry.rev
             self._history.append((ev.entry.rev, ev))
