@@ -72,7 +72,6 @@ def qos_class(pod: dict) -> str:
 
 
 def prepare_create(pod: dict) -> None:
-    set_defaults(pod)
     pod["status"] = {"phase": "Pending", "qosClass": qos_class(pod)}
 
 

@@ -29,7 +29,8 @@ class Kind:
     kind: str
     validate: Validate
     validate_update: ValidateUpdate | None = None
-    prepare_create: Callable[[dict], None] | None = None
+    defaults: Callable[[dict], None] | None = None      # at decode time, before admission
+    prepare_create: Callable[[dict], None] | None = None  # after admission (PrepareForCreate)
     prepare_update: Callable[[dict, dict], None] | None = None
     warnings: Callable[[dict], list[str]] | None = None
     columns: list[dict] = field(default_factory=lambda: DEFAULT_COLUMNS)
@@ -106,7 +107,7 @@ _PLAIN_GROUPS = {"node.k8s.io", "apps", "rbac.authorization.k8s.io", "coordinati
 RUNTIMECLASS = Kind("RuntimeClass", runtimeclass.validate, runtimeclass.validate_update, warnings=runtimeclass.warnings,
                     columns=[NAME_COL, _col("Handler", "handler specifies the underlying runtime and configuration that the CRI implementation will use to handle pods of this class."), AGE_COL],
                     row=runtimeclass.table_row, unconditional_update=False, create_on_update=True)
-POD = Kind("Pod", pod.validate, pod.validate_update, prepare_create=pod.prepare_create, prepare_update=pod.prepare_update,
+POD = Kind("Pod", pod.validate, pod.validate_update, defaults=pod.set_defaults, prepare_create=pod.prepare_create, prepare_update=pod.prepare_update,
            columns=[NAME_COL, _col("Ready", "The aggregate readiness state of this pod for accepting traffic."),
                     _col("Status", "The aggregate status of the containers in this pod."),
                     _col("Restarts", "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted."),

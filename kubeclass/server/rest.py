@@ -10,11 +10,12 @@ import datetime
 import random
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import orjson
 
-from ..api import errors, meta, patch as patchlib, schema
+from ..admission import Attributes, Chain
+from ..api import errors, meta, patch as patchlib, registry, schema
 from ..api.errors import StatusError
 from ..api.registry import Resource
 from ..api.selectors import FieldRequirement, FieldSelector, LabelSelector, SelectorError
@@ -24,7 +25,6 @@ from . import tables
 GENERATE_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 PATCH_TYPES = {"application/json-patch+json", "application/merge-patch+json",
                "application/strategic-merge-patch+json", "application/apply-patch+yaml"}
-Admit = Callable[["Context", Resource, dict, dict | None, str], Awaitable[None]]
 
 
 @dataclass
@@ -68,10 +68,33 @@ def encode(obj: Any) -> bytes:
     return orjson.dumps(obj)
 
 
-class REST:
-    def __init__(self, store, admit: list[Admit] | None = None):
+class StoreLister:
+    """Admission plugins read objects through this, as upstream plugins read informer caches."""
+
+    def __init__(self, store):
         self.store = store
-        self.admit = admit or []
+
+    def _res(self, group: str, resource: str) -> Resource | None:
+        for r in registry.RESOURCES:
+            if r.group == group and r.plural == resource and r.version == (r.storage_version or r.version):
+                return r
+        return None
+
+    def get(self, group: str, resource: str, namespace: str | None, name: str) -> dict | None:
+        r = self._res(group, resource)
+        e = self.store.get(r.key(namespace, name)) if r else None
+        return e.obj if e else None
+
+    def list(self, group: str, resource: str, namespace: str | None = None) -> list[dict]:
+        r = self._res(group, resource)
+        return [e.obj for _, e in self.store.list(r.key_prefix(namespace))[0]] if r else []
+
+
+class REST:
+    def __init__(self, store, chain: Chain | None = None):
+        self.store = store
+        self.chain = chain if chain is not None else Chain()
+        self.lister = StoreLister(store)
 
     # ------------------------------------------------------------------ decoding
     def decode_object(self, ctx: Context, res: Resource, obj: Any) -> dict:
@@ -123,9 +146,10 @@ class REST:
             raise errors.forbidden_status(res.plural, res.group, name,
                                           f"unable to create new content in namespace {ns} because it is being terminated")
 
-    async def _run_admission(self, ctx: Context, res: Resource, obj: dict, old: dict | None, op: str) -> None:
-        for plugin in self.admit:
-            await plugin(ctx, res, obj, old, op)
+    def _attributes(self, ctx: Context, res: Resource, op: str, obj: dict, old: dict | None) -> Attributes:
+        md = obj.get("metadata", {})
+        return Attributes(op, res.group, res.plural, ctx.subresource, md.get("namespace") if res.namespaced else None,
+                          md.get("name", ""), obj, old, ctx.user, ctx.dry_run, ctx.warnings)
 
     # ------------------------------------------------------------------ create
     async def create(self, ctx: Context, res: Resource, body: Any) -> Result:
@@ -139,9 +163,7 @@ class REST:
             md.pop("namespace", None)
         if md.get("resourceVersion"):
             raise errors.bad_request("resourceVersion should not be set on objects to be created")
-        if not md.get("name") and md.get("generateName"):
-            md["name"] = md["generateName"] + "".join(random.choice(GENERATE_CHARS) for _ in range(5))
-        await self._check_namespace(res, md.get("namespace"), md.get("name", ""))
+        await self._check_namespace(res, md.get("namespace"), md.get("name") or md.get("generateName", ""))
         return await self._create_obj(ctx, res, obj)
 
     async def _create_obj(self, ctx: Context, res: Resource, obj: dict) -> Result:
@@ -154,14 +176,22 @@ class REST:
             md["generation"] = 1
         else:
             md.pop("generation", None)
+        if res.kind.defaults:
+            res.kind.defaults(obj)
+        attrs = self._attributes(ctx, res, "CREATE", obj, None)
+        await self.chain.admit(attrs, self.lister)
+        if not md.get("name") and md.get("generateName"):
+            # BeforeCreate: after mutating admission, as upstream (admission messages show the prefix)
+            md["name"] = md["generateName"] + "".join(random.choice(GENERATE_CHARS) for _ in range(5))
+            attrs.name = md["name"]
         if res.kind.prepare_create:
             res.kind.prepare_create(obj)
         elif res.kind.has_status and res.kind.kind not in ("Node",):
             obj.pop("status", None)
-        await self._run_admission(ctx, res, obj, None, "CREATE")
         errs = res.kind.validate(obj)
         if errs:
             raise errors.invalid_object(res.kind.kind, res.group, md.get("name", ""), errs)
+        await self.chain.validate(attrs, self.lister)
         if res.kind.warnings:
             ctx.warnings.extend(res.kind.warnings(obj))
         if ctx.dry_run:
@@ -283,10 +313,12 @@ class REST:
         if expected != cur.rev:
             raise errors.conflict(res.plural, res.group, ctx.name or "", errors.MODIFIED)
         new = self._merge_system_fields(ctx, res, obj, old)
-        await self._run_admission(ctx, res, new, old, "UPDATE")
+        attrs = self._attributes(ctx, res, "UPDATE", new, old)
+        await self.chain.admit(attrs, self.lister)
         errs = res.kind.check_update(new, old)
         if errs:
             raise errors.invalid_object(res.kind.kind, res.group, ctx.name or "", errs)
+        await self.chain.validate(attrs, self.lister)
         if res.kind.warnings:
             ctx.warnings.extend(res.kind.warnings(new))
         if ctx.dry_run:

@@ -206,6 +206,7 @@ spec:
 
 
 def test_pods_tables_and_update_rules(cluster):
+    cluster.ok("apply", "-f", "-", input="apiVersion: node.k8s.io/v1\nkind: RuntimeClass\nmetadata:\n  name: gvisor\nhandler: runsc\n")
     cluster.ok("apply", "-f", "-", input=POD.format(name="tbl"))
     try:
         out = cluster.ok("get", "pods")
@@ -237,6 +238,7 @@ def test_pods_tables_and_update_rules(cluster):
     finally:
         cluster.kubectl("delete", "pod", "tbl", "--grace-period=0", "--force")
         cluster.kubectl("delete", "node", "node-1")
+        cluster.kubectl("delete", "runtimeclass", "gvisor")
     assert cluster.kubectl("get", "pod", "tbl").returncode == 1
 
 

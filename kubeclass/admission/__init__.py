@@ -1,0 +1,65 @@
+"""The admission chain, in upstream's order: every mutating plugin, then object validation, then every
+validating plugin. Plugins see the request (`Attributes`) and read other objects through a `Lister`
+(the server's cache, as upstream plugins read informers); they never touch the store or the server.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class Lister(Protocol):
+    def get(self, group: str, resource: str, namespace: str | None, name: str) -> dict | None: ...
+    def list(self, group: str, resource: str, namespace: str | None = None) -> list[dict]: ...
+
+
+@dataclass
+class Attributes:
+    operation: str          # CREATE | UPDATE | DELETE
+    group: str
+    resource: str           # plural, e.g. "pods"
+    subresource: str | None
+    namespace: str | None
+    name: str
+    object: dict | None
+    old_object: dict | None = None
+    user: Any = None
+    dry_run: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+    def is_pod_create(self) -> bool:
+        return self.operation == "CREATE" and self.group == "" and self.resource == "pods" and not self.subresource
+
+    def display_name(self) -> str:
+        """The name upstream's NewForbidden shows: name, else generateName, else Unknown."""
+        md = (self.object or {}).get("metadata", {})
+        return md.get("name") or md.get("generateName") or "Unknown"
+
+
+class Plugin:
+    name = ""
+
+    async def admit(self, a: Attributes, lister: Lister) -> None:
+        """Mutating phase."""
+
+    async def validate(self, a: Attributes, lister: Lister) -> None:
+        """Validating phase."""
+
+
+def default_plugins() -> list[Plugin]:
+    from .namespace_default_runtimeclass import NamespaceDefaultRuntimeClass
+    from .runtimeclass import RuntimeClass
+    return [NamespaceDefaultRuntimeClass(), RuntimeClass()]
+
+
+class Chain:
+    def __init__(self, plugins: list[Plugin] | None = None):
+        self.plugins = default_plugins() if plugins is None else plugins
+
+    async def admit(self, a: Attributes, lister: Lister) -> None:
+        for p in self.plugins:
+            await p.admit(a, lister)
+
+    async def validate(self, a: Attributes, lister: Lister) -> None:
+        for p in self.plugins:
+            await p.validate(a, lister)
