@@ -47,9 +47,11 @@ class Plugin:
 
 
 def default_plugins() -> list[Plugin]:
+    from .limitranger import LimitRanger
     from .namespace_default_runtimeclass import NamespaceDefaultRuntimeClass
     from .runtimeclass import RuntimeClass
-    return [NamespaceDefaultRuntimeClass(), RuntimeClass()]
+    # upstream order: LimitRanger ... RuntimeClass ... ResourceQuota (last)
+    return [LimitRanger(), NamespaceDefaultRuntimeClass(), RuntimeClass()]
 
 
 class Chain:

@@ -117,6 +117,25 @@ def quota_row(q: dict) -> list:
 LIMIT_TYPES = ["Pod", "Container", "PersistentVolumeClaim"]
 
 
+def limitrange_defaults(lr: dict) -> None:
+    """SetDefaults_LimitRangeItem: Container items get default from max, defaultRequest from default, then min."""
+    for item in (lr.get("spec") or {}).get("limits") or []:
+        if item.get("type") != "Container":
+            continue
+        d = dict(item.get("default") or {})
+        dr = dict(item.get("defaultRequest") or {})
+        for k, v in (item.get("max") or {}).items():
+            d.setdefault(k, v)
+        for k, v in d.items():
+            dr.setdefault(k, v)
+        for k, v in (item.get("min") or {}).items():
+            dr.setdefault(k, v)
+        if d:
+            item["default"] = d
+        if dr:
+            item["defaultRequest"] = dr
+
+
 def limitrange_validate(lr: dict) -> list[FieldError]:
     errs = meta.validate_object_meta(lr.get("metadata", {}), True, names.dns1123_subdomain)
     for i, item in enumerate((lr.get("spec") or {}).get("limits") or []):

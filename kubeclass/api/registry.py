@@ -143,7 +143,7 @@ RESOURCEQUOTA = Kind("ResourceQuota", kinds.quota_validate,
                      columns=[NAME_COL, AGE_COL, _col("Request", "Request represents a minimum amount of cpu/memory that a container may consume."),
                               _col("Limit", "Limits control the maximum amount of cpu/memory that a container may use independent of contention on the node.")],
                      row=kinds.quota_row, has_status=True)
-LIMITRANGE = Kind("LimitRange", kinds.limitrange_validate)
+LIMITRANGE = Kind("LimitRange", kinds.limitrange_validate, defaults=kinds.limitrange_defaults)
 _WL_COLS = [_col("Containers", "Names of each container in the template.", priority=1), _col("Images", "Images referenced by each container in the template.", priority=1),
             _col("Selector", "Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected by this deployment.", priority=1)]
 DEPLOYMENT = Kind("Deployment", kinds.workload_validate, prepare_create=kinds.workload_prepare_create,

@@ -313,6 +313,8 @@ class REST:
         if expected != cur.rev:
             raise errors.conflict(res.plural, res.group, ctx.name or "", errors.MODIFIED)
         new = self._merge_system_fields(ctx, res, obj, old)
+        if res.kind.defaults and ctx.subresource is None:
+            res.kind.defaults(new)
         attrs = self._attributes(ctx, res, "UPDATE", new, old)
         await self.chain.admit(attrs, self.lister)
         errs = res.kind.check_update(new, old)
