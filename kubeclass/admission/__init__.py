@@ -46,17 +46,26 @@ class Plugin:
         """Validating phase."""
 
 
-def default_plugins() -> list[Plugin]:
+    def serialization_key(self, a: Attributes, lister: Lister) -> str | None:
+        """Requests with the same key are admitted and stored one at a time (quota accounting)."""
+        return None
+
+
+def default_plugins(writer=None) -> list[Plugin]:
     from .limitranger import LimitRanger
     from .namespace_default_runtimeclass import NamespaceDefaultRuntimeClass
+    from .resourcequota import ResourceQuota
     from .runtimeclass import RuntimeClass
     # upstream order: LimitRanger ... RuntimeClass ... ResourceQuota (last)
-    return [LimitRanger(), NamespaceDefaultRuntimeClass(), RuntimeClass()]
+    return [LimitRanger(), NamespaceDefaultRuntimeClass(), RuntimeClass(), ResourceQuota(writer)]
 
 
 class Chain:
-    def __init__(self, plugins: list[Plugin] | None = None):
-        self.plugins = default_plugins() if plugins is None else plugins
+    def __init__(self, plugins: list[Plugin] | None = None, writer=None):
+        self.plugins = default_plugins(writer) if plugins is None else plugins
+
+    def serialization_keys(self, a: Attributes, lister: Lister) -> list[str]:
+        return sorted({k for p in self.plugins if (k := p.serialization_key(a, lister))})
 
     async def admit(self, a: Attributes, lister: Lister) -> None:
         for p in self.plugins:

@@ -76,7 +76,8 @@ class Quantity:
         return self.value < other.value
 
     def __add__(self, other: "Quantity") -> "Quantity":
-        return Quantity(self.value + other.value, self.format)
+        # apimachinery: adding to a zero quantity takes the other operand's format
+        return Quantity(self.value + other.value, other.format if self.value == 0 else self.format)
 
     def __sub__(self, other: "Quantity") -> "Quantity":
         return Quantity(self.value - other.value, self.format)

@@ -20,6 +20,8 @@ from ..api.errors import StatusError
 from ..store import Compacted
 from . import discovery, protobuf, tables
 from .auth import TokenFile, User
+from ..admission import Chain
+from .quota_status import QuotaStatus
 from .rest import REST, Context, Result, encode, parse_bool
 
 log = logging.getLogger("kubeclass.server")
@@ -50,7 +52,8 @@ class APIServer:
         self.store = store
         self.tokens = tokens
         self.address = address
-        self.rest = REST(store)
+        self.quota_status = QuotaStatus(store)
+        self.rest = REST(store, Chain(writer=self.quota_status))
         self.rest.after_delete_marked = self._after_delete_marked  # type: ignore[method-assign]
         self.bookmark_interval = bookmark_interval
         self.ready = False
@@ -66,6 +69,7 @@ class APIServer:
                                            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
                 except StatusError:
                     pass
+        self._spawn(self.quota_status.run())
         # resume namespace cleanups interrupted by a restart
         for _, e in self.store.list("/registry/namespaces/")[0]:
             if e.obj["metadata"].get("deletionTimestamp"):

@@ -95,6 +95,7 @@ class REST:
         self.store = store
         self.chain = chain if chain is not None else Chain()
         self.lister = StoreLister(store)
+        self._locks: dict[str, asyncio.Lock] = {}
 
     # ------------------------------------------------------------------ decoding
     def decode_object(self, ctx: Context, res: Resource, obj: Any) -> dict:
@@ -191,15 +192,22 @@ class REST:
         errs = res.kind.validate(obj)
         if errs:
             raise errors.invalid_object(res.kind.kind, res.group, md.get("name", ""), errs)
-        await self.chain.validate(attrs, self.lister)
-        if res.kind.warnings:
-            ctx.warnings.extend(res.kind.warnings(obj))
-        if ctx.dry_run:
-            return self.respond(ctx, res, 201, obj)
+        locks = [self._locks.setdefault(k, asyncio.Lock()) for k in self.chain.serialization_keys(attrs, self.lister)]
+        for lock in locks:
+            await lock.acquire()
         try:
-            ent = await self.store.create(res.key(md.get("namespace"), md["name"]), obj)
-        except KeyExists:
-            raise errors.already_exists(res.plural, res.group, md["name"])
+            await self.chain.validate(attrs, self.lister)
+            if res.kind.warnings:
+                ctx.warnings.extend(res.kind.warnings(obj))
+            if ctx.dry_run:
+                return self.respond(ctx, res, 201, obj)
+            try:
+                ent = await self.store.create(res.key(md.get("namespace"), md["name"]), obj)
+            except KeyExists:
+                raise errors.already_exists(res.plural, res.group, md["name"])
+        finally:
+            for lock in reversed(locks):
+                lock.release()
         return self.respond(ctx, res, 201, ent.obj)
 
     # ------------------------------------------------------------------ read

@@ -1,0 +1,131 @@
+"""The `ResourceQuota` admission plugin (upstream plugin/pkg/admission/resourcequota), last in the chain.
+
+Pod usage includes overhead (requests always, limits where a limit is set), as upstream's pod evaluator.
+Usage is computed from the stored, non-terminal Pods of the namespace plus the Pod being admitted, so a
+deleted Pod stops counting at once. Pod creates in a namespace with quotas are serialized from admission
+to the store write (`serialization_key`), so a concurrent burst can never overshoot. After admitting, the
+plugin writes `status.hard` / `status.used` back, as upstream's plugin does through its client.
+"""
+from __future__ import annotations
+
+import datetime
+
+from ..api import errors, quantity
+from ..api.podresources import pod_limits, pod_requests
+from ..api.quantity import Quantity
+from . import Attributes, Lister, Plugin
+
+COMPUTE_VALIDATION = {"cpu", "memory", "requests.cpu", "requests.memory", "limits.cpu", "limits.memory"}
+
+
+def pod_usage(pod: dict) -> dict[str, Quantity]:
+    """Quota usage of one pod (upstream PodUsageFunc)."""
+    one = quantity.parse("1")
+    usage: dict[str, Quantity] = {"pods": one, "count/pods": one}
+    req, lim = pod_requests(pod), pod_limits(pod)
+    for r in ("cpu", "memory", "ephemeral-storage"):
+        if r in req:
+            usage[r] = req[r]
+            usage[f"requests.{r}"] = req[r]
+        if r in lim:
+            usage[f"limits.{r}"] = lim[r]
+    for r, q in req.items():
+        if r.startswith("hugepages-"):
+            usage[f"requests.{r}"] = q
+    return usage
+
+
+def is_charged(pod: dict, now: datetime.datetime | None = None) -> bool:
+    if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        return False
+    md = pod.get("metadata") or {}
+    if md.get("deletionTimestamp") and md.get("deletionGracePeriodSeconds") is not None:
+        now = now or datetime.datetime.now(datetime.timezone.utc)
+        try:
+            dt = datetime.datetime.strptime(md["deletionTimestamp"][:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc)
+        except ValueError:
+            return True
+        if now > dt + datetime.timedelta(seconds=md["deletionGracePeriodSeconds"]):
+            return False
+    return True
+
+
+def namespace_usage(pods: list[dict], tracked: set[str]) -> dict[str, Quantity]:
+    total: dict[str, Quantity] = {r: quantity.parse("0") for r in tracked}
+    for p in pods:
+        if not is_charged(p):
+            continue
+        for r, q in pod_usage(p).items():
+            if r in total:
+                total[r] = total[r] + q
+    return total
+
+
+def pretty(rl: dict[str, Quantity]) -> str:
+    return ",".join(f"{k}={rl[k].canonical()}" for k in sorted(rl))
+
+
+def _missing_constraints(pod: dict, tracked: set[str]) -> str | None:
+    required = tracked & COMPUTE_VALIDATION
+    if not required:
+        return None
+    missing: dict[str, set[str]] = {}
+    spec = pod.get("spec") or {}
+    for c in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+        res = c.get("resources") or {}
+        have = set()
+        for r in (res.get("requests") or {}):
+            have |= {r, f"requests.{r}"}
+        for r in (res.get("limits") or {}):
+            have.add(f"limits.{r}")
+        for r in required - have:
+            missing.setdefault(r, set()).add(c.get("name", ""))
+    if not missing:
+        return None
+    return "must specify " + "; ".join(f"{r} for: {','.join(sorted(missing[r]))}" for r in sorted(missing))
+
+
+class ResourceQuota(Plugin):
+    name = "ResourceQuota"
+
+    def __init__(self, writer=None):
+        self.writer = writer
+
+    def _quotas(self, a: Attributes, lister: Lister) -> list[dict]:
+        if a.operation != "CREATE" or a.subresource or not a.namespace:
+            return []
+        return sorted(lister.list("", "resourcequotas", a.namespace), key=lambda q: q["metadata"]["name"])
+
+    def serialization_key(self, a: Attributes, lister: Lister) -> str | None:
+        if a.group == "" and a.resource == "pods" and self._quotas(a, lister):
+            return f"quota/{a.namespace}"
+        return None
+
+    async def validate(self, a: Attributes, lister: Lister) -> None:
+        if not (a.group == "" and a.resource == "pods"):
+            return  # object counts for other kinds: not yet
+        quotas = self._quotas(a, lister)
+        if not quotas:
+            return
+        pods = [p for p in lister.list("", "pods", a.namespace) if p["metadata"].get("name") != a.object["metadata"].get("name")]
+        delta = pod_usage(a.object) if is_charged(a.object) else {}
+        updates = []
+        for q in quotas:
+            hard = {k: quantity.parse(v) for k, v in ((q.get("spec") or {}).get("hard") or {}).items()}
+            tracked = set(hard)
+            why = _missing_constraints(a.object, tracked)
+            if why:
+                raise errors.forbidden_status("pods", "", a.display_name(), f"failed quota: {q['metadata']['name']}: {why}")
+            used = namespace_usage(pods, tracked)
+            over = [r for r in tracked if r in delta and hard[r] < used[r] + delta[r]]
+            if over:
+                raise errors.forbidden_status("pods", "", a.display_name(),
+                                              f"exceeded quota: {q['metadata']['name']}, requested: {pretty({r: delta[r] for r in over})}, "
+                                              f"used: {pretty({r: used[r] for r in over})}, limited: {pretty({r: hard[r] for r in over})}")
+            new_used = {r: (used[r] + delta[r] if r in delta else used[r]) for r in tracked}
+            updates.append((q, hard, new_used))
+        if a.dry_run or self.writer is None:
+            return
+        for q, hard, new_used in updates:
+            await self.writer.set_quota_status(q, {r: h.canonical() for r, h in hard.items()},
+                                               {r: u.canonical() for r, u in new_used.items()})
