@@ -54,10 +54,11 @@ class Plugin:
 def default_plugins(writer=None) -> list[Plugin]:
     from .limitranger import LimitRanger
     from .namespace_default_runtimeclass import NamespaceDefaultRuntimeClass
+    from .podsecurity import PodSecurity
     from .resourcequota import ResourceQuota
     from .runtimeclass import RuntimeClass
-    # upstream order: LimitRanger ... RuntimeClass ... ResourceQuota (last)
-    return [LimitRanger(), NamespaceDefaultRuntimeClass(), RuntimeClass(), ResourceQuota(writer)]
+    # upstream order: LimitRanger ... RuntimeClass ... PodSecurity ... ResourceQuota (last)
+    return [LimitRanger(), NamespaceDefaultRuntimeClass(), RuntimeClass(), PodSecurity(), ResourceQuota(writer)]
 
 
 class Chain:

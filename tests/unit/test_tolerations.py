@@ -104,3 +104,16 @@ def test_validate_overhead_without_class():
         admit(pod, [])
     assert e.value.message == 'pods "p" is forbidden: pod rejected: Pod Overhead set without corresponding RuntimeClass defined Overhead'
     assert admit({"metadata": {"name": "p"}, "spec": {"overhead": {}}}, [])  # empty overhead is fine
+
+
+def test_podsecurity_messages_for_many_containers():
+    from kubeclass.admission.podsecurity import evaluate
+    spec = {"containers": [{"name": "a", "image": "x"}, {"name": "b", "image": "x", "securityContext": {"runAsUser": 0}}],
+            "securityContext": {"runAsNonRoot": False}, "volumes": [{"name": "h", "hostPath": {"path": "/"}}]}
+    r = evaluate("restricted", spec)
+    assert 'restricted volume types (volume "h" uses restricted volume type "hostPath")' in r
+    assert 'runAsNonRoot != true (pod must not set securityContext.runAsNonRoot=false)' in r
+    assert 'runAsUser=0 (container "b" must not set runAsUser=0)' in r
+    assert r.startswith('allowPrivilegeEscalation != false (containers "a", "b" must set')
+    assert evaluate("baseline", spec) == 'hostPath volumes (volume "h")'
+    assert evaluate("privileged", spec) == ""
