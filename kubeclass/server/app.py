@@ -19,7 +19,9 @@ from ..api import errors, registry
 from ..api.errors import StatusError
 from ..store import Compacted
 from . import discovery, protobuf, tables
+from ..api.rbac import RequestAttributes, forbidden_message
 from .auth import TokenFile, User
+from .authz import RBACAuthorizer, bootstrap
 from ..admission import Chain
 from .quota_status import QuotaStatus
 from .rest import REST, Context, Result, encode, parse_bool
@@ -52,6 +54,7 @@ class APIServer:
         self.store = store
         self.tokens = tokens
         self.address = address
+        self.authorizer = RBACAuthorizer(store)
         self.quota_status = QuotaStatus(store)
         self.rest = REST(store, Chain(writer=self.quota_status))
         self.rest.after_delete_marked = self._after_delete_marked  # type: ignore[method-assign]
@@ -69,6 +72,7 @@ class APIServer:
                                            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
                 except StatusError:
                     pass
+        await bootstrap(self.rest, registry)
         self._spawn(self.quota_status.run())
         # resume namespace cleanups interrupted by a restart
         for _, e in self.store.list("/registry/namespaces/")[0]:
@@ -168,6 +172,9 @@ class APIServer:
             raise errors.unauthorized()
         accept = headers.get("accept", "application/json")
         p = path.rstrip("/") or "/"
+        attrs = self.request_attributes(method, p, query, user)
+        if not self.authorizer.authorize(attrs):
+            raise self.forbidden(attrs)
         if p == "/version":
             return Result(200, encode(discovery.VERSION))
         if p in ("/api", "/apis"):
@@ -192,6 +199,29 @@ class APIServer:
             paths = ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/openapi/v2", "/openapi/v3", "/readyz", "/version"]
             return Result(200, encode({"paths": paths}))
         return await self._resource(method, p, query, headers, body, accept, user, receive, send)
+
+    def request_attributes(self, method: str, p: str, query: dict, user: User) -> RequestAttributes:
+        """upstream RequestInfo: resource requests carry group/resource/subresource/namespace/name."""
+        route = None
+        if p.startswith(("/api/", "/apis/")):
+            try:
+                route = self._route(p)
+            except StatusError:
+                route = None
+        if route is None or route[0] != "res":
+            return RequestAttributes(user.name, user.groups, method.lower(), False, path=p)
+        _, group, _version, ns, plural, name, sub = route
+        if plural == "namespaces" and name and ns is None:
+            ns = name  # a namespace object is in its own namespace, so RoleBindings there can grant it
+        return RequestAttributes(user.name, user.groups, _verb(method, name, sub, query), True, group, plural,
+                                 sub or "", ns or "", name or "")
+
+    @staticmethod
+    def forbidden(a: RequestAttributes) -> StatusError:
+        msg = forbidden_message(a)
+        if not a.resource_request:
+            return StatusError(403, "Forbidden", f"forbidden: {msg}", {})
+        return errors.forbidden_status(a.resource, a.api_group, a.name, msg)
 
     def _route(self, p: str):
         parts = p.strip("/").split("/")
@@ -228,7 +258,7 @@ class APIServer:
         ctype = headers.get("content-type", "")
         ctx = Context(method, query, accept, user, ns, name, sub)
         if (group, version, plural) in registry.VIRTUAL and method == "POST" and not name:
-            return self._virtual(registry.VIRTUAL[(group, version, plural)], group, version, self._decode_body(ctype, body), user)
+            return self._virtual(registry.VIRTUAL[(group, version, plural)], group, version, self._decode_body(ctype, body), user, ns)
         res = registry.BY_PATH.get((group, version, plural))
         if res is None:
             raise errors.path_not_found()
@@ -298,15 +328,29 @@ class APIServer:
                 raise errors.bad_request(f"unable to decode protobuf body: {e}")
         raise errors.unsupported_media_type(ct)
 
-    def _virtual(self, kind: str, group: str, version: str, body: Any, user: User) -> Result:
+    def _virtual(self, kind: str, group: str, version: str, body: Any, user: User, ns: str | None = None) -> Result:
         out = dict(body) if isinstance(body, dict) else {}
         out["apiVersion"], out["kind"] = f"{group}/{version}", kind
         out.setdefault("metadata", {})["creationTimestamp"] = None
+        spec = out.get("spec") or {}
         if kind == "SelfSubjectAccessReview":
-            out["status"] = {"allowed": True, "reason": "authorization is not enforced yet: every authenticated user is allowed"}
+            ra, nra = spec.get("resourceAttributes"), spec.get("nonResourceAttributes")
+            if ra:
+                a = RequestAttributes(user.name, user.groups, ra.get("verb", ""), True, ra.get("group", ""), ra.get("resource", ""),
+                                      ra.get("subresource", ""), ra.get("namespace", ""), ra.get("name", ""))
+            elif nra:
+                a = RequestAttributes(user.name, user.groups, nra.get("verb", ""), False, path=nra.get("path", ""))
+            else:
+                raise errors.invalid_object(kind, group, "", [errors.invalid("spec.resourceAttributes", None,
+                                                                             "exactly one of nonResourceAttributes or resourceAttributes must be specified")])
+            out["status"] = {"allowed": self.authorizer.authorize(a)}
         elif kind == "SelfSubjectRulesReview":
-            out["status"] = {"resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
-                             "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}], "incomplete": False}
+            if "system:masters" in user.groups:
+                rules = [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}, {"verbs": ["*"], "nonResourceURLs": ["*"]}]
+            else:
+                rules = list(self.authorizer.rules_for(user.name, user.groups, spec.get("namespace", "")))
+            out["status"] = {"resourceRules": [r for r in rules if not r.get("nonResourceURLs")],
+                             "nonResourceRules": [r for r in rules if r.get("nonResourceURLs")], "incomplete": False}
         else:
             out["status"] = {"userInfo": user.info()}
         return Result(201, encode(out))
