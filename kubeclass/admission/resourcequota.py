@@ -1,10 +1,11 @@
 """The `ResourceQuota` admission plugin (upstream plugin/pkg/admission/resourcequota), last in the chain.
 
 Pod usage includes overhead (requests always, limits where a limit is set), as upstream's pod evaluator.
-Usage is computed from the stored, non-terminal Pods of the namespace plus the Pod being admitted, so a
-deleted Pod stops counting at once. Pod creates in a namespace with quotas are serialized from admission
-to the store write (`serialization_key`), so a concurrent burst can never overshoot. After admitting, the
-plugin writes `status.hard` / `status.used` back, as upstream's plugin does through its client.
+As upstream, a create is charged against the quota's `status.used` (recounted from the stored Pods only
+when the status does not cover the quota's current `spec.hard` yet) and the new usage is written back.
+Pod creates in a namespace with quotas are serialized from admission to the store write
+(`serialization_key`), and the status refresher recounts under the same lock, so a concurrent burst can
+never overshoot and a recount never misses a Pod that was charged but not yet stored.
 """
 from __future__ import annotations
 
@@ -107,7 +108,7 @@ class ResourceQuota(Plugin):
         quotas = self._quotas(a, lister)
         if not quotas:
             return
-        pods = [p for p in lister.list("", "pods", a.namespace) if p["metadata"].get("name") != a.object["metadata"].get("name")]
+        pods: list[dict] | None = None
         delta = pod_usage(a.object) if is_charged(a.object) else {}
         updates = []
         for q in quotas:
@@ -116,7 +117,14 @@ class ResourceQuota(Plugin):
             why = _missing_constraints(a.object, tracked)
             if why:
                 raise errors.forbidden_status("pods", "", a.display_name(), f"failed quota: {q['metadata']['name']}: {why}")
-            used = namespace_usage(pods, tracked)
+            st = q.get("status") or {}
+            st_hard = {k: quantity.parse(v) for k, v in (st.get("hard") or {}).items()}
+            if st_hard == hard and tracked <= set(st.get("used") or {}):
+                used = {r: quantity.parse(st["used"][r]) for r in tracked}
+            else:
+                if pods is None:
+                    pods = [p for p in lister.list("", "pods", a.namespace) if p["metadata"].get("name") != a.object["metadata"].get("name")]
+                used = namespace_usage(pods, tracked)
             over = [r for r in tracked if r in delta and hard[r] < used[r] + delta[r]]
             if over:
                 raise errors.forbidden_status("pods", "", a.display_name(),

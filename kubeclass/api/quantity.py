@@ -95,35 +95,32 @@ class Quantity:
         return self.value.denominator == 1
 
     def canonical(self) -> str:
-        v = self.value
-        # round up to nano precision, as apimachinery does
-        nanos = math.ceil(v * 10**9) if v >= 0 else -math.ceil(-v * 10**9)
-        v = Fraction(nanos, 10**9)
-        if v == 0:
-            return "0"
-        fmt = self.format
-        if fmt == BINARY and (abs(v) < 1024 or v.denominator != 1):
-            fmt = DECIMAL
-        sign = "-" if v < 0 else ""
-        a = abs(v)
-        if fmt == BINARY:
-            n = int(a)
-            k = 0
-            while k < 6 and n % 1024 == 0:
-                n //= 1024
-                k += 1
-            return f"{sign}{n}{_BIN_SUFFIX[k]}"
-        # decimal: find largest exponent (multiple of 3, -9..18) with integer mantissa
-        best_e = -9
-        for e in range(18, -12, -3):
-            mant = a / Fraction(10) ** e
-            if mant.denominator == 1:
-                best_e = e
-                break
-        mant = int(a / Fraction(10) ** best_e)
-        if fmt == EXPONENT:
-            return f"{sign}{mant}" + (f"e{best_e}" if best_e else "")
-        return f"{sign}{mant}{_DEC_SUFFIX[best_e]}"
+        return _canonical(self.value.numerator, self.value.denominator, self.format)
+
+
+@functools.lru_cache(maxsize=65536)
+def _canonical(num: int, den: int, fmt: str) -> str:
+    """Integer arithmetic on nano units: round up to 1n, then the largest suffix with an integer mantissa."""
+    nanos = -((-num * 10**9) // den) if num >= 0 else -((-num * 10**9 + den - 1) // den)
+    if nanos == 0:
+        return "0"
+    sign = "-" if nanos < 0 else ""
+    a = abs(nanos)
+    if fmt == BINARY and (a < 1024 * 10**9 or a % 10**9):
+        fmt = DECIMAL
+    if fmt == BINARY:
+        n, k = a // 10**9, 0
+        while k < 6 and n % 1024 == 0:
+            n //= 1024
+            k += 1
+        return f"{sign}{n}{_BIN_SUFFIX[k]}"
+    e = -9
+    while e < 18 and a % 1000 == 0:
+        a //= 1000
+        e += 3
+    if fmt == EXPONENT:
+        return f"{sign}{a}" + (f"e{e}" if e else "")
+    return f"{sign}{a}{_DEC_SUFFIX[e]}"
 
 
 @functools.lru_cache(maxsize=4096)

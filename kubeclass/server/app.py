@@ -57,6 +57,7 @@ class APIServer:
         self.authorizer = RBACAuthorizer(store)
         self.quota_status = QuotaStatus(store)
         self.rest = REST(store, Chain(writer=self.quota_status))
+        self.quota_status.locks = self.rest._locks
         self.rest.after_delete_marked = self._after_delete_marked  # type: ignore[method-assign]
         self.bookmark_interval = bookmark_interval
         self.ready = False

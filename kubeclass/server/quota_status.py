@@ -18,8 +18,9 @@ log = logging.getLogger("kubeclass.quota")
 
 
 class QuotaStatus:
-    def __init__(self, store):
+    def __init__(self, store, locks: dict[str, asyncio.Lock] | None = None):
         self.store = store
+        self.locks = locks if locks is not None else {}  # shared with the REST layer's admission serialization
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
 
@@ -43,6 +44,10 @@ class QuotaStatus:
                 return
 
     async def refresh(self, ns: str) -> None:
+        async with self.locks.setdefault(f"quota/{ns}", asyncio.Lock()):
+            await self._refresh(ns)
+
+    async def _refresh(self, ns: str) -> None:
         quotas = [e.obj for _, e in self.store.list(f"/registry/resourcequotas/{ns}/")[0]]
         if not quotas:
             return
