@@ -8,6 +8,7 @@ totals are the containers' sums and exclude overhead, as upstream.
 from __future__ import annotations
 
 from ..api import errors, quantity
+from ..api.podresources import pod_limits, pod_requests
 from . import Attributes, Lister, Plugin
 
 ANNOTATION = "kubernetes.io/limit-ranger"
@@ -60,20 +61,10 @@ def _check(item: dict, kind: str, req: dict, lim: dict) -> list[str]:
 
 
 def _pod_totals(spec: dict) -> tuple[dict, dict]:
-    """Pod requests/limits without overhead: max(sum of containers, largest init container)."""
-    def total(key: str) -> dict:
-        out: dict[str, quantity.Quantity] = {}
-        for c in spec.get("containers") or []:
-            for r, v in ((c.get("resources") or {}).get(key) or {}).items():
-                q = quantity.parse(v)
-                out[r] = out[r] + q if r in out else q
-        for c in spec.get("initContainers") or []:
-            for r, v in ((c.get("resources") or {}).get(key) or {}).items():
-                q = quantity.parse(v)
-                if r not in out or out[r] < q:
-                    out[r] = q
-        return {r: q.canonical() for r, q in out.items()}
-    return total("requests"), total("limits")
+    """Pod requests/limits as LimitRanger counts them: without overhead (upstream)."""
+    pod = {"spec": spec}
+    return ({r: q.canonical() for r, q in pod_requests(pod, overhead=False).items()},
+            {r: q.canonical() for r, q in pod_limits(pod, overhead=False).items()})
 
 
 class LimitRanger(Plugin):
