@@ -4,6 +4,8 @@ user (or one of its groups, or its service account) to a role with a matching ru
 the store's cache; the default ClusterRoles are bootstrapped at start as kube-apiserver does."""
 from __future__ import annotations
 
+import copy
+
 from ..api import rbac
 from ..api.rbac import RequestAttributes
 
@@ -48,5 +50,4 @@ async def bootstrap(rest, registry) -> None:
         res = registry.BY_PATH[("rbac.authorization.k8s.io", "v1", plural)]
         for obj in objs:
             if rest.store.get(res.key(None, obj["metadata"]["name"])) is None:
-                import copy
                 await rest.create(Context("POST", {}, "application/json"), res, copy.deepcopy(obj))

@@ -73,12 +73,10 @@ class StoreLister:
 
     def __init__(self, store):
         self.store = store
+        self._storage = {(r.group, r.plural): r for r in registry.RESOURCES if r.version == (r.storage_version or r.version)}
 
     def _res(self, group: str, resource: str) -> Resource | None:
-        for r in registry.RESOURCES:
-            if r.group == group and r.plural == resource and r.version == (r.storage_version or r.version):
-                return r
-        return None
+        return self._storage.get((group, resource))
 
     def get(self, group: str, resource: str, namespace: str | None, name: str) -> dict | None:
         r = self._res(group, resource)
