@@ -18,11 +18,11 @@ import orjson
 from ..api import errors, registry
 from ..api.errors import StatusError
 from ..store import Compacted
-from . import discovery, protobuf, tables
+from ..admission import Chain
 from ..api.rbac import RequestAttributes, forbidden_message
+from . import discovery, protobuf, tables
 from .auth import TokenFile, User
 from .authz import RBACAuthorizer, bootstrap
-from ..admission import Chain
 from .quota_status import QuotaStatus
 from .rest import REST, Context, Result, encode, parse_bool
 
@@ -173,7 +173,8 @@ class APIServer:
             raise errors.unauthorized()
         accept = headers.get("accept", "application/json")
         p = path.rstrip("/") or "/"
-        attrs = self.request_attributes(method, p, query, user)
+        route = self._route_or_none(p)
+        attrs = self.request_attributes(method, p, query, user, route)
         if not self.authorizer.authorize(attrs):
             raise self.forbidden(attrs)
         if p == "/version":
@@ -199,16 +200,19 @@ class APIServer:
         if p == "/":
             paths = ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/openapi/v2", "/openapi/v3", "/readyz", "/version"]
             return Result(200, encode({"paths": paths}))
-        return await self._resource(method, p, query, headers, body, accept, user, receive, send)
+        return await self._resource(method, route, attrs.verb, query, headers, body, accept, user, receive, send)
 
-    def request_attributes(self, method: str, p: str, query: dict, user: User) -> RequestAttributes:
+    def _route_or_none(self, p: str):
+        """The parsed API route of a path, or None when it is not one (a non-resource path)."""
+        if not p.startswith(("/api/", "/apis/")):
+            return None
+        try:
+            return self._route(p)
+        except StatusError:
+            return None
+
+    def request_attributes(self, method: str, p: str, query: dict, user: User, route) -> RequestAttributes:
         """upstream RequestInfo: resource requests carry group/resource/subresource/namespace/name."""
-        route = None
-        if p.startswith(("/api/", "/apis/")):
-            try:
-                route = self._route(p)
-            except StatusError:
-                route = None
         if route is None or route[0] != "res":
             return RequestAttributes(user.name, user.groups, method.lower(), False, path=p)
         _, group, _version, ns, plural, name, sub = route
@@ -243,8 +247,9 @@ class APIServer:
             raise errors.path_not_found()
         return ("res", group, version, ns, rest[0], rest[1] if len(rest) > 1 else None, rest[2] if len(rest) > 2 else None)
 
-    async def _resource(self, method, p, query, headers, body, accept, user: User, receive, send):
-        route = self._route(p)
+    async def _resource(self, method, route, verb, query, headers, body, accept, user: User, receive, send):
+        if route is None:
+            raise errors.path_not_found()
         if route[0] == "group":
             g = discovery.legacy_group(route[1])
             if g is None:
@@ -270,15 +275,14 @@ class APIServer:
         if sub is not None and sub not in res.subresources:
             raise errors.path_not_found()
         rest = self.rest
-        verb = _verb(method, name, sub, query)
         if sub is None and verb not in res.verbs:
             raise errors.method_not_allowed()
         if verb == "delete" and res.kind.kind == "Namespace" and name in IMMORTAL_NAMESPACES:
             raise errors.forbidden_status("namespaces", "", name, "this namespace may not be deleted")
         if name is None:
-            if method == "GET":
-                if parse_bool(query.get("watch", "")):
-                    return await self._watch(ctx, res, receive, send)
+            if verb == "watch":
+                return await self._watch(ctx, res, receive, send)
+            if verb == "list":
                 return await rest.list(ctx, res)
             if method == "POST":
                 return await rest.create(ctx, res, self._decode_body(ctype, body))
@@ -295,9 +299,9 @@ class APIServer:
             return await rest.scale(ctx, res, ctype, self._decode_body(ctype, body) if method == "PUT" else None)
         if sub == "log":
             raise errors.bad_request(f'pod logs are served by the node agent, which is not part of this server yet (pod "{name}")')
-        if method == "GET":
-            if parse_bool(query.get("watch", "")):
-                return await self._watch(ctx, res, receive, send)
+        if verb == "watch":
+            return await self._watch(ctx, res, receive, send)
+        if verb == "get":
             return await rest.get(ctx, res)
         if method == "PUT":
             return await rest.update(ctx, res, self._decode_body(ctype, body))
