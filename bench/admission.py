@@ -46,7 +46,7 @@ async def main() -> None:
                        "spec": {"hard": {"requests.cpu": "1000", "requests.memory": "2000Gi", "limits.cpu": "2000",
                                          "limits.memory": "4000Gi", "pods": "100000"}}})
     lister = StoreLister(store)
-    quota = QuotaStatus(store)
+    quota = QuotaStatus(store, {})
     chain = Chain(writer=quota)
     print(f"kubeclass bench/admission: {os.cpu_count()} cores; plugins: {', '.join(p.name for p in chain.plugins)}; policies loaded: 0")
     for label, existing in (("empty namespace", 0), ("namespace with 1000 pods", 1000)):

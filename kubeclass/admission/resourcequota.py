@@ -19,6 +19,11 @@ from . import Attributes, Lister, Plugin
 COMPUTE_VALIDATION = {"cpu", "memory", "requests.cpu", "requests.memory", "limits.cpu", "limits.memory"}
 
 
+def lock_key(namespace: str) -> str:
+    """The serialization key of a namespace's quota accounting, shared by admission and status refresh."""
+    return f"quota/{namespace}"
+
+
 def pod_usage(pod: dict) -> dict[str, Quantity]:
     """Quota usage of one pod (upstream PodUsageFunc)."""
     one = quantity.parse("1")
@@ -99,7 +104,7 @@ class ResourceQuota(Plugin):
 
     def serialization_key(self, a: Attributes, lister: Lister) -> str | None:
         if a.group == "" and a.resource == "pods" and self._quotas(a, lister):
-            return f"quota/{a.namespace}"
+            return lock_key(a.namespace)
         return None
 
     async def validate(self, a: Attributes, lister: Lister) -> None:

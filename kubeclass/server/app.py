@@ -55,9 +55,9 @@ class APIServer:
         self.tokens = tokens
         self.address = address
         self.authorizer = RBACAuthorizer(store)
-        self.quota_status = QuotaStatus(store)
-        self.rest = REST(store, Chain(writer=self.quota_status))
-        self.quota_status.locks = self.rest._locks
+        locks: dict[str, asyncio.Lock] = {}  # admission serialization, shared with the quota status refresher
+        self.quota_status = QuotaStatus(store, locks)
+        self.rest = REST(store, Chain(writer=self.quota_status), locks)
         self.rest.after_delete_marked = self._after_delete_marked  # type: ignore[method-assign]
         self.bookmark_interval = bookmark_interval
         self.ready = False

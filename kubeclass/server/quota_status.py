@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from ..admission.resourcequota import namespace_usage
+from ..admission.resourcequota import lock_key, namespace_usage
 from ..api import quantity
 from ..store import KeyNotFound, RevisionConflict
 
@@ -18,9 +18,9 @@ log = logging.getLogger("kubeclass.quota")
 
 
 class QuotaStatus:
-    def __init__(self, store, locks: dict[str, asyncio.Lock] | None = None):
+    def __init__(self, store, locks: dict[str, asyncio.Lock]):
         self.store = store
-        self.locks = locks if locks is not None else {}  # shared with the REST layer's admission serialization
+        self.locks = locks  # shared with the REST layer's admission serialization
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
 
@@ -44,7 +44,7 @@ class QuotaStatus:
                 return
 
     async def refresh(self, ns: str) -> None:
-        async with self.locks.setdefault(f"quota/{ns}", asyncio.Lock()):
+        async with self.locks.setdefault(lock_key(ns), asyncio.Lock()):
             await self._refresh(ns)
 
     async def _refresh(self, ns: str) -> None:

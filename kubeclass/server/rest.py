@@ -89,11 +89,11 @@ class StoreLister:
 
 
 class REST:
-    def __init__(self, store, chain: Chain | None = None):
+    def __init__(self, store, chain: Chain | None = None, locks: dict[str, asyncio.Lock] | None = None):
         self.store = store
         self.chain = chain if chain is not None else Chain()
         self.lister = StoreLister(store)
-        self._locks: dict[str, asyncio.Lock] = {}
+        self.locks = locks if locks is not None else {}  # serialization keys -> locks (see Plugin.serialization_key)
 
     # ------------------------------------------------------------------ decoding
     def decode_object(self, ctx: Context, res: Resource, obj: Any) -> dict:
@@ -190,7 +190,7 @@ class REST:
         errs = res.kind.validate(obj)
         if errs:
             raise errors.invalid_object(res.kind.kind, res.group, md.get("name", ""), errs)
-        locks = [self._locks.setdefault(k, asyncio.Lock()) for k in self.chain.serialization_keys(attrs, self.lister)]
+        locks = [self.locks.setdefault(k, asyncio.Lock()) for k in self.chain.serialization_keys(attrs, self.lister)]
         for lock in locks:
             await lock.acquire()
         try:
