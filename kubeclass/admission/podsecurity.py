@@ -45,10 +45,13 @@ def _sc(c: dict) -> dict:
     return c.get("securityContext") or {}
 
 
+def _named(names: list[str]) -> str:
+    """`container "a"` / `containers "a", "b"`, as upstream's pluralize + joinQuote."""
+    return f"{_plural('container', 'containers', len(names))} {_jq(names)}"
+
+
 def _who(kind_setters: list[str], bad: list[str]) -> list[str]:
-    if bad:
-        kind_setters = kind_setters + [f"{_plural('container', 'containers', len(bad))} {_jq(bad)}"]
-    return kind_setters
+    return kind_setters + [_named(bad)] if bad else kind_setters
 
 
 # ---- baseline
@@ -61,7 +64,7 @@ def capabilities_baseline(spec):
             bad.append(c["name"])
             caps.update(added)
     if bad:
-        return ("non-default capabilities", f"{_plural('container', 'containers', len(bad))} {_jq(bad)} must not include "
+        return ("non-default capabilities", f"{_named(bad)} must not include "
                 f"{_jq(sorted(caps))} in securityContext.capabilities.add")
 
 
@@ -85,14 +88,14 @@ def host_ports(spec):
             bad.append(c["name"])
             ports.update(hp)
     if bad:
-        return ("hostPort", f"{_plural('container', 'containers', len(bad))} {_jq(bad)} {_plural('uses', 'use', len(bad))} "
+        return ("hostPort", f"{_named(bad)} {_plural('uses', 'use', len(bad))} "
                 f"{_plural('hostPort', 'hostPorts', len(ports))} {', '.join(sorted(ports))}")
 
 
 def privileged(spec):
     bad = [c["name"] for c in _containers(spec) if _sc(c).get("privileged")]
     if bad:
-        return ("privileged", f"{_plural('container', 'containers', len(bad))} {_jq(bad)} must not set securityContext.privileged=true")
+        return ("privileged", f"{_named(bad)} must not set securityContext.privileged=true")
 
 
 def proc_mount(spec):
@@ -103,7 +106,7 @@ def proc_mount(spec):
             bad.append(c["name"])
             vals.add(pm)
     if bad:
-        return ("procMount", f"{_plural('container', 'containers', len(bad))} {_jq(bad)} must not set securityContext.procMount to {_jq(sorted(vals))}")
+        return ("procMount", f"{_named(bad)} must not set securityContext.procMount to {_jq(sorted(vals))}")
 
 
 def seccomp_baseline(spec):
@@ -128,7 +131,7 @@ def allow_privilege_escalation(spec):
     bad = [c["name"] for c in _containers(spec) if _sc(c).get("allowPrivilegeEscalation") is not False]
     if bad:
         return ("allowPrivilegeEscalation != false",
-                f"{_plural('container', 'containers', len(bad))} {_jq(bad)} must set securityContext.allowPrivilegeEscalation=false")
+                f"{_named(bad)} must set securityContext.allowPrivilegeEscalation=false")
 
 
 def capabilities_restricted(spec):
@@ -146,9 +149,9 @@ def capabilities_restricted(spec):
             caps.update(extra)
     details = []
     if missing:
-        details.append(f'{_plural("container", "containers", len(missing))} {_jq(missing)} must set securityContext.capabilities.drop=["ALL"]')
+        details.append(f'{_named(missing)} must set securityContext.capabilities.drop=["ALL"]')
     if adding:
-        details.append(f"{_plural('container', 'containers', len(adding))} {_jq(adding)} must not include {_jq(sorted(caps))} in securityContext.capabilities.add")
+        details.append(f"{_named(adding)} must not include {_jq(sorted(caps))} in securityContext.capabilities.add")
     if details:
         return ("unrestricted capabilities", "; ".join(details))
 
@@ -192,7 +195,7 @@ def run_as_non_root(spec):
         return ("runAsNonRoot != true", f"{' and '.join(setters)} must not set securityContext.runAsNonRoot=false")
     if implicit:
         return ("runAsNonRoot != true",
-                f"pod or {_plural('container', 'containers', len(implicit))} {_jq(implicit)} must set securityContext.runAsNonRoot=true")
+                f"pod or {_named(implicit)} must set securityContext.runAsNonRoot=true")
 
 
 def run_as_user(spec):
@@ -227,7 +230,7 @@ def seccomp_restricted(spec):
     if setters:
         return ("seccompProfile", f"{' and '.join(setters)} must not set securityContext.seccompProfile.type to {_jq(sorted(values))}")
     if implicit:
-        return ("seccompProfile", f'pod or {_plural("container", "containers", len(implicit))} {_jq(implicit)} must set '
+        return ("seccompProfile", f'pod or {_named(implicit)} must set '
                 'securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost"')
 
 

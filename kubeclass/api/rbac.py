@@ -86,8 +86,8 @@ _META = {"labels": {"kubernetes.io/bootstrapping": "rbac-defaults"},
          "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"}}
 
 
-def _cr(name: str, rules: list, extra_labels: dict | None = None) -> dict:
-    md = {"name": name, "labels": {**_META["labels"], **(extra_labels or {})}, "annotations": dict(_META["annotations"])}
+def _cr(name: str, rules: list) -> dict:
+    md = {"name": name, "labels": dict(_META["labels"]), "annotations": dict(_META["annotations"])}
     return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": md, "rules": rules}
 
 

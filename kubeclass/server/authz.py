@@ -24,16 +24,15 @@ class RBACAuthorizer:
             e = None
         return (e.obj.get("rules") or []) if e else []
 
-    def _bindings(self, a: RequestAttributes):
+    def _bindings(self, namespace: str):
         for _, e in self.store.list("/registry/clusterrolebindings/")[0]:
             yield e.obj, ""
-        if a.namespace:
-            for _, e in self.store.list(f"/registry/rolebindings/{a.namespace}/")[0]:
-                yield e.obj, a.namespace
+        if namespace:
+            for _, e in self.store.list(f"/registry/rolebindings/{namespace}/")[0]:
+                yield e.obj, namespace
 
     def rules_for(self, user: str, groups: tuple[str, ...], namespace: str):
-        probe = RequestAttributes(user, groups, "", True, namespace=namespace)
-        for b, ns in self._bindings(probe):
+        for b, ns in self._bindings(namespace):
             if any(rbac.subject_matches(s, user, groups, ns or b["metadata"].get("namespace", "")) for s in b.get("subjects") or []):
                 yield from self._role_rules(b.get("roleRef") or {}, ns)
 
