@@ -63,3 +63,21 @@ def _reindent(lines: list[str]) -> list[str]:
         else:
             out.append(s)
     return out
+
+
+def block(seed: str, *contains: str, without: tuple[str, ...] = ()) -> str:
+    """The first YAML block of seed file `seed` (its number, e.g. "001") containing every string in
+    `contains` and none in `without`."""
+    for name, _, text in blocks():
+        if name.startswith(seed) and all(c in text for c in contains) and not any(w in text for w in without):
+            return text
+    raise LookupError(f"no block in seed {seed} with {contains} and without {without}")
+
+
+# seed 001 blocks several tests use
+def gvisor_with_overhead() -> str:
+    return block("001", "overhead:", "name: gvisor", without=("---",))
+
+
+def overhead_example_pod() -> str:
+    return block("001", "name: overhead-example")

@@ -12,7 +12,7 @@ POD = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: {ns}\n
 
 @pytest.fixture
 def customer_ns(cluster):
-    block = [t for n, i, t in seeds.blocks() if n.startswith("001") and "name: customer-limits" in t][0]
+    block = seeds.block("001", "name: customer-limits")
     cluster.ok("apply", "-f", "-", input=block)
     yield "customer-workloads"
     cluster.kubectl("delete", "namespace", "customer-workloads", "--timeout=30s")

@@ -14,7 +14,7 @@ COMPLIANT = ("  securityContext:\n    runAsNonRoot: true\n    seccompProfile:\n 
 
 @pytest.fixture
 def untrusted(cluster):
-    ns = [t for n, i, t in seeds.blocks() if n.startswith("001") and "name: untrusted-workloads" in t][0]
+    ns = seeds.block("001", "name: untrusted-workloads")
     cluster.ok("apply", "-f", "-", input=ns)
     yield "untrusted-workloads"
     cluster.kubectl("delete", "namespace", "untrusted-workloads", "--timeout=30s")

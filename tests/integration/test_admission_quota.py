@@ -16,8 +16,8 @@ NS = "customer-workloads"
 
 @pytest.fixture
 def customer(cluster):
-    block = [t for n, i, t in seeds.blocks() if n.startswith("001") and "name: customer-quota" in t][0]
-    gvisor = [t for n, i, t in seeds.blocks() if n.startswith("001") and "overhead:" in t and "name: gvisor" in t and "---" not in t][0]
+    block = seeds.block("001", "name: customer-quota")
+    gvisor = seeds.gvisor_with_overhead()
     cluster.ok("apply", "-f", "-", input=block)
     cluster.ok("apply", "-f", "-", input=gvisor)
     yield NS
@@ -37,7 +37,7 @@ def quota_used(cluster, ns, name):
 def test_seed001_overhead_is_charged(cluster, customer):
     before = quota_used(cluster, NS, "customer-quota")
     assert before["requests.cpu"] == "0" and before["pods"] == "0"
-    pod = [t for n, i, t in seeds.blocks() if n.startswith("001") and "name: overhead-example" in t][0]
+    pod = seeds.overhead_example_pod()
     cluster.ok("apply", "-n", NS, "-f", "-", input=pod)
     used = quota_used(cluster, NS, "customer-quota")
     # container 100m/128Mi + gvisor overhead 50m/64Mi; limits from customer-limits' defaults (200m/256Mi) + overhead

@@ -28,9 +28,9 @@ def classes(cluster):
 
 def test_seed001_overhead_example(cluster, classes):
     """Seed 001: the Pod asking 100m/128Mi under gvisor is stored with overhead 50m/64Mi and the class's nodeSelector."""
-    gvisor = [t for n, i, t in seeds.blocks() if n.startswith("001") and "overhead:" in t and "name: gvisor" in t and "---" not in t][0]
+    gvisor = seeds.gvisor_with_overhead()
     classes(gvisor)
-    pod = [t for n, i, t in seeds.blocks() if n.startswith("001") and "name: overhead-example" in t][0]
+    pod = seeds.overhead_example_pod()
     cluster.ok("apply", "-f", "-", input=pod)
     try:
         got = json.loads(cluster.ok("get", "pod", "overhead-example", "-o", "json"))

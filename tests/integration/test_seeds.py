@@ -55,7 +55,7 @@ def test_seed_block_applies_verbatim(cluster, text, docs):
 
 def test_seed001_heredoc_lists_like_the_seed(cluster):
     """Seed 001's `kubectl apply -f - <<EOF` block, then `kubectl get runtimeclasses` as its expected output."""
-    heredoc = [t for n, i, t in seeds.blocks() if n.startswith("001") and "name: kata\nhandler: kata-qemu\n" in t and "---" in t][0]
+    heredoc = seeds.block("001", "name: kata\nhandler: kata-qemu\n", "---")
     cluster.ok("apply", "-f", "-", input=heredoc)
     try:
         out = cluster.ok("get", "runtimeclasses")
@@ -72,7 +72,7 @@ def test_seed001_heredoc_lists_like_the_seed(cluster):
 
 def test_seed002_v1beta1_and_alpha_shape(cluster):
     """Seed 002's v1beta1 object applies; the same class reads back in v1, v1beta1 and the v1alpha1 shape."""
-    text = [t for n, i, t in seeds.blocks() if n.startswith("002") and "RuntimeClass" in t][0]
+    text = seeds.block("002", "RuntimeClass")
     cluster.ok("apply", "-f", "-", input=text)
     try:
         v1 = json.loads(cluster.ok("get", "runtimeclasses.v1.node.k8s.io", "myclass", "-o", "json"))
