@@ -26,6 +26,8 @@ class Attributes:
     user: Any = None
     dry_run: bool = False
     warnings: list[str] = field(default_factory=list)
+    # events about the object, recorded once it is stored: dicts of reason, message, type, component
+    events: list[dict] = field(default_factory=list)
 
     def is_pod_create(self) -> bool:
         return self.operation == "CREATE" and self.group == "" and self.resource == "pods" and not self.subresource
@@ -52,13 +54,17 @@ class Plugin:
 
 
 def default_plugins(writer=None) -> list[Plugin]:
+    from .gatekeeper import GatekeeperConstraints
+    from .kyverno_policy import KyvernoPolicies
     from .limitranger import LimitRanger
     from .namespace_default_runtimeclass import NamespaceDefaultRuntimeClass
     from .podsecurity import PodSecurity
     from .resourcequota import ResourceQuota
     from .runtimeclass import RuntimeClass
-    # upstream order: LimitRanger ... RuntimeClass ... PodSecurity ... ResourceQuota (last)
-    return [LimitRanger(), NamespaceDefaultRuntimeClass(), RuntimeClass(), PodSecurity(), ResourceQuota(writer)]
+    # upstream order: LimitRanger ... RuntimeClass ... PodSecurity ... (validating webhooks: Kyverno,
+    # Gatekeeper) ... ResourceQuota (last)
+    return [LimitRanger(), NamespaceDefaultRuntimeClass(), RuntimeClass(), PodSecurity(), KyvernoPolicies(),
+            GatekeeperConstraints(), ResourceQuota(writer)]
 
 
 class Chain:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import kinds, meta, pod, runtimeclass
+from . import gatekeeper, kinds, kyverno, meta, pod, runtimeclass
 from .errors import FieldError
 
 ALL_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
@@ -166,6 +166,35 @@ PRIORITYCLASS = Kind("PriorityClass", kinds.generic_validate(False),
                      columns=[NAME_COL, _col("Value", "Value of the priority class"), _col("Global-Default", "Is this the global default priority class"), AGE_COL],
                      row=lambda pc: [pc["metadata"]["name"], str(pc.get("value", 0)), str(bool(pc.get("globalDefault", False))).lower(), meta.age(pc["metadata"].get("creationTimestamp"))])
 
+CRD_COLUMNS = [NAME_COL, AGE_COL]
+
+
+def _crd_row(obj: dict) -> list:
+    return [obj["metadata"]["name"], meta.age(obj["metadata"].get("creationTimestamp"))]
+
+
+_KYVERNO_COLS = [NAME_COL, _col("Admission", typ="boolean"), _col("Background", typ="boolean"), _col("Ready"), AGE_COL, _col("Message")]
+CLUSTERPOLICY = Kind("ClusterPolicy", lambda o: kyverno.validate_policy(o, False), defaults=kyverno.defaults,
+                     prepare_create=kyverno.prepare, prepare_update=kyverno.prepare_update,
+                     columns=_KYVERNO_COLS, row=kyverno.table_row, has_status=True, generation=True)
+POLICY = Kind("Policy", lambda o: kyverno.validate_policy(o, True), defaults=kyverno.defaults,
+              prepare_create=kyverno.prepare, prepare_update=kyverno.prepare_update,
+              columns=_KYVERNO_COLS, row=kyverno.table_row, has_status=True, generation=True)
+CONSTRAINTTEMPLATE = Kind("ConstraintTemplate", gatekeeper.validate_template, prepare_create=gatekeeper.prepare_template,
+                          prepare_update=gatekeeper.prepare_template, columns=CRD_COLUMNS, row=_crd_row,
+                          has_status=True, generation=True)
+CONSTRAINT_COLUMNS = [NAME_COL, _col("enforcement-action"), _col("total-violations", typ="integer")]
+
+
+def constraint_resource(template: dict) -> Resource:
+    """The resource a ConstraintTemplate declares, as Gatekeeper's generated CRD serves it."""
+    kind = gatekeeper.template_kind(template)
+    k = Kind(kind, gatekeeper.validate_constraint, defaults=gatekeeper.constraint_defaults,
+             columns=CONSTRAINT_COLUMNS, row=gatekeeper.constraint_row, has_status=True, generation=True)
+    return Resource(gatekeeper.CONSTRAINT_GROUP, gatekeeper.CONSTRAINT_VERSION, kind.lower(), kind.lower(), False, k,
+                    gatekeeper.definition_name(kind), categories=["constraint", "constraints"], subresources=["status"])
+
+
 RESOURCES: list[Resource] = [
     Resource("node.k8s.io", "v1", "runtimeclasses", "runtimeclass", False, RUNTIMECLASS, "io.k8s.api.node.v1.RuntimeClass",
              storage_version="v1", to_storage=runtimeclass.to_storage, from_storage=runtimeclass.from_storage),
@@ -189,6 +218,12 @@ RESOURCES: list[Resource] = [
     Resource("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "clusterrolebinding", False, CLUSTERROLEBINDING, "io.k8s.api.rbac.v1.ClusterRoleBinding"),
     Resource("coordination.k8s.io", "v1", "leases", "lease", True, LEASE, "io.k8s.api.coordination.v1.Lease"),
     Resource("scheduling.k8s.io", "v1", "priorityclasses", "priorityclass", False, PRIORITYCLASS, "io.k8s.api.scheduling.v1.PriorityClass", ["pc"]),
+    Resource("kyverno.io", "v1", "clusterpolicies", "clusterpolicy", False, CLUSTERPOLICY, "io.kyverno.v1.ClusterPolicy", ["cpol"],
+             ["kyverno", "policies"], subresources=["status"]),
+    Resource("kyverno.io", "v1", "policies", "policy", True, POLICY, "io.kyverno.v1.Policy", ["pol"],
+             ["kyverno", "policies"], subresources=["status"]),
+    Resource("templates.gatekeeper.sh", "v1", "constrainttemplates", "constrainttemplate", False, CONSTRAINTTEMPLATE,
+             "sh.gatekeeper.templates.v1.ConstraintTemplate", subresources=["status"]),
 ]
 
 # Create-only virtual resources (no storage).
@@ -200,10 +235,58 @@ VIRTUAL = {
 
 # Preferred version per group (first listed wins), and group order in discovery.
 GROUP_ORDER = ["", "apps", "authentication.k8s.io", "authorization.k8s.io", "coordination.k8s.io",
-               "rbac.authorization.k8s.io", "scheduling.k8s.io", "node.k8s.io"]
+               "rbac.authorization.k8s.io", "scheduling.k8s.io", "node.k8s.io", "kyverno.io", "templates.gatekeeper.sh"]
 
-BY_PATH: dict[tuple[str, str, str], Resource] = {(r.group, r.version, r.plural): r for r in RESOURCES}
-BY_GVK: dict[tuple[str, str, str], Resource] = {(r.group, r.version, r.kind.kind): r for r in RESOURCES}
+BY_PATH: dict[tuple[str, str, str], Resource] = {}
+BY_GVK: dict[tuple[str, str, str], Resource] = {}
+STORAGE: dict[tuple[str, str], Resource] = {}   # (group, plural) -> the storage version's entry
+_listeners: list[Callable[[], None]] = []
+
+
+def _index(r: Resource) -> None:
+    BY_PATH[(r.group, r.version, r.plural)] = r
+    BY_GVK[(r.group, r.version, r.kind.kind)] = r
+    if r.version == (r.storage_version or r.version):
+        STORAGE[(r.group, r.plural)] = r
+
+
+for _r in RESOURCES:
+    _index(_r)
+
+
+def on_change(fn: Callable[[], None]) -> None:
+    """Call `fn` whenever resources are added or removed (discovery and OpenAPI caches)."""
+    _listeners.append(fn)
+
+
+def _changed() -> None:
+    for fn in _listeners:
+        fn()
+
+
+def add_resource(r: Resource) -> None:
+    """Serve a resource defined at run time (a Gatekeeper constraint kind), like a CRD becoming established."""
+    remove_resource(r.group, r.plural, notify=False)
+    RESOURCES.append(r)
+    _index(r)
+    if r.group not in GROUP_ORDER:
+        GROUP_ORDER.append(r.group)
+    _changed()
+
+
+def remove_resource(group: str, plural: str, notify: bool = True) -> None:
+    gone = [r for r in RESOURCES if r.group == group and r.plural == plural]
+    if not gone:
+        return
+    for r in gone:
+        RESOURCES.remove(r)
+        BY_PATH.pop((r.group, r.version, r.plural), None)
+        BY_GVK.pop((r.group, r.version, r.kind.kind), None)
+    STORAGE.pop((group, plural), None)
+    if group not in {r.group for r in RESOURCES} and group not in {g for g, _, _ in VIRTUAL}:
+        GROUP_ORDER.remove(group)
+    if notify:
+        _changed()
 
 
 def group_versions() -> dict[str, list[str]]:
@@ -225,4 +308,4 @@ def resources_in(group: str, version: str) -> list[Resource]:
 
 def storage_resource(r: Resource) -> Resource:
     """The resource entry of the storage version (for watch/list of other versions)."""
-    return BY_PATH[(r.group, r.storage_version or r.version, r.plural)]
+    return STORAGE[(r.group, r.plural)]

@@ -58,12 +58,58 @@ def extra_definitions(defs: dict) -> dict:
                      "description": "spec represents specification of the RuntimeClass."}
     alpha["required"] = ["spec"]
     out["io.k8s.api.node.v1alpha1.RuntimeClass"] = alpha
+    out.update(_policy_definitions())
     for ver in ("v1beta1", "v1alpha1"):
         lst = copy.deepcopy(defs["io.k8s.api.node.v1.RuntimeClassList"])
         lst["properties"]["items"]["items"] = {"$ref": _PREFIX + f"io.k8s.api.node.{ver}.RuntimeClass"}
         lst["x-kubernetes-group-version-kind"] = [{"group": "node.k8s.io", "kind": "RuntimeClassList", "version": ver}]
         out[f"io.k8s.api.node.{ver}.RuntimeClassList"] = lst
     return out
+
+
+def _crd(kind: str, group: str, version: str, description: str, spec: dict) -> dict:
+    free = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    return {"description": description, "type": "object",
+            "properties": {
+                "apiVersion": {"type": "string", "description": "APIVersion defines the versioned schema of this representation of an object."},
+                "kind": {"type": "string", "description": "Kind is a string value representing the REST resource this object represents."},
+                "metadata": {"$ref": _PREFIX + "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"},
+                "spec": spec, "status": free},
+            "x-kubernetes-group-version-kind": [{"group": group, "kind": kind, "version": version}]}
+
+
+def _policy_definitions() -> dict:
+    """Kyverno and Gatekeeper CRD schemas: the top-level fields typed, the rest kept as given (as their
+    CRDs do with x-kubernetes-preserve-unknown-fields) and checked by the kinds' validation."""
+    free = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    kyverno_spec = {"type": "object", "description": "Spec declares policy behaviors.", "properties": {
+        "admission": {"type": "boolean", "description": "Admission controls if rules are applied during admission."},
+        "background": {"type": "boolean", "description": "Background controls if rules are applied to existing resources during a background scan."},
+        "validationFailureAction": {"type": "string", "description": "ValidationFailureAction defines if a validation policy rule violation should block the admission review request (Enforce), or allow (Audit) the admission review request and report an error in a policy report."},
+        "rules": {"type": "array", "description": "Rules is a list of Rule instances. A Policy contains multiple rules and each rule can validate, mutate, or generate resources.",
+                  "items": free},
+        "emitWarning": {"type": "boolean"}, "failurePolicy": {"type": "string"}, "webhookTimeoutSeconds": {"type": "integer"},
+        "validationFailureActionOverrides": {"type": "array", "items": free}, "applyRules": {"type": "string"},
+        "generateExisting": {"type": "boolean"}, "mutateExistingOnPolicyUpdate": {"type": "boolean"},
+        "useServerSideApply": {"type": "boolean"}, "schemaValidation": {"type": "boolean"}, "webhookConfiguration": free}}
+    ct_spec = {"type": "object", "properties": {
+        "crd": {"type": "object", "properties": {"spec": {"type": "object", "properties": {
+            "names": {"type": "object", "properties": {"kind": {"type": "string"}, "shortNames": {"type": "array", "items": {"type": "string"}}}},
+            "validation": {"type": "object", "properties": {
+                "openAPIV3Schema": free, "legacySchema": {"type": "boolean"}}}}}}},
+        "targets": {"type": "array", "items": {"type": "object", "properties": {
+            "target": {"type": "string"}, "rego": {"type": "string"}, "libs": {"type": "array", "items": {"type": "string"}},
+            "code": {"type": "array", "items": free}}}}}}
+    return {
+        "io.kyverno.v1.ClusterPolicy": _crd("ClusterPolicy", "kyverno.io", "v1", "ClusterPolicy declares validation, mutation, and generation behaviors for matching resources.", kyverno_spec),
+        "io.kyverno.v1.Policy": _crd("Policy", "kyverno.io", "v1", "Policy declares validation, mutation, and generation behaviors for matching resources. See: https://kyverno.io/docs/writing-policies/ for more information.", kyverno_spec),
+        "sh.gatekeeper.templates.v1.ConstraintTemplate": _crd("ConstraintTemplate", "templates.gatekeeper.sh", "v1", "ConstraintTemplate is the Schema for the constrainttemplates API", ct_spec),
+    }
+
+
+def add_definition(name: str, schema: dict) -> None:
+    """A schema defined at run time (a Gatekeeper constraint kind)."""
+    definitions()[name] = schema
 
 
 def ref_name(schema: dict) -> str | None:

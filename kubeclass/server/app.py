@@ -23,6 +23,7 @@ from ..api.rbac import RequestAttributes, forbidden_message
 from . import discovery, protobuf, tables
 from .auth import TokenFile, User
 from .authz import RBACAuthorizer, bootstrap
+from .constraint_kinds import ConstraintKinds
 from .quota_status import QuotaStatus
 from .rest import REST, Context, Result, encode, parse_bool
 
@@ -59,6 +60,8 @@ class APIServer:
         self.quota_status = QuotaStatus(store, locks)
         self.rest = REST(store, Chain(writer=self.quota_status), locks)
         self.rest.after_delete_marked = self._after_delete_marked  # type: ignore[method-assign]
+        self.rest.committed = self._committed  # type: ignore[method-assign]
+        self.constraint_kinds = ConstraintKinds(store)
         self.bookmark_interval = bookmark_interval
         self.ready = False
         self._tasks: set[asyncio.Task] = set()
@@ -74,6 +77,7 @@ class APIServer:
                 except StatusError:
                     pass
         await bootstrap(self.rest, registry)
+        await self.constraint_kinds.sync()
         self._spawn(self.quota_status.run())
         # resume namespace cleanups interrupted by a restart
         for _, e in self.store.list("/registry/namespaces/")[0]:
@@ -85,6 +89,10 @@ class APIServer:
         t = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(t)
         t.add_done_callback(self._tasks.discard)
+
+    async def _committed(self, res: registry.Resource, obj: dict, deleted: bool) -> None:
+        if res.group == "templates.gatekeeper.sh":
+            await self.constraint_kinds.sync()
 
     async def _after_delete_marked(self, res: registry.Resource, obj: dict) -> None:
         if res.kind.kind == "Namespace":

@@ -174,3 +174,11 @@ def openapi_v2() -> bytes:
         defs[n] = orjson.loads(orjson.dumps(s).replace(b"#/components/schemas/", b"#/definitions/"))
     return orjson.dumps({"swagger": "2.0", "info": {"title": "Kubernetes", "version": VERSION["gitVersion"]},
                          "paths": {}, "definitions": defs})
+
+
+def _forget() -> None:
+    for cached in (aggregated, openapi_v3_gv, openapi_v3_root, openapi_v2):
+        cached.cache_clear()
+
+
+registry.on_change(_forget)

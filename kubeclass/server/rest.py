@@ -73,10 +73,9 @@ class StoreLister:
 
     def __init__(self, store):
         self.store = store
-        self._storage = {(r.group, r.plural): r for r in registry.RESOURCES if r.version == (r.storage_version or r.version)}
 
     def _res(self, group: str, resource: str) -> Resource | None:
-        return self._storage.get((group, resource))
+        return registry.STORAGE.get((group, resource))
 
     def get(self, group: str, resource: str, namespace: str | None, name: str) -> dict | None:
         r = self._res(group, resource)
@@ -206,6 +205,7 @@ class REST:
         finally:
             for lock in reversed(locks):
                 lock.release()
+        await self._committed(res, ent.obj, attrs)
         return self.respond(ctx, res, 201, ent.obj)
 
     # ------------------------------------------------------------------ read
@@ -340,6 +340,7 @@ class REST:
                 raise errors.conflict(res.plural, res.group, ctx.name or "", errors.MODIFIED)
             except KeyNotFound:
                 raise errors.not_found(res.plural, res.group, ctx.name or "")
+            await self.committed(res, ent.obj, True)
             return self.respond(ctx, res, 200, ent.obj)
         if new == old:
             return self.respond(ctx, res, 200, old)
@@ -349,6 +350,7 @@ class REST:
             raise errors.conflict(res.plural, res.group, ctx.name or "", errors.MODIFIED)
         except KeyNotFound:
             raise errors.not_found(res.plural, res.group, ctx.name or "")
+        await self._committed(res, ent.obj, attrs)
         return self.respond(ctx, res, 200, ent.obj)
 
     def _merge_system_fields(self, ctx: Context, res: Resource, obj: dict, old: dict) -> dict:
@@ -475,6 +477,7 @@ class REST:
                 ent_obj = (await self.store.delete(key, cur.rev)).obj
             except (RevisionConflict, KeyNotFound):
                 raise errors.conflict(res.plural, res.group, md["name"], errors.MODIFIED)
+            await self.committed(res, ent_obj, True)
         if res.kind.kind == "Pod":
             return self.respond(ctx, res, 200, ent_obj)
         st = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
@@ -496,6 +499,33 @@ class REST:
 
     async def after_delete_marked(self, res: Resource, obj: dict) -> None:
         """Hook: a namespace marked for deletion starts its cleanup (set by the server)."""
+
+    async def committed(self, res: Resource, obj: dict, deleted: bool) -> None:
+        """Hook: an object was stored or removed (set by the server: constraint kinds follow templates)."""
+
+    async def _committed(self, res: Resource, obj: dict, attrs: Attributes) -> None:
+        for ev in attrs.events:
+            await self.record_event(obj, **ev)
+        await self.committed(res, obj, False)
+
+    async def record_event(self, obj: dict, reason: str, message: str, type: str = "Normal", component: str = "") -> None:
+        """A core/v1 Event about `obj`, as the component that noticed it would post it."""
+        md = obj.get("metadata", {})
+        ns = md.get("namespace") or "default"
+        now = _now()
+        ev = {"apiVersion": "v1", "kind": "Event",
+              "metadata": {"name": f"{md.get('name', '')}.{uuid.uuid4().hex[:16]}", "namespace": ns, "uid": str(uuid.uuid4()),
+                           "creationTimestamp": now},
+              "involvedObject": {"apiVersion": obj.get("apiVersion", ""), "kind": obj.get("kind", ""), "name": md.get("name", ""),
+                                 **({"namespace": md["namespace"]} if md.get("namespace") else {}),
+                                 "uid": md.get("uid", ""), "resourceVersion": md.get("resourceVersion", "")},
+              "reason": reason, "message": message, "type": type,
+              "source": {"component": component}, "reportingComponent": component, "reportingInstance": "",
+              "firstTimestamp": now, "lastTimestamp": now, "count": 1}
+        try:
+            await self.store.create(f"/registry/events/{ns}/{ev['metadata']['name']}", ev)
+        except KeyExists:
+            pass
 
     async def delete_collection(self, ctx: Context, res: Resource, body: Any) -> Result:
         opts = body if isinstance(body, dict) else {}
