@@ -9,7 +9,9 @@ too: Rego that does not compile is refused, as Gatekeeper's webhook refuses it.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
+import sys
 
 import orjson
 import regopy
@@ -26,10 +28,20 @@ class RegoError(Exception):
     pass
 
 
+def _wrapper(template: str, package: str) -> str:
+    """Evaluates every matching constraint of one template in one query: each sees its own parameters."""
+    return (f"package kubeclass.gatekeeper.{template}\n\n"
+            f"results[name] = v {{\n"
+            f"  params := input.constraints[{orjson.dumps(template).decode()}][name]\n"
+            f"  v := data.{package}.violation with input.parameters as params\n"
+            f"}}\n")
+
+
 class Program:
     """One template's compiled Rego: a bundle plus a runner interpreter reused across queries."""
 
-    def __init__(self, rego: str, libs: list[str]):
+    def __init__(self, name: str, rego: str, libs: list[str]):
+        self.name = name
         self.package = gatekeeper.package_of(rego)
         if not self.package:
             raise RegoError("the Rego has no package declaration")
@@ -38,27 +50,28 @@ class Program:
             build.add_module("template.rego", rego)
             for i, lib in enumerate(libs):
                 build.add_module(f"lib{i}.rego", lib)
-            self.bundle = build.build(f"violations = data.{self.package}.violation", [])
+            build.add_module("kubeclass-wrapper.rego", _wrapper(name, self.package))
+            self.bundle = build.build(f"results = data.kubeclass.gatekeeper.{name}.results", [])
         except regopy.RegoError as e:
             raise RegoError(_clean(str(e))) from None
         self.runner = regopy.Interpreter()
 
-    def violations(self, input_: dict) -> list[dict]:
-        self.runner.set_input(regopy.Input(input_))
+    def run(self, input_: "regopy.Input") -> dict[str, list[dict]]:
+        """Violations per constraint name, for the constraints listed under input.constraints[<template>]."""
+        self.runner.set_input(input_)
         try:
             out = self.runner.query_bundle(self.bundle)
         except regopy.RegoError as e:
             raise RegoError(_clean(str(e))) from None
         if not out.ok():
             raise RegoError(_clean(str(out)))
-        doc = orjson.loads(str(out))
-        results = doc.get("result") if isinstance(doc, dict) and "result" in doc else doc
-        if isinstance(results, list):   # several results: one per solution
-            found: list[dict] = []
-            for r in results:
-                found += gatekeeper.violations((r.get("bindings") or {}).get("violations"))
-            return found
-        return gatekeeper.violations((results.get("bindings") or {}).get("violations"))
+        results = (orjson.loads(str(out)).get("bindings") or {}).get("results") or {}
+        return {k: gatekeeper.violations(v) for k, v in results.items()} if isinstance(results, dict) else {}
+
+    def violations(self, review: dict, parameters: dict) -> list[dict]:
+        """One constraint's violations (`input.review`, `input.parameters`)."""
+        got = self.run(regopy.Input({"review": review, "constraints": {self.name: {"c": parameters}}}))
+        return got.get("c", [])
 
 
 def _clean(msg: str) -> str:
@@ -68,7 +81,35 @@ def _clean(msg: str) -> str:
 
 def compile_template(t: dict) -> Program:
     rego, libs = gatekeeper.rego_sources(t)
-    return Program(rego, libs)
+    return Program(t["metadata"]["name"], rego, libs)
+
+
+_CHECK = """
+import sys, orjson
+from kubeclass.admission.gatekeeper import compile_template, RegoError
+try:
+    compile_template(orjson.loads(sys.stdin.buffer.read()))
+except RegoError as e:
+    print(e); sys.exit(3)
+"""
+
+
+async def check_compiles(t: dict, timeout: float = 30.0) -> str | None:
+    """Compile a new template in a child process first: the Rego engine is native code, and a template
+    it cannot handle must be refused without putting the server at risk. Returns the error, if any."""
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", _CHECK, stdin=asyncio.subprocess.PIPE,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(orjson.dumps(t)), timeout)
+    except asyncio.TimeoutError:
+        proc.kill()
+        return f"compiling the Rego took longer than {timeout:.0f}s"
+    if proc.returncode == 0:
+        return None
+    if proc.returncode == 3:
+        return out.decode(errors="replace").strip()
+    tail = err.decode(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
+    return f"the Rego engine failed on this template (exit {proc.returncode}): {tail[0]}"
 
 
 class GatekeeperConstraints(Plugin):
@@ -76,6 +117,17 @@ class GatekeeperConstraints(Plugin):
 
     def __init__(self) -> None:
         self._programs: dict[str, tuple[str, Program | None, str]] = {}   # template name -> (rv, program, error)
+        self._prefilters: dict[str, tuple[str, gatekeeper.Prefilter]] = {}  # constraint uid -> (rv, prefilter)
+
+    def _prefilter(self, c: dict) -> gatekeeper.Prefilter:
+        md = c["metadata"]
+        got = self._prefilters.get(md.get("uid", ""))
+        if got is None or got[0] != md.get("resourceVersion"):
+            if len(self._prefilters) > 10000:
+                self._prefilters.clear()
+            got = (md.get("resourceVersion"), gatekeeper.Prefilter.of(c))
+            self._prefilters[md.get("uid", "")] = got
+        return got[1]
 
     def _program(self, t: dict) -> tuple[Program | None, str]:
         md = t["metadata"]
@@ -94,34 +146,45 @@ class GatekeeperConstraints(Plugin):
         if a.subresource:
             return   # Gatekeeper's webhook rules name resources, not subresources
         if a.group == "templates.gatekeeper.sh" and a.resource == "constrainttemplates":
-            self._check_template(a.object)
+            await self._check_template(a.object)
             return
         templates = lister.list("templates.gatekeeper.sh", "constrainttemplates")
         if not templates:
             return
         review = None
-        denies: list[str] = []
+        work: list[tuple[Program, dict[str, dict]]] = []
+        params: dict[str, dict[str, dict]] = {}
         for t in templates:
             kind = gatekeeper.template_kind(t)
             constraints = lister.list(gatekeeper.CONSTRAINT_GROUP, kind.lower()) if kind else []
+            matching: dict[str, dict] = {}
             for c in constraints:
                 if review is None:
                     review = self._review(a, lister)
-                if not gatekeeper.constraint_matches(c, review):
-                    continue
-                program, error = self._program(t)
-                name = c["metadata"]["name"]
-                if program is None:
-                    a.warnings.append(f"[{name}] not enforced: template {t['metadata']['name']} does not compile: {error}")
-                    continue
-                try:
-                    found = program.violations({"review": review.input(), "parameters": (c.get("spec") or {}).get("parameters") or {}})
-                except RegoError as e:
-                    log.warning("constraint %s: evaluation failed: %s", name, e)
-                    a.warnings.append(f"[{name}] evaluation failed, request admitted: {e}")
-                    continue
+                if not self._prefilter(c).rejects(review) and gatekeeper.constraint_matches(c, review):
+                    matching[c["metadata"]["name"]] = c
+            if not matching:
+                continue
+            program, error = self._program(t)
+            if program is None:
+                a.warnings.extend(f"[{n}] not enforced: template {t['metadata']['name']} does not compile: {error}" for n in matching)
+                continue
+            work.append((program, matching))
+            params[program.name] = {n: (c.get("spec") or {}).get("parameters") or {} for n, c in matching.items()}
+        if not work:
+            return
+        input_ = regopy.Input({"review": review.input(), "constraints": params})   # converted once per request
+        denies: list[str] = []
+        for program, matching in work:
+            try:
+                results = program.run(input_)
+            except RegoError as e:
+                log.warning("template %s: evaluation failed: %s", program.name, e)
+                a.warnings.extend(f"[{n}] evaluation failed, request admitted: {e}" for n in matching)
+                continue
+            for name, c in matching.items():
                 action = (c.get("spec") or {}).get("enforcementAction", "deny")
-                for v in found:
+                for v in results.get(name, []):
                     msg = f"[{name}] {v.get('msg', '')}"
                     if action == "deny":
                         denies.append(msg)
@@ -130,14 +193,13 @@ class GatekeeperConstraints(Plugin):
         if denies:
             raise StatusError(403, "Forbidden", f'admission webhook "{WEBHOOK}" denied the request: ' + "\n".join(denies))
 
-    def _check_template(self, t: dict) -> None:
+    async def _check_template(self, t: dict) -> None:
         if gatekeeper.validate_template(t):
             return  # object validation reports these
-        try:
-            compile_template(t)
-        except RegoError as e:
+        error = await check_compiles(t)
+        if error:
             raise StatusError(400, "", f'admission webhook "{WEBHOOK}" denied the request: invalid Rego in '
-                                       f'ConstraintTemplate {t["metadata"].get("name", "")!r}: {e}')
+                                       f'ConstraintTemplate {t["metadata"].get("name", "")!r}: {error}')
 
     @staticmethod
     def _review(a: Attributes, lister: Lister) -> gatekeeper.Review:

@@ -206,6 +206,32 @@ def _ns_match(patterns: list[str], ns: str) -> bool:
     return any(fnmatch.fnmatchcase(ns, p) for p in patterns)
 
 
+@dataclass
+class Prefilter:
+    """Literal kinds and namespaces of a constraint's match, for a cheap first rejection."""
+    kinds: frozenset | None
+    namespaces: frozenset | None
+
+    @classmethod
+    def of(cls, c: dict) -> "Prefilter":
+        m = (c.get("spec") or {}).get("match") or {}
+        kinds: set | None = set()
+        for k in m.get("kinds") or [{}]:
+            ks = k.get("kinds") or ["*"]
+            if "*" in ks:
+                kinds = None
+                break
+            kinds |= set(ks)
+        ns = m.get("namespaces")
+        lit = frozenset(ns) if ns and not any(ch in n for n in ns for ch in "*?[") else None
+        return cls(frozenset(kinds) if kinds is not None else None, lit)
+
+    def rejects(self, rv: Review) -> bool:
+        if self.kinds is not None and rv.kind not in self.kinds:
+            return True
+        return self.namespaces is not None and rv.kind != "Namespace" and rv.namespace not in self.namespaces
+
+
 def constraint_matches(c: dict, rv: Review) -> bool:
     m = (c.get("spec") or {}).get("match") or {}
     kinds = m.get("kinds")

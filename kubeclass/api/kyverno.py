@@ -208,8 +208,33 @@ class Rule:
     source: dict = field(default_factory=dict)
     has_vars: bool = False
 
+    kinds: frozenset | None = None        # the kind names the rule can match, when literal (a fast pre-check)
+    namespaces: frozenset | None = None   # the namespaces it can match, when literal
+
     def __post_init__(self) -> None:
         self.has_vars = "{{" in repr(self.patterns)
+        if self.match.get("all"):
+            return
+        filters = list(_filters(self.match))
+        kinds: set[str] = set()
+        nss: set[str] = set()
+        for f in filters:
+            res = f.get("resources") or {}
+            ks = res.get("kinds") or []
+            if kinds is not None:
+                if not ks or any(c in k for k in ks for c in "*?"):
+                    kinds = None
+                else:
+                    kinds |= {_kind_name(k) for k in ks}
+            ns = res.get("namespaces") or []
+            if nss is not None:
+                if not ns or any(c in n for n in ns for c in "*?["):
+                    nss = None
+                else:
+                    nss |= set(ns)
+        if filters:
+            self.kinds = frozenset(kinds) if kinds is not None else None
+            self.namespaces = frozenset(nss) if nss is not None else None
 
 
 @dataclass
@@ -400,6 +425,10 @@ def matches(m: dict | None, req: Request) -> bool:
 
 def rule_applies(rule: Rule, pol: Policy, req: Request) -> bool:
     if pol.namespace is not None and req.namespace != pol.namespace:
+        return False
+    if rule.kinds is not None and req.kind not in rule.kinds:
+        return False
+    if rule.namespaces is not None and req.namespace not in rule.namespaces and req.kind != "Namespace":
         return False
     if req.subresource and not any("/" in k and _kind_matches(k, req) for k in _rule_kinds(rule.match)):
         return False

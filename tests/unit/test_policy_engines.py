@@ -128,7 +128,7 @@ def test_seed_template_evaluates_v0_rego_as_written():
     params = constraint["spec"]["parameters"]
 
     def msgs(spec):
-        return sorted(v["msg"] for v in program.violations({"review": _review("production", spec).input(), "parameters": params}))
+        return sorted(v["msg"] for v in program.violations(_review("production", spec).input(), params))
     assert msgs({}) == ["Pod must specify a runtimeClassName"]
     assert msgs({"runtimeClassName": "other"}) == ["RuntimeClass other is not in the allowed list"]
     assert msgs({"runtimeClassName": "gvisor"}) == []
