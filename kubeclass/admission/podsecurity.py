@@ -5,16 +5,21 @@ restricted. Enforce refuses Pods (`violates PodSecurity "restricted:latest": ...
 upstream's: each failed check renders as `reason (detail)`, joined by ", ", baseline checks first, then
 restricted ones, each group in check-ID order.
 
-Checks implemented: baseline capabilities_baseline, hostNamespaces, hostPathVolumes, hostPorts,
-privileged, procMount, seccompProfile_baseline, sysctls; restricted allowPrivilegeEscalation,
-capabilities_restricted, restrictedVolumes (replaces hostPathVolumes), runAsNonRoot, runAsUser,
-seccompProfile_restricted. Not yet: appArmorProfile, seLinuxOptions, windowsHostProcess; audit mode
-(there is no audit log yet).
+Checks (1.32's "latest"): baseline appArmorProfile, capabilities_baseline, hostNamespaces,
+hostPathVolumes, hostPorts, privileged, procMount, seLinuxOptions, seccompProfile_baseline, sysctls,
+windowsHostProcess; restricted allowPrivilegeEscalation, capabilities_restricted, restrictedVolumes
+(replaces hostPathVolumes), runAsNonRoot, runAsUser, seccompProfile_restricted. Audit mode: upstream
+adds a `pod-security.kubernetes.io/audit-violations` annotation to the request's audit event; kubeclass
+has no audit log, so the same text goes to the server log (logger `kubeclass.podsecurity`).
 """
 from __future__ import annotations
 
+import logging
+
 from ..api import errors
 from . import Attributes, Lister, Plugin
+
+log = logging.getLogger("kubeclass.podsecurity")
 
 LEVELS = ("privileged", "baseline", "restricted")
 PREFIX = "pod-security.kubernetes.io/"
@@ -23,7 +28,7 @@ BASELINE_CAPS = {"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KI
 SAFE_SYSCTLS = {"kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.ip_unprivileged_port_start",
                 "net.ipv4.tcp_syncookies", "net.ipv4.ping_group_range", "net.ipv4.ip_local_reserved_ports",
                 "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl",
-                "net.ipv4.tcp_keepalive_probes"}
+                "net.ipv4.tcp_keepalive_probes", "net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem"}
 ALLOWED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret"}
 WORKLOADS = {("apps", "deployments"), ("apps", "replicasets"), ("apps", "statefulsets"), ("apps", "daemonsets"),
              ("batch", "jobs"), ("batch", "cronjobs"), ("", "replicationcontrollers"), ("", "podtemplates")}
@@ -55,6 +60,76 @@ def _who(kind_setters: list[str], bad: list[str]) -> list[str]:
 
 
 # ---- baseline
+
+APPARMOR_PREFIX = "container.apparmor.security.beta.kubernetes.io/"
+SELINUX_TYPES = {"", "container_t", "container_init_t", "container_kvm_t", "container_engine_t"}
+
+
+def app_armor_profile(spec, md):
+    setters, values, bad = [], set(), []
+    pod_type = ((spec.get("securityContext") or {}).get("appArmorProfile") or {}).get("type")
+    if pod_type is not None and pod_type not in ("RuntimeDefault", "Localhost"):
+        setters.append("pod")
+        values.add(pod_type)
+    for c in _containers(spec):
+        t = (_sc(c).get("appArmorProfile") or {}).get("type")
+        if t is not None and t not in ("RuntimeDefault", "Localhost"):
+            bad.append(c["name"])
+            values.add(t)
+    if bad:
+        setters.append(_named(bad))
+    annotations = sorted(f'{k}={errors.go_quote(v)}' for k, v in ((md or {}).get("annotations") or {}).items()
+                         if k.startswith(APPARMOR_PREFIX) and v and v != "runtime/default" and not v.startswith("localhost/"))
+    listed = sorted(values) + annotations
+    if annotations:
+        setters.append(_plural("annotation", "annotations", len(annotations)))
+    if setters:
+        return (_plural("forbidden AppArmor profile", "forbidden AppArmor profiles", len(listed)),
+                f"{' and '.join(setters)} must not set AppArmor profile type to {', '.join(errors.go_quote(x) for x in listed)}")
+
+
+def se_linux_options(spec, md=None):
+    bad_types: set[str] = set()
+    flags = {"user": False, "role": False}
+
+    def valid(opts: dict) -> bool:
+        ok = True
+        if opts.get("type", "") not in SELINUX_TYPES:
+            bad_types.add(opts.get("type", ""))
+            ok = False
+        for f in ("user", "role"):
+            if opts.get(f):
+                flags[f] = True
+                ok = False
+        return ok
+    setters = []
+    pod_opts = (spec.get("securityContext") or {}).get("seLinuxOptions")
+    if pod_opts is not None and not valid(pod_opts):
+        setters.append("pod")
+    bad = [c["name"] for c in _containers(spec) if _sc(c).get("seLinuxOptions") is not None and not valid(_sc(c)["seLinuxOptions"])]
+    if bad:
+        setters.append(_named(bad))
+    if setters:
+        data = []
+        if bad_types:
+            data.append(f"{_plural('type', 'types', len(bad_types))} {_jq(sorted(bad_types))}")
+        if flags["user"]:
+            data.append("user may not be set")
+        if flags["role"]:
+            data.append("role may not be set")
+        return ("seLinuxOptions", f"{' and '.join(setters)} set forbidden securityContext.seLinuxOptions: {'; '.join(data)}")
+
+
+def windows_host_process(spec, md=None):
+    setters = []
+    if ((spec.get("securityContext") or {}).get("windowsOptions") or {}).get("hostProcess"):
+        setters.append("pod")
+    bad = [c["name"] for c in _containers(spec) if (_sc(c).get("windowsOptions") or {}).get("hostProcess")]
+    if bad:
+        setters.append(_named(bad))
+    if setters:
+        return ("hostProcess", f"{' and '.join(setters)} must not set securityContext.windowsOptions.hostProcess=true")
+
 
 def capabilities_baseline(spec):
     bad, caps = [], set()
@@ -234,15 +309,17 @@ def seccomp_restricted(spec):
                 'securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost"')
 
 
-BASELINE = [("capabilities_baseline", capabilities_baseline), ("hostNamespaces", host_namespaces),
+BASELINE = [("appArmorProfile", app_armor_profile), ("capabilities_baseline", capabilities_baseline), ("hostNamespaces", host_namespaces),
             ("hostPathVolumes", host_path_volumes), ("hostPorts", host_ports), ("privileged", privileged),
-            ("procMount", proc_mount), ("seccompProfile_baseline", seccomp_baseline), ("sysctls", sysctls)]
+            ("procMount", proc_mount), ("seLinuxOptions", se_linux_options), ("seccompProfile_baseline", seccomp_baseline),
+            ("sysctls", sysctls), ("windowsHostProcess", windows_host_process)]
+NEEDS_METADATA = {"appArmorProfile"}
 RESTRICTED = [("allowPrivilegeEscalation", allow_privilege_escalation), ("capabilities_restricted", capabilities_restricted),
               ("restrictedVolumes", restricted_volumes), ("runAsNonRoot", run_as_non_root), ("runAsUser", run_as_user),
               ("seccompProfile_restricted", seccomp_restricted)]
 
 
-def evaluate(level: str, spec: dict) -> str:
+def evaluate(level: str, spec: dict, md: dict | None = None) -> str:
     """The aggregate forbidden reason for `spec` at `level` ("" when allowed)."""
     if level == "privileged":
         return ""
@@ -250,8 +327,8 @@ def evaluate(level: str, spec: dict) -> str:
     if level == "restricted":
         checks = [c for c in checks if c[0] != "hostPathVolumes"] + RESTRICTED  # restrictedVolumes overrides it
     out = []
-    for _, fn in checks:
-        r = fn(spec)
+    for check_id, fn in checks:
+        r = fn(spec, md) if check_id in NEEDS_METADATA else fn(spec)
         if r:
             out.append(f"{r[0]} ({r[1]})" if r[1] else r[0])
     return ", ".join(out)
@@ -276,11 +353,13 @@ class PodSecurity(Plugin):
             return
         ns = lister.get("", "namespaces", None, a.namespace)
         spec = (a.object or {}).get("spec") or {}
+        md = (a.object or {}).get("metadata") or {}
         if not is_pod:
-            spec = (((spec.get("jobTemplate") or {}).get("spec") or spec).get("template") or {}).get("spec") or {}
+            template = ((spec.get("jobTemplate") or {}).get("spec") or spec).get("template") or {}
+            spec, md = template.get("spec") or {}, template.get("metadata") or {}
         enforce = _policy(ns, "enforce")
         if enforce and is_pod:
-            reason = evaluate(enforce[0], spec)
+            reason = evaluate(enforce[0], spec, md)
             if reason:
                 raise errors.forbidden_status("pods", "", a.display_name(),
                                               f'violates PodSecurity "{enforce[0]}:{enforce[1]}": {reason}')
@@ -290,6 +369,12 @@ class PodSecurity(Plugin):
             pol = _policy(ns, mode)
             if pol and pol not in seen:
                 seen.add(pol)
-                reason = evaluate(pol[0], spec)
+                reason = evaluate(pol[0], spec, md)
                 if reason:
                     a.warnings.append(f'would violate PodSecurity "{pol[0]}:{pol[1]}": {reason}')
+        audit = _policy(ns, "audit")
+        if audit:
+            reason = evaluate(audit[0], spec, md)
+            if reason:
+                log.warning('pod-security.kubernetes.io/audit-violations: %s/%s %s: would violate PodSecurity "%s:%s": %s',
+                            a.namespace, a.display_name(), a.resource, audit[0], audit[1], reason)

@@ -56,7 +56,40 @@ def is_charged(pod: dict, now: datetime.datetime | None = None) -> bool:
     return True
 
 
-def namespace_usage(pods: list[dict], tracked: set[str]) -> dict[str, Quantity]:
+# quota names that count objects without the `count/` prefix (upstream's legacy object-count names)
+LEGACY_COUNTS = {"services", "secrets", "configmaps", "persistentvolumeclaims", "replicationcontrollers", "resourcequotas"}
+
+
+def count_name(group: str, plural: str) -> str:
+    return f"count/{plural}.{group}" if group else f"count/{plural}"
+
+
+def counted(tracked: set[str]) -> set[tuple[str, str]]:
+    """(group, plural) of every resource other than pods whose objects the tracked names count."""
+    out = set()
+    for r in tracked:
+        if r.startswith("count/"):
+            plural, _, group = r[len("count/"):].partition(".")
+            if (group, plural) != ("", "pods"):
+                out.add((group, plural))
+        elif r in LEGACY_COUNTS:
+            out.add(("", r))
+    return out
+
+
+def object_usage(group: str, plural: str, obj: dict) -> dict[str, Quantity]:
+    """Quota usage of one object: Pods by resources (with overhead), everything else by count."""
+    if group == "" and plural == "pods":
+        return pod_usage(obj) if is_charged(obj) else {}
+    one = quantity.parse("1")
+    usage = {count_name(group, plural): one}
+    if group == "" and plural in LEGACY_COUNTS:
+        usage[plural] = one
+    return usage
+
+
+def namespace_usage(pods: list[dict], tracked: set[str], others: dict[tuple[str, str], list[dict]] | None = None) -> dict[str, Quantity]:
+    """Usage of a namespace: its Pods, plus the objects of `others` ((group, plural) -> objects)."""
     total: dict[str, Quantity] = {r: quantity.parse("0") for r in tracked}
     for p in pods:
         if not is_charged(p):
@@ -64,6 +97,11 @@ def namespace_usage(pods: list[dict], tracked: set[str]) -> dict[str, Quantity]:
         for r, q in pod_usage(p).items():
             if r in total:
                 total[r] = total[r] + q
+    for (group, plural), objs in (others or {}).items():
+        for o in objs:
+            for r, q in object_usage(group, plural, o).items():
+                if r in total:
+                    total[r] = total[r] + q
     return total
 
 
@@ -103,23 +141,30 @@ class ResourceQuota(Plugin):
         return sorted(lister.list("", "resourcequotas", a.namespace), key=lambda q: q["metadata"]["name"])
 
     def serialization_key(self, a: Attributes, lister: Lister) -> str | None:
-        if a.group == "" and a.resource == "pods" and self._quotas(a, lister):
+        quotas = self._quotas(a, lister)
+        if not quotas:
+            return None
+        if a.group == "" and a.resource == "pods":
+            return lock_key(a.namespace)
+        names = object_usage(a.group, a.resource, a.object)
+        if any(r in ((q.get("spec") or {}).get("hard") or {}) for q in quotas for r in names):
             return lock_key(a.namespace)
         return None
 
     async def validate(self, a: Attributes, lister: Lister) -> None:
-        if not (a.group == "" and a.resource == "pods"):
-            return  # object counts for other kinds: not yet
         quotas = self._quotas(a, lister)
         if not quotas:
             return
+        is_pod = a.group == "" and a.resource == "pods"
+        delta = object_usage(a.group, a.resource, a.object)
+        if not is_pod and not any(r in ((q.get("spec") or {}).get("hard") or {}) for q in quotas for r in delta):
+            return  # no quota counts this kind
         pods: list[dict] | None = None
-        delta = pod_usage(a.object) if is_charged(a.object) else {}
         updates = []
         for q in quotas:
             hard = {k: quantity.parse(v) for k, v in ((q.get("spec") or {}).get("hard") or {}).items()}
             tracked = set(hard)
-            why = _missing_constraints(a.object, tracked)
+            why = _missing_constraints(a.object, tracked) if is_pod else None
             if why:
                 raise errors.forbidden_status("pods", "", a.display_name(), f"failed quota: {q['metadata']['name']}: {why}")
             st = q.get("status") or {}
@@ -127,12 +172,16 @@ class ResourceQuota(Plugin):
             if st_hard == hard and tracked <= set(st.get("used") or {}):
                 used = {r: quantity.parse(st["used"][r]) for r in tracked}
             else:
+                name = a.object["metadata"].get("name")
                 if pods is None:
-                    pods = [p for p in lister.list("", "pods", a.namespace) if p["metadata"].get("name") != a.object["metadata"].get("name")]
-                used = namespace_usage(pods, tracked)
+                    pods = [p for p in lister.list("", "pods", a.namespace) if not (is_pod and p["metadata"].get("name") == name)]
+                others = {(g, pl): [o for o in lister.list(g, pl, a.namespace)
+                                    if not ((g, pl) == (a.group, a.resource) and o["metadata"].get("name") == name)]
+                          for g, pl in counted(tracked)}
+                used = namespace_usage(pods, tracked, others)
             over = [r for r in tracked if r in delta and hard[r] < used[r] + delta[r]]
             if over:
-                raise errors.forbidden_status("pods", "", a.display_name(),
+                raise errors.forbidden_status(a.resource, a.group, a.display_name(),
                                               f"exceeded quota: {q['metadata']['name']}, requested: {pretty({r: delta[r] for r in over})}, "
                                               f"used: {pretty({r: used[r] for r in over})}, limited: {pretty({r: hard[r] for r in over})}")
             new_used = {r: (used[r] + delta[r] if r in delta else used[r]) for r in tracked}

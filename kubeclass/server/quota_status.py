@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from ..admission.resourcequota import lock_key, namespace_usage
-from ..api import quantity
+from ..admission.resourcequota import counted, lock_key, namespace_usage
+from ..api import quantity, registry
 from ..store import KeyNotFound, RevisionConflict
 
 log = logging.getLogger("kubeclass.quota")
@@ -54,7 +54,11 @@ class QuotaStatus:
         pods = [e.obj for _, e in self.store.list(f"/registry/pods/{ns}/")[0]]
         for q in quotas:
             hard = (q.get("spec") or {}).get("hard") or {}
-            used = namespace_usage(pods, set(hard))
+            others = {}
+            for group, plural in counted(set(hard)):
+                res = registry.STORAGE.get((group, plural))
+                others[(group, plural)] = [e.obj for _, e in self.store.list(res.key_prefix(ns))[0]] if res else []
+            used = namespace_usage(pods, set(hard), others)
             await self.set_quota_status(q, {k: quantity.canonical(v) for k, v in hard.items()},
                                         {k: v.canonical() for k, v in used.items()})
 
@@ -76,8 +80,13 @@ class QuotaStatus:
                     self._wake.set()
             elif key.startswith("/registry/resourcequotas/"):
                 prev = ev.prev.obj if ev.prev is not None else None
-                if ev.type == "ADDED" or (prev is not None and prev.get("spec") != ev.entry.obj.get("spec")):
+                if ev.type == "ADDED" or ev.type == "DELETED" or (prev is not None and prev.get("spec") != ev.entry.obj.get("spec")):
                     self._dirty.add(key.split("/")[3])
+                    self._wake.set()
+            elif ev.type == "DELETED":
+                ns = ev.entry.obj.get("metadata", {}).get("namespace")
+                if ns and self.store.list(f"/registry/resourcequotas/{ns}/")[0]:
+                    self._dirty.add(ns)   # an object a quota may count is gone
                     self._wake.set()
 
     async def _worker(self) -> None:

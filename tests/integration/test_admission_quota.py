@@ -93,3 +93,27 @@ def test_concurrent_burst_admits_exactly_the_quota(cluster):
         assert quota_used(cluster, "burst", "fifty")["pods"] == "50"
     finally:
         cluster.kubectl("delete", "namespace", "burst", "--timeout=60s")
+
+
+def test_object_counts_for_other_kinds(cluster):
+    """count/<resource>[.<group>] quotas (upstream's generic object-count evaluator) for kinds other than Pods."""
+    cluster.ok("create", "namespace", "q-count")
+    try:
+        cluster.ok("create", "quota", "objects", "--hard=count/deployments.apps=1,count/serviceaccounts=2", "-n", "q-count")
+        cluster.ok("create", "deployment", "one", "--image=busybox", "-n", "q-count")
+        cp = cluster.kubectl("create", "deployment", "two", "--image=busybox", "-n", "q-count")
+        assert cp.returncode == 1
+        assert cp.stderr.strip() == ('error: failed to create deployment: deployments.apps "two" is forbidden: exceeded quota: objects, '
+                                     "requested: count/deployments.apps=1, used: count/deployments.apps=1, limited: count/deployments.apps=1")
+        cluster.ok("create", "serviceaccount", "a", "-n", "q-count")
+        used = quota_used(cluster, "q-count", "objects")
+        assert used == {"count/deployments.apps": "1", "count/serviceaccounts": "1"}
+        # deleting frees the count (the status refresher recounts)
+        cluster.ok("delete", "deployment", "one", "-n", "q-count")
+        deadline = time.time() + 10
+        while quota_used(cluster, "q-count", "objects").get("count/deployments.apps") != "0" and time.time() < deadline:
+            time.sleep(0.1)
+        assert quota_used(cluster, "q-count", "objects")["count/deployments.apps"] == "0"
+        assert cluster.ok("create", "deployment", "two", "--image=busybox", "-n", "q-count").strip() == "deployment.apps/two created"
+    finally:
+        cluster.kubectl("delete", "namespace", "q-count", "--timeout=30s")

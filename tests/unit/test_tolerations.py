@@ -117,3 +117,21 @@ def test_podsecurity_messages_for_many_containers():
     assert r.startswith('allowPrivilegeEscalation != false (containers "a", "b" must set')
     assert evaluate("baseline", spec) == 'hostPath volumes (volume "h")'
     assert evaluate("privileged", spec) == ""
+
+
+def test_psa_apparmor_selinux_hostprocess_messages():
+    """Texts as pod-security-admission 1.32's check_appArmorProfile / check_seLinuxOptions / check_windowsHostProcess."""
+    from kubeclass.admission.podsecurity import evaluate
+    spec = {"securityContext": {"appArmorProfile": {"type": "Unconfined"}},
+            "containers": [{"name": "a", "securityContext": {"appArmorProfile": {"type": "Unconfined"},
+                                                            "seLinuxOptions": {"type": "spc_t", "user": "root"}}},
+                           {"name": "b", "securityContext": {"windowsOptions": {"hostProcess": True}}}]}
+    md = {"annotations": {"container.apparmor.security.beta.kubernetes.io/b": "unconfined",
+                          "container.apparmor.security.beta.kubernetes.io/a": "runtime/default"}}
+    assert evaluate("baseline", spec, md) == (
+        'forbidden AppArmor profiles (pod and container "a" and annotation must not set AppArmor profile type to '
+        '"Unconfined", "container.apparmor.security.beta.kubernetes.io/b=\\"unconfined\\""), '
+        'seLinuxOptions (container "a" set forbidden securityContext.seLinuxOptions: type "spc_t"; user may not be set), '
+        'hostProcess (container "b" must not set securityContext.windowsOptions.hostProcess=true)')
+    assert evaluate("baseline", {"containers": [{"name": "a", "securityContext": {"seLinuxOptions": {"type": "container_t"},
+                                                                                  "appArmorProfile": {"type": "RuntimeDefault"}}}]}) == ""
