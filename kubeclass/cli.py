@@ -1,4 +1,5 @@
-"""`kubeclass` command line: `up` (the whole cluster in one process), `server`, `token create`."""
+"""`kubeclass` command line: `up` (the whole cluster in one process), `server`, `scheduler`, `explain pod`,
+`token create`."""
 from __future__ import annotations
 
 import argparse
@@ -103,14 +104,76 @@ async def serve(args) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
     compactor = loop.create_task(_compactor(store, args.compact_interval))
+    components = []
+    if args.cmd == "up" and not args.no_scheduler:
+        components.append(loop.create_task(_run_scheduler_when_ready(server, p["kubeconfig"], scheduler_options(args))))
     print(f"kubeclass API server listening on {server_url} (data in {data_dir})", flush=True)
     print(f"export KUBECONFIG={p['kubeconfig']}", flush=True)
     try:
         await server.serve()
     finally:
+        for t in components:
+            t.cancel()
         compactor.cancel()
         await store.close()
     print("kubeclass stopped", flush=True)
+    return 0
+
+
+def scheduler_options(args):
+    from .scheduler.scheduler import Options
+    return Options(runtime_handler_filter=not args.no_runtime_handler_filter, scoring_strategy=args.scoring_strategy,
+                   percentage_of_nodes_to_score=args.percentage_of_nodes_to_score, record_decisions=args.record_decisions)
+
+
+async def run_scheduler(kubeconfig_path: str, opts, leader_elect: bool = True) -> None:
+    from .client import Client, Config
+    from .leaderelection import LeaderElector
+    from .scheduler.scheduler import Scheduler
+    client = Client(Config.from_kubeconfig(kubeconfig_path), user_agent="kubeclass-scheduler")
+    try:
+        if leader_elect:
+            elector = LeaderElector(client, "kube-system", "kube-scheduler", opts.identity)
+            await elector.run(lambda: Scheduler(client, opts).run())
+        else:
+            await Scheduler(client, opts).run()
+    finally:
+        await client.close()
+
+
+async def _run_scheduler_when_ready(server, kubeconfig_path: str, opts) -> None:
+    while not server.started:
+        await asyncio.sleep(0.02)
+    try:
+        await run_scheduler(kubeconfig_path, opts)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        logging.getLogger("kubeclass.scheduler").exception("scheduler stopped")
+
+
+def _add_scheduler_flags(s) -> None:
+    s.add_argument("--no-runtime-handler-filter", action="store_true",
+                   help="do not filter nodes by the runtime handlers they publish (status.runtimeHandlers)")
+    s.add_argument("--scoring-strategy", choices=["LeastAllocated", "MostAllocated"], default="LeastAllocated")
+    s.add_argument("--percentage-of-nodes-to-score", type=int, default=0, help="0: adaptive, as upstream")
+    s.add_argument("--record-decisions", action="store_true",
+                   help="record each Pod's per-node filter verdicts and scores as an annotation")
+
+
+async def cmd_scheduler(args) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    task = loop.create_task(run_scheduler(args.kubeconfig, scheduler_options(args), leader_elect=not args.no_leader_elect))
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    waiter = loop.create_task(stop.wait())
+    await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
+    task.cancel()
+    try:
+        await task
+    except (asyncio.CancelledError, Exception):
+        pass
     return 0
 
 
@@ -142,6 +205,19 @@ def main(argv: list[str] | None = None) -> int:
         s.add_argument("--compact-interval", type=float, default=300.0, help="seconds between store compactions")
         s.add_argument("--bookmark-interval", type=float, default=60.0, help="seconds between watch bookmarks")
         s.add_argument("-v", "--verbose", action="store_true")
+        if name == "up":
+            s.add_argument("--no-scheduler", action="store_true", help="do not start the scheduler")
+            _add_scheduler_flags(s)
+    sch = sub.add_parser("scheduler", help="run the scheduler against a cluster (as kube-scheduler does)")
+    sch.add_argument("--kubeconfig", default=os.path.join(DEFAULT_DATA_DIR, "kubeconfig"))
+    sch.add_argument("--no-leader-elect", action="store_true")
+    sch.add_argument("-v", "--verbose", action="store_true")
+    _add_scheduler_flags(sch)
+    ex = sub.add_parser("explain", help="explain a Pod's placement: every node's verdict per filter and its scores")
+    ex.add_argument("what", choices=["pod"])
+    ex.add_argument("name")
+    ex.add_argument("-n", "--namespace", default="default")
+    ex.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG") or os.path.join(DEFAULT_DATA_DIR, "kubeconfig"))
     tok = sub.add_parser("token", help="manage user tokens")
     toksub = tok.add_subparsers(dest="tokcmd", required=True)
     tc = toksub.add_parser("create", help="add a user and print a kubeconfig for it")
@@ -161,6 +237,13 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(serve(args))
         except KeyboardInterrupt:
             return 0
+    if args.cmd == "scheduler":
+        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                            format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}')
+        return asyncio.run(cmd_scheduler(args))
+    if args.cmd == "explain":
+        from .scheduler.explain import main as explain_main
+        return asyncio.run(explain_main(args))
     if args.cmd == "token" and args.tokcmd == "create":
         return cmd_token_create(args)
     return 2

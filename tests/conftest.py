@@ -117,14 +117,15 @@ class Cluster:
 @pytest.fixture(scope="session")
 def cluster():
     d = tempfile.mkdtemp(prefix="kubeclass-test-")
-    c = Cluster(d, extra=["--bookmark-interval", "1"]).start()
+    # the control plane alone: scheduler tests bring their own cluster (tests/integration/test_scheduler.py)
+    c = Cluster(d, extra=["--bookmark-interval", "1", "--no-scheduler"]).start()
     yield c
     c.stop()
 
 
 @pytest.fixture
 def fresh_cluster(tmp_path):
-    c = Cluster(str(tmp_path / "data")).start()
+    c = Cluster(str(tmp_path / "data"), extra=["--no-scheduler"]).start()
     yield c
     c.stop()
 

@@ -59,11 +59,12 @@ def default_plugins(writer=None) -> list[Plugin]:
     from .limitranger import LimitRanger
     from .namespace_default_runtimeclass import NamespaceDefaultRuntimeClass
     from .podsecurity import PodSecurity
+    from .priority import Priority
     from .resourcequota import ResourceQuota
     from .runtimeclass import RuntimeClass
-    # upstream order: LimitRanger ... RuntimeClass ... PodSecurity ... (validating webhooks: Kyverno,
+    # upstream order: LimitRanger, Priority ... RuntimeClass ... PodSecurity ... (validating webhooks: Kyverno,
     # Gatekeeper) ... ResourceQuota (last)
-    return [LimitRanger(), NamespaceDefaultRuntimeClass(), RuntimeClass(), PodSecurity(), KyvernoPolicies(),
+    return [LimitRanger(), Priority(), NamespaceDefaultRuntimeClass(), RuntimeClass(), PodSecurity(), KyvernoPolicies(),
             GatekeeperConstraints(), ResourceQuota(writer)]
 
 

@@ -1,0 +1,225 @@
+"""bench/scheduler: upstream scheduler_perf's workload shapes, end to end, against a real kubeclass API
+server, with Node objects created through the API and the scheduler running as its own process
+(`kubeclass scheduler --kubeconfig`), exactly as kube-scheduler runs against kube-apiserver.
+
+Workloads (test/integration/scheduler_perf/config/performance-config.yaml):
+  SchedulingBasic         5000 nodes, 1000 initial pods, 10000 measured pods
+  SchedulingNodeAffinity  5000 nodes (zone1), 5000 initial, 10000 measured, required node affinity
+  RuntimeClassMix         seed 001's four classes (nodeSelectors, toleration, overheads) over a matching pool
+Prints pods/s as scheduler_perf measures it (Pods bound per second over the measured phase) and p50/p99
+per-Pod scheduling latency (create acknowledged -> bound, observed through a watch). Asserts nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+
+import aiohttp
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+NODE = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "", "labels": {}},
+        "status": {"capacity": {"pods": "110", "cpu": "4", "memory": "32Gi"},
+                   "allocatable": {"pods": "110", "cpu": "4", "memory": "32Gi"},
+                   "conditions": [{"type": "Ready", "status": "True"}], "phase": "Running"}}
+POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": "pod-"},
+       "spec": {"containers": [{"name": "pause", "image": "registry.k8s.io/pause:3.10", "ports": [{"containerPort": 80}],
+                                "resources": {"requests": {"cpu": "100m", "memory": "500Mi"},
+                                              "limits": {"cpu": "100m", "memory": "500Mi"}}}]}}
+AFFINITY = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+    {"matchExpressions": [{"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["zone1", "zone2"]}]}]}}}
+CLASSES = [
+    {"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": "standard"}, "handler": "runc"},
+    {"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": "gvisor"}, "handler": "runsc",
+     "overhead": {"podFixed": {"cpu": "50m", "memory": "64Mi"}}, "scheduling": {"nodeSelector": {"runtime.kubernetes.io/gvisor": "true"}}},
+    {"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": "kata"}, "handler": "kata-qemu",
+     "overhead": {"podFixed": {"cpu": "250m", "memory": "160Mi"}},
+     "scheduling": {"nodeSelector": {"runtime.kubernetes.io/kata": "true"},
+                    "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "high-security", "effect": "NoSchedule"}]}},
+    {"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": "kata-fc"}, "handler": "kata-fc",
+     "overhead": {"podFixed": {"cpu": "100m", "memory": "128Mi"}}, "scheduling": {"nodeSelector": {"runtime.kubernetes.io/kata-fc": "true"}}},
+]
+
+
+class Api:
+    def __init__(self, url: str, token: str, ca: str, conns: int = 32):
+        self.url = url
+        ctx = ssl.create_default_context(cafile=ca)
+        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx, limit=conns),
+                                             headers={"Authorization": f"Bearer {token}"})
+
+    async def post(self, path: str, body: dict) -> dict:
+        async with self.session.post(self.url + path, json=body) as r:
+            out = await r.json()
+            if r.status >= 300:
+                raise RuntimeError(f"{path}: {r.status} {out.get('message')}")
+            return out
+
+    async def get(self, path: str) -> dict:
+        async with self.session.get(self.url + path) as r:
+            return await r.json()
+
+
+async def bounded(n: int, conc: int, make) -> None:
+    sem = asyncio.Semaphore(conc)
+
+    async def one(i):
+        async with sem:
+            await make(i)
+    await asyncio.gather(*(one(i) for i in range(n)))
+
+
+def node_obj(i: int, labels: dict, taints: list | None = None) -> dict:
+    n = json.loads(json.dumps(NODE))
+    n["metadata"]["name"] = f"node-{i}"
+    n["metadata"]["labels"] = {"kubernetes.io/hostname": f"node-{i}", **labels}
+    if taints:
+        n["spec"] = {"taints": taints}
+    return n
+
+
+def pod_obj(workload: str, i: int) -> dict:
+    p = json.loads(json.dumps(POD))
+    if workload == "SchedulingNodeAffinity":
+        p["spec"]["affinity"] = AFFINITY
+    if workload == "RuntimeClassMix":
+        p["spec"]["runtimeClassName"] = ("standard", "gvisor", "kata", "kata-fc")[i % 4]
+    return p
+
+
+def mix_labels(i: int) -> tuple[dict, list | None]:
+    kind = i % 4
+    if kind == 1:
+        return {"runtime.kubernetes.io/gvisor": "true"}, None
+    if kind == 2:
+        return {"runtime.kubernetes.io/kata": "true"}, [{"key": "dedicated", "value": "high-security", "effect": "NoSchedule"}]
+    if kind == 3:
+        return {"runtime.kubernetes.io/kata-fc": "true"}, None
+    return {}, None
+
+
+async def run_workload(api: Api, workload: str, nodes: int, init: int, measured: int, kubeconfig: str, args) -> dict:
+    ns = workload.lower()
+    await api.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    if workload == "RuntimeClassMix":
+        for rc in CLASSES:
+            try:
+                await api.post("/apis/node.k8s.io/v1/runtimeclasses", rc)
+            except RuntimeError:
+                pass
+
+    async def mk_node(i):
+        if workload == "SchedulingNodeAffinity":
+            labels, taints = {"topology.kubernetes.io/zone": "zone1"}, None
+        elif workload == "RuntimeClassMix":
+            labels, taints = mix_labels(i)
+        else:
+            labels, taints = {}, None
+        await api.post("/api/v1/nodes", node_obj(i + args.node_offset, labels, taints))
+    t = time.perf_counter()
+    await bounded(nodes, 32, mk_node)
+    node_secs = time.perf_counter() - t
+    args.node_offset += nodes
+
+    sched = subprocess.Popen([sys.executable, "-m", "kubeclass.cli", "scheduler", "--kubeconfig", kubeconfig, "--no-leader-elect"],
+                             cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    bound_at: dict[str, float] = {}
+    created_at: dict[str, float] = {}
+    done = asyncio.Event()
+    want = init + measured
+    watch_task = asyncio.get_running_loop().create_task(watch_bound(api, ns, bound_at, done, want))
+    try:
+        async def mk_pod(i):
+            out = await api.post(f"/api/v1/namespaces/{ns}/pods", pod_obj(workload, i))
+            created_at[out["metadata"]["name"]] = time.perf_counter()
+        await bounded(init, args.clients, mk_pod)
+        while len(bound_at) < init:
+            await asyncio.sleep(0.05)
+        initial = set(bound_at)
+        t0 = time.perf_counter()
+        await bounded(measured, args.clients, lambda i: mk_pod(init + i))
+        await asyncio.wait_for(done.wait(), timeout=args.timeout)
+        t1 = max(bound_at.values())
+    finally:
+        watch_task.cancel()
+        sched.send_signal(signal.SIGTERM)
+        try:
+            sched.wait(10)
+        except subprocess.TimeoutExpired:
+            sched.kill()
+    lat = sorted(bound_at[k] - created_at[k] for k in bound_at if k not in initial and k in created_at)
+    return {"workload": workload, "nodes": nodes, "init": init, "measured": measured, "node_create_s": node_secs,
+            "pods_per_s": measured / (t1 - t0), "p50_ms": lat[len(lat) // 2] * 1e3, "p99_ms": lat[int(len(lat) * 0.99)] * 1e3}
+
+
+async def watch_bound(api: Api, ns: str, bound_at: dict, done: asyncio.Event, want: int) -> None:
+    rv = (await api.get(f"/api/v1/namespaces/{ns}/pods?limit=1"))["metadata"]["resourceVersion"]
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
+    async with api.session.get(f"{api.url}/api/v1/namespaces/{ns}/pods?watch=1&resourceVersion={rv}", timeout=timeout) as r:
+        buf = b""
+        async for chunk in r.content.iter_any():
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                ev = json.loads(line)
+                obj = ev["object"]
+                if (obj.get("spec") or {}).get("nodeName") and obj["metadata"]["name"] not in bound_at:
+                    bound_at[obj["metadata"]["name"]] = time.perf_counter()
+                    if len(bound_at) >= want:
+                        done.set()
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workloads", default="SchedulingBasic,SchedulingNodeAffinity,RuntimeClassMix")
+    ap.add_argument("--scale", type=float, default=1.0, help="multiply node and pod counts (0.1 for a quick run)")
+    ap.add_argument("--clients", type=int, default=16, help="concurrent pod-creating clients")
+    ap.add_argument("--timeout", type=float, default=600)
+    args = ap.parse_args()
+    args.node_offset = 0
+    shapes = {"SchedulingBasic": (5000, 1000, 10000), "SchedulingNodeAffinity": (5000, 5000, 10000), "RuntimeClassMix": (5000, 1000, 10000)}
+    print(f"kubeclass bench/scheduler: {os.cpu_count()} cores, API server + scheduler + this client on one machine")
+    for w in args.workloads.split(","):
+        nodes, init, measured = (max(1, int(x * args.scale)) for x in shapes[w])
+        d = tempfile.mkdtemp(prefix="kubeclass-bench-sched-")
+        port = 20000 + os.getpid() % 20000
+        server = subprocess.Popen([sys.executable, "-m", "kubeclass.cli", "up", "--no-scheduler", "--data-dir", d, "--port", str(port)],
+                                  cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        try:
+            kc = os.path.join(d, "kubeconfig")
+            for _ in range(200):
+                if os.path.exists(kc):
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.5)
+            cfg = yaml.safe_load(open(kc))
+            token = cfg["users"][0]["user"]["token"]
+            api = Api(f"https://127.0.0.1:{port}", token, os.path.join(d, "pki", "ca.crt"))
+            try:
+                r = await run_workload(api, w, nodes, init, measured, kc, args)
+            finally:
+                await api.session.close()
+            print(f"  {r['workload']:<24} {r['nodes']} nodes, {r['init']} initial + {r['measured']} measured pods: "
+                  f"{r['pods_per_s']:.0f} pods/s, latency p50 {r['p50_ms']:.0f} ms, p99 {r['p99_ms']:.0f} ms "
+                  f"(nodes created in {r['node_create_s']:.1f} s)", flush=True)
+        finally:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+            shutil.rmtree(d, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

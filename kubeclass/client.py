@@ -1,0 +1,252 @@
+"""The small Kubernetes API client every kubeclass component uses (scheduler, node agent, controllers):
+kubeconfig loading (server, CA, bearer token or client certificate), JSON requests that raise `ApiError`
+with the server's Status, list+watch with resourceVersion resume, and Events.
+
+It speaks to any Kubernetes API server; components never reach into the server's internals.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime
+import os
+import ssl
+import tempfile
+import uuid
+from dataclasses import dataclass
+from typing import Any, AsyncIterator
+from urllib.parse import quote, urlencode
+
+import aiohttp
+import orjson
+import yaml
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, body: dict | str):
+        self.status = status
+        self.body = body if isinstance(body, dict) else {"message": str(body)}
+        super().__init__(f"{status}: {self.body.get('message', body)}")
+
+    @property
+    def reason(self) -> str:
+        return self.body.get("reason", "")
+
+
+@dataclass
+class Config:
+    server: str
+    token: str | None = None
+    ca_data: bytes | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    insecure: bool = False
+
+    @classmethod
+    def from_kubeconfig(cls, path: str | None = None, context: str | None = None) -> "Config":
+        path = path or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+        with open(path) as f:
+            kc = yaml.safe_load(f)
+        ctx_name = context or kc.get("current-context")
+        ctx = next(c["context"] for c in kc["contexts"] if c["name"] == ctx_name)
+        cluster = next(c["cluster"] for c in kc["clusters"] if c["name"] == ctx["cluster"])
+        user = next((u["user"] for u in kc.get("users", []) if u["name"] == ctx.get("user")), {})
+        ca = None
+        if cluster.get("certificate-authority-data"):
+            ca = base64.b64decode(cluster["certificate-authority-data"])
+        elif cluster.get("certificate-authority"):
+            with open(cluster["certificate-authority"], "rb") as f:
+                ca = f.read()
+        cfg = cls(cluster["server"].rstrip("/"), user.get("token"), ca, insecure=bool(cluster.get("insecure-skip-tls-verify")))
+        if user.get("client-certificate-data"):
+            cfg.cert_file = _tmp(base64.b64decode(user["client-certificate-data"]))
+            cfg.key_file = _tmp(base64.b64decode(user["client-key-data"]))
+        elif user.get("client-certificate"):
+            cfg.cert_file, cfg.key_file = user["client-certificate"], user.get("client-key")
+        return cfg
+
+
+def _tmp(data: bytes) -> str:
+    fd, path = tempfile.mkstemp(prefix="kubeclass-client-")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    return path
+
+
+def now_rfc3339() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def now_micro() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def path_for(group: str, version: str, plural: str, namespace: str | None = None, name: str | None = None,
+             sub: str | None = None) -> str:
+    p = f"/api/{version}" if not group else f"/apis/{group}/{version}"
+    if namespace:
+        p += f"/namespaces/{quote(namespace)}"
+    p += f"/{plural}"
+    if name:
+        p += f"/{quote(name)}"
+    if sub:
+        p += f"/{sub}"
+    return p
+
+
+class Client:
+    def __init__(self, config: Config, user_agent: str = "kubeclass", limit: int = 64):
+        self.config = config
+        self.user_agent = user_agent
+        self._limit = limit
+        self._session: aiohttp.ClientSession | None = None
+        self._events: dict[tuple, tuple[str, int]] = {}   # recent events, for folding repeats
+
+    def _ssl(self) -> ssl.SSLContext | bool:
+        if not self.config.server.startswith("https"):
+            return False
+        if self.config.insecure:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        else:
+            ctx = ssl.create_default_context(cadata=self.config.ca_data.decode() if self.config.ca_data else None)
+        if self.config.cert_file:
+            ctx.load_cert_chain(self.config.cert_file, self.config.key_file)
+        return ctx
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            headers = {"User-Agent": self.user_agent, "Accept": "application/json"}
+            if self.config.token:
+                headers["Authorization"] = f"Bearer {self.config.token}"
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=self._ssl(), limit=self._limit), headers=headers,
+                json_serialize=lambda o: orjson.dumps(o).decode(), timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def request(self, method: str, path: str, body: Any = None, params: dict | None = None,
+                      content_type: str = "application/json", timeout: float = 30) -> dict:
+        url = self.config.server + path
+        if params:
+            url += "?" + urlencode({k: v for k, v in params.items() if v is not None})
+        data = body if isinstance(body, (bytes, str)) or body is None else orjson.dumps(body)
+        headers = {"Content-Type": content_type} if data is not None else {}
+        async with self.session.request(method, url, data=data, headers=headers,
+                                        timeout=aiohttp.ClientTimeout(total=timeout)) as r:
+            raw = await r.read()
+            try:
+                out = orjson.loads(raw) if raw else {}
+            except orjson.JSONDecodeError:
+                out = {"message": raw.decode(errors="replace")}
+            if r.status >= 400:
+                raise ApiError(r.status, out)
+            return out
+
+    # ---- verbs
+    async def get(self, path: str) -> dict:
+        return await self.request("GET", path)
+
+    async def list(self, path: str, **params) -> dict:
+        return await self.request("GET", path, params=params or None)
+
+    async def create(self, path: str, obj: dict) -> dict:
+        return await self.request("POST", path, obj)
+
+    async def patch(self, path: str, patch: Any, kind: str = "strategic") -> dict:
+        ct = {"strategic": "application/strategic-merge-patch+json", "merge": "application/merge-patch+json",
+              "json": "application/json-patch+json"}[kind]
+        return await self.request("PATCH", path, patch, content_type=ct)
+
+    async def update(self, path: str, obj: dict) -> dict:
+        return await self.request("PUT", path, obj)
+
+    async def delete(self, path: str, body: dict | None = None) -> dict:
+        return await self.request("DELETE", path, body)
+
+    async def watch(self, path: str, resource_version: str, **params) -> AsyncIterator[tuple[str, dict]]:
+        """(type, object) pairs from one watch request; ends when the server closes it. Raises ApiError
+        (410 Expired when the resourceVersion is too old)."""
+        q = {"watch": "1", "resourceVersion": resource_version, "allowWatchBookmarks": "true", **params}
+        url = self.config.server + path + "?" + urlencode(q)
+        async with self.session.get(url, timeout=aiohttp.ClientTimeout(total=None, sock_read=None)) as r:
+            if r.status >= 400:
+                raise ApiError(r.status, orjson.loads(await r.read() or b"{}"))
+            buf = b""
+            async for chunk in r.content.iter_any():
+                buf += chunk
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    if not line.strip():
+                        continue
+                    ev = orjson.loads(line)
+                    if ev.get("type") == "ERROR":
+                        st = ev.get("object") or {}
+                        raise ApiError(st.get("code", 500), st)
+                    yield ev["type"], ev["object"]
+
+    async def informer(self, path: str, handler, stop: asyncio.Event | None = None, **params) -> None:
+        """List then watch forever, calling `handler(type, obj)` (type ADDED/MODIFIED/DELETED, and SYNCED
+        once after each full list with obj = the list); relists after 410 Expired or a dropped watch."""
+        while stop is None or not stop.is_set():
+            try:
+                lst = await self.list(path, **params)
+                await _call(handler, "SYNCED", lst)
+                rv = lst["metadata"].get("resourceVersion", "0")
+                while stop is None or not stop.is_set():
+                    async for typ, obj in self.watch(path, rv, **params):
+                        rv = obj.get("metadata", {}).get("resourceVersion", rv)
+                        if typ != "BOOKMARK":
+                            await _call(handler, typ, obj)
+            except ApiError as e:
+                if e.status != 410:
+                    await asyncio.sleep(1)
+            except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError):
+                await asyncio.sleep(0.5)
+
+    async def event(self, regarding: dict, reason: str, message: str, type: str = "Normal", component: str = "",
+                    action: str = "") -> None:
+        """A core/v1 Event about `regarding`, as a component reports it (message capped at 1024 chars).
+        Repeats of the same event are folded into one whose count grows, as client-go's recorder does
+        (kubectl describe shows `(x3 over 10s)`)."""
+        md = regarding.get("metadata", {})
+        ns = md.get("namespace") or "default"
+        if len(message) > 1024:
+            message = message[:1020] + " ..."
+        now = now_rfc3339()
+        seen_key = (md.get("uid", ""), md.get("name", ""), reason, message, type, component)
+        seen = self._events.get(seen_key)
+        if seen is not None:
+            name, count = seen
+            try:
+                await self.patch(path_for("", "v1", "events", ns, name), {"count": count + 1, "lastTimestamp": now}, kind="merge")
+                self._events[seen_key] = (name, count + 1)
+                return
+            except ApiError:
+                self._events.pop(seen_key, None)
+        if len(self._events) > 4096:
+            self._events.clear()
+        ev = {"apiVersion": "v1", "kind": "Event",
+              "metadata": {"name": f"{md.get('name', '')}.{uuid.uuid4().hex[:16]}", "namespace": ns},
+              "involvedObject": {"apiVersion": regarding.get("apiVersion", "v1"), "kind": regarding.get("kind", ""),
+                                 "name": md.get("name", ""), **({"namespace": md["namespace"]} if md.get("namespace") else {}),
+                                 "uid": md.get("uid", ""), "resourceVersion": md.get("resourceVersion", "")},
+              "reason": reason, "message": message, "type": type, "action": action,
+              "source": {"component": component}, "reportingComponent": component, "reportingInstance": component,
+              "firstTimestamp": now, "lastTimestamp": now, "count": 1}
+        try:
+            await self.create(path_for("", "v1", "events", ns), ev)
+            self._events[seen_key] = (ev["metadata"]["name"], 1)
+        except ApiError:
+            pass
+
+
+async def _call(fn, *args):
+    r = fn(*args)
+    if asyncio.iscoroutine(r):
+        await r

@@ -1,0 +1,246 @@
+"""The scheduling framework: extension points as upstream (PreFilter, Filter, PostFilter, PreScore, Score
+with NormalizeScore, Reserve, Permit, Bind), one scheduling cycle over the node cache, and the
+unschedulable message as upstream 1.32's FitError prints it:
+`0/3 nodes are available: 1 Insufficient cpu, 2 node(s) didn't match Pod's node affinity/selector. preemption: ...`.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from .nodeinfo import Cache, NodeInfo, PodInfo
+
+SUCCESS, UNSCHEDULABLE, UNRESOLVABLE, ERROR, SKIP = "Success", "Unschedulable", "UnschedulableAndUnresolvable", "Error", "Skip"
+MAX_NODE_SCORE = 100
+
+
+@dataclass
+class Status:
+    code: str
+    reasons: list[str] = field(default_factory=list)
+    plugin: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.code == SUCCESS
+
+
+def unschedulable(*reasons: str) -> Status:
+    return Status(UNSCHEDULABLE, list(reasons))
+
+
+def unresolvable(*reasons: str) -> Status:
+    return Status(UNRESOLVABLE, list(reasons))
+
+
+class CycleState(dict):
+    """Per-attempt data plugins share (PreFilter results read by Filter, etc.)."""
+
+
+class Plugin:
+    name = ""
+
+    def pre_filter(self, state: CycleState, pod: PodInfo) -> Status | None:
+        return None
+
+    def filter(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status | None:
+        return None
+
+    def pre_score(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> Status | None:
+        return None
+
+    def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int:
+        return 0
+
+    def normalize(self, state: CycleState, pod: PodInfo, scores: dict[str, int]) -> None:
+        return None
+
+    def reserve(self, state: CycleState, pod: PodInfo, node: str) -> Status | None:
+        return None
+
+    def unreserve(self, state: CycleState, pod: PodInfo, node: str) -> None:
+        return None
+
+    def permit(self, state: CycleState, pod: PodInfo, node: str) -> Status | None:
+        return None
+
+
+def default_normalize(scores: dict[str, int], reverse: bool = False) -> None:
+    """helper.DefaultNormalizeScore: scale to 0..100 by the maximum (reversed: 100 - scaled)."""
+    top = max(scores.values(), default=0)
+    if top == 0:
+        if reverse:
+            for k in scores:
+                scores[k] = MAX_NODE_SCORE
+        return
+    for k, v in scores.items():
+        s = v * MAX_NODE_SCORE // top
+        scores[k] = MAX_NODE_SCORE - s if reverse else s
+
+
+@dataclass
+class Diagnosis:
+    node_status: dict[str, Status] = field(default_factory=dict)
+    pre_filter: Status | None = None
+    post_filter_msg: str = ""
+
+
+class FitError(Exception):
+    def __init__(self, pod: PodInfo, num_nodes: int, diagnosis: Diagnosis):
+        self.pod, self.num_nodes, self.diagnosis = pod, num_nodes, diagnosis
+        super().__init__(self.message())
+
+    def message(self) -> str:
+        if self.num_nodes == 0:
+            return "no nodes available to schedule pods"   # upstream's ErrNoNodesAvailable
+        d = self.diagnosis
+        msg = f"0/{self.num_nodes} nodes are available:"
+        if d.pre_filter is not None and d.pre_filter.reasons:
+            msg += " " + ", ".join(d.pre_filter.reasons) + "."
+        if d.node_status:
+            msg += " " + histogram(d.node_status) + "."
+        if d.post_filter_msg:
+            msg += " " + d.post_filter_msg + "."
+        return msg
+
+
+def histogram(node_status: dict[str, Status]) -> str:
+    counts: dict[str, int] = {}
+    for st in node_status.values():
+        for r in st.reasons:
+            counts[r] = counts.get(r, 0) + 1
+    return ", ".join(sorted(f"{n} {r}" for r, n in counts.items()))
+
+
+@dataclass
+class Result:
+    node: str
+    evaluated: int
+    feasible: int
+    scores: dict[str, dict[str, int]] = field(default_factory=dict)    # node -> plugin -> weighted score
+    verdicts: dict[str, dict[str, str]] = field(default_factory=dict)  # node -> plugin -> reason or "passed"
+
+
+def num_feasible_to_find(num_nodes: int, percentage: int = 0) -> int:
+    """numFeasibleNodesToFind: all nodes below 100, else an adaptive share (50% - n/125, at least 5%), at
+    least 100 nodes."""
+    if num_nodes < 100 or percentage >= 100:
+        return num_nodes
+    pct = percentage
+    if pct <= 0:
+        pct = max(50 - num_nodes // 125, 5)
+    n = num_nodes * pct // 100
+    return max(n, 100)
+
+
+class Framework:
+    def __init__(self, filters: list[Plugin], scorers: list[tuple[Plugin, int]], pre_filters: list[Plugin] | None = None,
+                 post_filters: list[Plugin] | None = None, reservers: list[Plugin] | None = None,
+                 permits: list[Plugin] | None = None, percentage_of_nodes_to_score: int = 0):
+        self.filters = filters
+        self.scorers = scorers
+        self.pre_filters = pre_filters if pre_filters is not None else filters
+        self.post_filters = post_filters or []
+        self.reservers = reservers or []
+        self.permits = permits or []
+        self.percentage = percentage_of_nodes_to_score
+        self._next_start = 0
+
+    def run_filters(self, state: CycleState, pod: PodInfo, node: NodeInfo, verdicts: dict | None = None) -> Status:
+        for p in self.filters:
+            st = p.filter(state, pod, node)
+            if st is not None and not st.ok:
+                st.plugin = p.name
+                if verdicts is not None:
+                    verdicts[p.name] = ", ".join(st.reasons)
+                return st
+            if verdicts is not None:
+                verdicts[p.name] = "passed"
+        return Status(SUCCESS)
+
+    def pre_filter(self, state: CycleState, pod: PodInfo) -> Status | None:
+        for p in self.pre_filters:
+            st = p.pre_filter(state, pod)
+            if st is not None and not st.ok:
+                st.plugin = p.name
+                return st
+        return None
+
+    def schedule(self, cache: Cache, pod: PodInfo, explain: bool = False, rng: random.Random | None = None) -> tuple[CycleState, Result]:
+        """One scheduling cycle up to host selection. Raises FitError (after PostFilter) when nothing fits."""
+        state = CycleState()
+        names = cache.order
+        n = len(names)
+        diagnosis = Diagnosis()
+        if n == 0:
+            raise FitError(pod, 0, diagnosis)
+        st = self.pre_filter(state, pod)
+        if st is not None:
+            diagnosis.pre_filter = st
+            raise FitError(pod, n, diagnosis)
+        want = n if explain else num_feasible_to_find(n, self.percentage)
+        feasible: list[NodeInfo] = []
+        verdicts: dict[str, dict[str, str]] = {}
+        start = self._next_start % n
+        evaluated = 0
+        for i in range(n):
+            ni = cache.nodes[names[(start + i) % n]]
+            evaluated += 1
+            v = {} if explain else None
+            st = self.run_filters(state, pod, ni, v)
+            if explain:
+                verdicts[ni.name] = v
+            if st.ok:
+                feasible.append(ni)
+                if len(feasible) >= want:
+                    break
+            else:
+                diagnosis.node_status[ni.name] = st
+        self._next_start = (start + evaluated) % n
+        if not feasible:
+            for p in self.post_filters:
+                msg = p.post_filter(state, pod, cache, diagnosis, self)   # type: ignore[attr-defined]
+                if msg:
+                    diagnosis.post_filter_msg = msg
+            err = FitError(pod, n, diagnosis)
+            err.verdicts = verdicts  # type: ignore[attr-defined]
+            err.state = state  # type: ignore[attr-defined]
+            raise err
+        result = Result("", evaluated, len(feasible), verdicts=verdicts)
+        if len(feasible) == 1 and not explain:
+            result.node = feasible[0].name
+            return state, result
+        totals = self.score(state, pod, feasible, result)
+        best = max(totals.values())
+        choices = [k for k, v in totals.items() if v == best]
+        result.node = choices[0] if len(choices) == 1 else (rng or random).choice(choices)
+        return state, result
+
+    def score(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo], result: Result) -> dict[str, int]:
+        totals = {ni.name: 0 for ni in nodes}
+        for p, weight in self.scorers:
+            p.pre_score(state, pod, nodes)
+            scores = {ni.name: p.score(state, pod, ni) for ni in nodes}
+            p.normalize(state, pod, scores)
+            for k, v in scores.items():
+                totals[k] += v * weight
+                result.scores.setdefault(k, {})[p.name] = v * weight
+        return totals
+
+    def reserve(self, state: CycleState, pod: PodInfo, node: str) -> Status | None:
+        for i, p in enumerate(self.reservers):
+            st = p.reserve(state, pod, node)
+            if st is not None and not st.ok:
+                for q in reversed(self.reservers[:i + 1]):
+                    q.unreserve(state, pod, node)
+                return st
+        return None
+
+    def permit(self, state: CycleState, pod: PodInfo, node: str) -> Status | None:
+        for p in self.permits:
+            st = p.permit(state, pod, node)
+            if st is not None and not st.ok:
+                return st
+        return None
+
+

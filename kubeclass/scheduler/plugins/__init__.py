@@ -1,0 +1,1 @@
+"""Scheduler plugins, one per file, named as upstream's (plus RuntimeHandler, ours)."""

@@ -1,0 +1,16 @@
+"""NodeName: a Pod that names its node fits only there."""
+from __future__ import annotations
+
+from ..framework import Plugin, unresolvable
+
+REASON = "node(s) didn't match the requested node name"
+
+
+class NodeName(Plugin):
+    name = "NodeName"
+
+    def filter(self, state, pod, node):
+        want = (pod.pod.get("spec") or {}).get("nodeName")
+        if want and want != node.name:
+            return unresolvable(REASON)
+        return None

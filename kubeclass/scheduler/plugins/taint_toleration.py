@@ -1,0 +1,51 @@
+"""TaintToleration: NoSchedule and NoExecute taints must be tolerated (Filter); untolerated
+PreferNoSchedule taints lower the score (Score, reversed normalisation). Message as 1.32 prints it:
+`node(s) had untolerated taint {key: value}`."""
+from __future__ import annotations
+
+from ..framework import Plugin, default_normalize, unresolvable
+
+
+def tolerates(tol: dict, taint: dict) -> bool:
+    """Toleration.ToleratesTaint."""
+    if tol.get("effect") and tol.get("effect") != taint.get("effect"):
+        return False
+    if tol.get("key") and tol.get("key") != taint.get("key"):
+        return False
+    op = tol.get("operator") or "Equal"
+    if op == "Exists":
+        return True
+    if not tol.get("key") and op == "Equal":
+        return False
+    return (tol.get("value") or "") == (taint.get("value") or "")
+
+
+def first_untolerated(taints: list[dict], tolerations: list[dict], effects: tuple[str, ...]) -> dict | None:
+    for t in taints:
+        if t.get("effect") not in effects:
+            continue
+        if not any(tolerates(tol, t) for tol in tolerations):
+            return t
+    return None
+
+
+class TaintToleration(Plugin):
+    name = "TaintToleration"
+
+    def filter(self, state, pod, node):
+        if not node.taints:
+            return None
+        tols = (pod.pod.get("spec") or {}).get("tolerations") or []
+        t = first_untolerated(node.taints, tols, ("NoSchedule", "NoExecute"))
+        if t is None:
+            return None
+        return unresolvable(f"node(s) had untolerated taint {{{t.get('key', '')}: {t.get('value', '')}}}")
+
+    def score(self, state, pod, node):
+        if not node.taints:
+            return 0
+        tols = [t for t in (pod.pod.get("spec") or {}).get("tolerations") or [] if t.get("effect") in (None, "", "PreferNoSchedule")]
+        return sum(1 for t in node.taints if t.get("effect") == "PreferNoSchedule" and not any(tolerates(x, t) for x in tols))
+
+    def normalize(self, state, pod, scores):
+        default_normalize(scores, reverse=True)
