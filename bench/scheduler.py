@@ -131,7 +131,8 @@ async def run_workload(api: Api, workload: str, nodes: int, init: int, measured:
     node_secs = time.perf_counter() - t
     args.node_offset += nodes
 
-    sched = subprocess.Popen([sys.executable, "-m", "kubeclass.cli", "scheduler", "--kubeconfig", kubeconfig, "--no-leader-elect"],
+    prof = ["-m", "cProfile", "-o", os.environ["KUBECLASS_PROFILE_SCHEDULER"]] if os.environ.get("KUBECLASS_PROFILE_SCHEDULER") else []
+    sched = subprocess.Popen([sys.executable, *prof, "-m", "kubeclass.cli", "scheduler", "--kubeconfig", kubeconfig, "--no-leader-elect"],
                              cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     bound_at: dict[str, float] = {}
     created_at: dict[str, float] = {}
@@ -193,7 +194,8 @@ async def main() -> None:
         nodes, init, measured = (max(1, int(x * args.scale)) for x in shapes[w])
         d = tempfile.mkdtemp(prefix="kubeclass-bench-sched-")
         port = 20000 + os.getpid() % 20000
-        server = subprocess.Popen([sys.executable, "-m", "kubeclass.cli", "up", "--no-scheduler", "--data-dir", d, "--port", str(port)],
+        prof = ["-m", "cProfile", "-o", os.environ["KUBECLASS_PROFILE_SERVER"]] if os.environ.get("KUBECLASS_PROFILE_SERVER") else []
+        server = subprocess.Popen([sys.executable, *prof, "-m", "kubeclass.cli", "up", "--no-scheduler", "--data-dir", d, "--port", str(port)],
                                   cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         try:
             kc = os.path.join(d, "kubeconfig")

@@ -8,6 +8,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from .nodeinfo import Cache, NodeInfo, PodInfo
 
 SUCCESS, UNSCHEDULABLE, UNRESOLVABLE, ERROR, SKIP = "Success", "Unschedulable", "UnschedulableAndUnresolvable", "Error", "Skip"
@@ -76,6 +78,14 @@ def default_normalize(scores: dict[str, int], reverse: bool = False) -> None:
     for k, v in scores.items():
         s = v * MAX_NODE_SCORE // top
         scores[k] = MAX_NODE_SCORE - s if reverse else s
+
+
+def default_normalize_vector(v: np.ndarray, reverse: bool = False) -> np.ndarray:
+    top = int(v.max()) if len(v) else 0
+    if top == 0:
+        return np.full(len(v), MAX_NODE_SCORE, np.int64) if reverse else v.astype(np.int64)
+    s = v.astype(np.int64) * MAX_NODE_SCORE // top
+    return MAX_NODE_SCORE - s if reverse else s
 
 
 @dataclass
@@ -166,8 +176,48 @@ class Framework:
                 return st
         return None
 
+    @property
+    def vectorized(self) -> bool:
+        return all(hasattr(p, "filter_vector") for p in self.filters) and all(hasattr(p, "score_vector") for p, _ in self.scorers)
+
     def schedule(self, cache: Cache, pod: PodInfo, explain: bool = False, rng: random.Random | None = None) -> tuple[CycleState, Result]:
         """One scheduling cycle up to host selection. Raises FitError (after PostFilter) when nothing fits."""
+        if not explain and self.percentage == 0 and self.vectorized and cache.table.n:
+            fast = self._schedule_vector(cache, pod, rng)
+            if fast is not None:
+                return fast
+        return self._schedule_nodes(cache, pod, explain, rng)
+
+    def _schedule_vector(self, cache: Cache, pod: PodInfo, rng: random.Random | None) -> tuple[CycleState, Result] | None:
+        """Every node at once on the columnar table (beyond upstream, which samples a share of large
+        clusters for speed: here all feasible nodes are scored). Returns None when nothing fits, so the
+        per-node path can build the diagnosis with each node's reasons."""
+        state = CycleState()
+        if self.pre_filter(state, pod) is not None:
+            return None
+        table = cache.table
+        mask = None
+        for p in self.filters:
+            m = p.filter_vector(state, pod, table)   # type: ignore[attr-defined]
+            if m is None:
+                continue
+            mask = m.copy() if mask is None else (mask & m)
+            if not mask.any():
+                return None
+        idx = np.arange(table.n) if mask is None else np.flatnonzero(mask)
+        result = Result("", table.n, len(idx))
+        if len(idx) == 1:
+            result.node = table.names[int(idx[0])]
+            return state, result
+        total = np.zeros(len(idx), np.int64)
+        for p, weight in self.scorers:
+            total += weight * p.score_vector(state, pod, table, idx)   # type: ignore[attr-defined]
+        best = np.flatnonzero(total == total.max())
+        pick = int(best[0]) if len(best) == 1 else int(best[(rng or random).randrange(len(best))])
+        result.node = table.names[int(idx[pick])]
+        return state, result
+
+    def _schedule_nodes(self, cache: Cache, pod: PodInfo, explain: bool = False, rng: random.Random | None = None) -> tuple[CycleState, Result]:
         state = CycleState()
         names = cache.order
         n = len(names)

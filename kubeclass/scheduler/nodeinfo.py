@@ -122,8 +122,9 @@ class Cache:
     """Nodes and the pods bound or assumed on them; updated from watch events and by the scheduler."""
 
     def __init__(self) -> None:
+        from .nodetable import NodeTable
         self.nodes: dict[str, NodeInfo] = {}
-        self.order: list[str] = []                 # node names in a stable order, for the rotating start
+        self.table = NodeTable()                   # the same state in columns, for whole-cluster filtering
         self.pod_node: dict[str, str] = {}         # pod uid -> node name
         self.assumed: set[str] = set()
         self._pending_pods: dict[str, dict[str, PodInfo]] = {}   # pods on nodes we have not seen yet
@@ -134,17 +135,22 @@ class Cache:
         if ni is None:
             ni = NodeInfo.of(node)
             self.nodes[name] = ni
-            self.order.append(name)
             for pi in self._pending_pods.pop(name, {}).values():
                 ni.add_pod(pi)
         else:
             ni.set_node(node)
+        self.table.upsert(ni)
         return ni
+
+    @property
+    def order(self) -> list[str]:
+        """Node names in a stable order (the table's rows)."""
+        return self.table.names
 
     def remove_node(self, name: str) -> None:
         ni = self.nodes.pop(name, None)
         if ni is not None:
-            self.order.remove(name)
+            self.table.remove(name)
             self._pending_pods[name] = dict(ni.pods)
 
     def add_pod(self, pod: dict, node_name: str, assumed: bool = False) -> None:
@@ -162,6 +168,7 @@ class Cache:
             self._pending_pods.setdefault(node_name, {})[pi.uid] = pi
         else:
             ni.add_pod(pi)
+            self.table.refresh_pods(ni)
 
     def remove_pod(self, uid: str) -> None:
         node = self.pod_node.pop(uid, None)
@@ -171,5 +178,6 @@ class Cache:
         ni = self.nodes.get(node)
         if ni is not None:
             ni.remove_pod(uid)
+            self.table.refresh_pods(ni)
         else:
             self._pending_pods.get(node, {}).pop(uid, None)

@@ -6,6 +6,7 @@ import csv
 import hmac
 import os
 import secrets
+import time
 from dataclasses import dataclass, field
 
 
@@ -23,6 +24,7 @@ class TokenFile:
     def __init__(self, path: str):
         self.path = path
         self._mtime = -1.0
+        self._checked = 0.0
         self._tokens: dict[str, User] = {}
         self.reload()
 
@@ -48,7 +50,18 @@ class TokenFile:
         if not header or not header.startswith("Bearer "):
             return None
         token = header[7:].strip()
-        self.reload()
+        now = time.monotonic()
+        if now - self._checked > 1.0:   # the file is re-read when it changes, looked at once a second
+            self._checked = now
+            self.reload()
+        user = self._find(token)
+        if user is None and now != self._checked:   # an unknown token may have just been added
+            self._checked = now
+            self.reload()
+            user = self._find(token)
+        return user
+
+    def _find(self, token: str) -> User | None:
         for t, user in self._tokens.items():
             if hmac.compare_digest(t, token):
                 return user

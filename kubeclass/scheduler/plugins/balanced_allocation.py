@@ -2,6 +2,8 @@
 (score = (1 - standard deviation of the fractions) * 100)."""
 from __future__ import annotations
 
+import numpy as np
+
 from ..framework import MAX_NODE_SCORE, Plugin
 
 
@@ -19,3 +21,14 @@ class BalancedAllocation(Plugin):
             return MAX_NODE_SCORE
         std = abs(fr[0] - fr[1]) / 2
         return int((1 - std) * MAX_NODE_SCORE)
+
+    def score_vector(self, state, pod, table, idx):
+        fr = []
+        for r in ("cpu", "memory"):
+            alloc = table.col_f(table.alloc, r)[idx]
+            used = table.col(table.req, r)[idx] + pod.requests.get(r, 0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                fr.append(np.where(alloc > 0, np.minimum(used / alloc, 1.0), np.nan))   # nan: the node has none of r
+        std = np.abs(fr[0] - fr[1]) / 2
+        out = ((1 - std) * MAX_NODE_SCORE)
+        return np.where(np.isfinite(out), out, MAX_NODE_SCORE).astype(np.int64)

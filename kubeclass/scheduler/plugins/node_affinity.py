@@ -3,7 +3,10 @@ node affinity terms with every operator (In, NotIn, Exists, DoesNotExist, Gt, Lt
 metadata.name) filter; preferred terms score by weight."""
 from __future__ import annotations
 
-from ..framework import Plugin, default_normalize, unresolvable
+import numpy as np
+import orjson
+
+from ..framework import Plugin, default_normalize, default_normalize_vector, unresolvable
 
 REASON = "node(s) didn't match Pod's node affinity/selector"
 
@@ -65,3 +68,20 @@ class NodeAffinity(Plugin):
 
     def normalize(self, state, pod, scores):
         default_normalize(scores)
+
+    def filter_vector(self, state, pod, table):
+        spec = pod.pod.get("spec") or {}
+        required = (((spec.get("affinity") or {}).get("nodeAffinity") or {}).get("requiredDuringSchedulingIgnoredDuringExecution"))
+        if not spec.get("nodeSelector") and required is None:
+            return None
+        key = ("affinity", orjson.dumps([spec.get("nodeSelector"), required]))
+        return table.cached_mask(key, lambda: np.array([required_matches(pod.pod, n.labels, n.name) for n in table.nodes], bool))
+
+    def score_vector(self, state, pod, table, idx):
+        prefs = (((pod.pod.get("spec") or {}).get("affinity") or {}).get("nodeAffinity") or {}).get(
+            "preferredDuringSchedulingIgnoredDuringExecution") or []
+        if not prefs:
+            return np.zeros(len(idx), np.int64)
+        raw = table.cached_mask(("affinity-score", orjson.dumps(prefs)), lambda: np.array(
+            [self.score(state, pod, n) for n in table.nodes], np.int64))
+        return default_normalize_vector(raw[idx])

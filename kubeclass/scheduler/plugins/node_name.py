@@ -1,6 +1,8 @@
 """NodeName: a Pod that names its node fits only there."""
 from __future__ import annotations
 
+import numpy as np
+
 from ..framework import Plugin, unresolvable
 
 REASON = "node(s) didn't match the requested node name"
@@ -14,3 +16,12 @@ class NodeName(Plugin):
         if want and want != node.name:
             return unresolvable(REASON)
         return None
+
+    def filter_vector(self, state, pod, table):
+        want = (pod.pod.get("spec") or {}).get("nodeName")
+        if not want:
+            return None
+        m = np.zeros(table.n, bool)
+        if want in table.index:
+            m[table.index[want]] = True
+        return m

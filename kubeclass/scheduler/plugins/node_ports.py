@@ -2,6 +2,8 @@
 every address)."""
 from __future__ import annotations
 
+import numpy as np
+
 from ..framework import Plugin, unschedulable
 
 REASON = "node(s) didn't have free ports for the requested pod ports"
@@ -18,3 +20,8 @@ class NodePorts(Plugin):
                 if uport == port and uproto == proto and (ip == uip or "0.0.0.0" in (ip, uip)):
                     return unschedulable(REASON)
         return None
+
+    def filter_vector(self, state, pod, table):
+        if not pod.host_ports:
+            return None
+        return np.array([self.filter(state, pod, n) is None for n in table.nodes], bool)

@@ -4,7 +4,9 @@ overhead) must fit what is left of each resource's allocatable, and the pod coun
 upstream's non-zero defaults."""
 from __future__ import annotations
 
-from ..framework import MAX_NODE_SCORE, Plugin, Status, UNSCHEDULABLE
+import numpy as np
+
+from ..framework import MAX_NODE_SCORE, UNSCHEDULABLE, Plugin, Status
 
 ORDERED = ("cpu", "memory", "ephemeral-storage")
 
@@ -32,6 +34,25 @@ class NodeResourcesFit(Plugin):
             else:
                 total += 0 if used > alloc else (alloc - used) * MAX_NODE_SCORE // alloc
         return total // 2
+
+    def filter_vector(self, state, pod, table):
+        mask = table.pods[: table.n] + 1 <= table.col(table.alloc, "pods") // 1000
+        for r, v in pod.requests.items():
+            if v > 0:
+                mask &= table.col(table.alloc, r) - table.col(table.req, r) >= v
+        return mask
+
+    def score_vector(self, state, pod, table, idx):
+        total = np.zeros(len(idx))
+        for r, used in (("cpu", table.nz_cpu[idx] + pod.nonzero_cpu), ("memory", table.nz_mem[idx] + pod.nonzero_mem)):
+            alloc = table.col_f(table.alloc, r)[idx]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                if self.strategy == "MostAllocated":
+                    s = np.floor(np.minimum(used, alloc) * MAX_NODE_SCORE / alloc)
+                else:
+                    s = np.floor(np.maximum(alloc - used, 0) * MAX_NODE_SCORE / alloc)
+            total += np.where(alloc > 0, s, 0)
+        return (total // 2).astype(np.int64)
 
 
 def insufficient(pod, node) -> list[str]:

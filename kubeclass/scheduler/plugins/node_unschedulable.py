@@ -2,6 +2,8 @@
 `node.kubernetes.io/unschedulable:NoSchedule`."""
 from __future__ import annotations
 
+import numpy as np
+
 from ..framework import Plugin, unresolvable
 from .taint_toleration import tolerates
 
@@ -18,3 +20,9 @@ class NodeUnschedulable(Plugin):
         if any(tolerates(t, TAINT) for t in (pod.pod.get("spec") or {}).get("tolerations") or []):
             return None
         return unresolvable(REASON)
+
+    def filter_vector(self, state, pod, table):
+        tol = any(tolerates(t, TAINT) for t in (pod.pod.get("spec") or {}).get("tolerations") or [])
+        if tol:
+            return None
+        return table.cached_mask(("unschedulable",), lambda: np.array([not n.unschedulable for n in table.nodes], bool))

@@ -4,6 +4,8 @@
 The class -> handler map comes from the scheduler's RuntimeClass informer."""
 from __future__ import annotations
 
+import numpy as np
+
 from ..framework import Plugin, unresolvable
 
 
@@ -25,3 +27,11 @@ class RuntimeHandler(Plugin):
         if h is None or node.runtime_handlers is None or h in node.runtime_handlers:
             return None
         return unresolvable(f'node(s) didn\'t have the runtime handler "{h}"')
+
+    def filter_vector(self, state, pod, table):
+        self.pre_filter(state, pod)
+        h = state["runtime_handler"]
+        if h is None:
+            return None
+        return table.cached_mask(("handler", h), lambda: np.array(
+            [n.runtime_handlers is None or h in n.runtime_handlers for n in table.nodes], bool))

@@ -3,7 +3,10 @@ PreferNoSchedule taints lower the score (Score, reversed normalisation). Message
 `node(s) had untolerated taint {key: value}`."""
 from __future__ import annotations
 
-from ..framework import Plugin, default_normalize, unresolvable
+import numpy as np
+import orjson
+
+from ..framework import Plugin, default_normalize, default_normalize_vector, unresolvable
 
 
 def tolerates(tol: dict, taint: dict) -> bool:
@@ -49,3 +52,15 @@ class TaintToleration(Plugin):
 
     def normalize(self, state, pod, scores):
         default_normalize(scores, reverse=True)
+
+    def filter_vector(self, state, pod, table):
+        tols = (pod.pod.get("spec") or {}).get("tolerations") or []
+        key = ("taints", orjson.dumps(tols))
+        return table.cached_mask(key, lambda: np.array(
+            [not n.taints or first_untolerated(n.taints, tols, ("NoSchedule", "NoExecute")) is None for n in table.nodes], bool))
+
+    def score_vector(self, state, pod, table, idx):
+        tols = (pod.pod.get("spec") or {}).get("tolerations") or []
+        counts = table.cached_mask(("taint-score", orjson.dumps(tols)), lambda: np.array(
+            [self.score(state, pod, n) for n in table.nodes], np.int64))
+        return default_normalize_vector(counts[idx], reverse=True)
