@@ -178,7 +178,8 @@ class REST:
             res.kind.defaults(obj)
         attrs = self._attributes(ctx, res, "CREATE", obj, None)
         await self.chain.admit(attrs, self.lister)
-        if not md.get("name") and md.get("generateName"):
+        generated = not md.get("name") and bool(md.get("generateName"))
+        if generated:
             # BeforeCreate: after mutating admission, as upstream (admission messages show the prefix)
             md["name"] = md["generateName"] + "".join(random.choice(GENERATE_CHARS) for _ in range(5))
             attrs.name = md["name"]
@@ -198,10 +199,15 @@ class REST:
                 ctx.warnings.extend(res.kind.warnings(obj))
             if ctx.dry_run:
                 return self.respond(ctx, res, 201, obj)
-            try:
-                ent = await self.store.create(res.key(md.get("namespace"), md["name"]), obj)
-            except KeyExists:
-                raise errors.already_exists(res.plural, res.group, md["name"])
+            for attempt in range(8):
+                try:
+                    ent = await self.store.create(res.key(md.get("namespace"), md["name"]), obj)
+                    break
+                except KeyExists:
+                    if not generated or attempt == 7:
+                        raise errors.already_exists(res.plural, res.group, md["name"])
+                    # RetryGenerateName (GA in 1.32): a generated name that is taken is generated again
+                    md["name"] = md["generateName"] + "".join(random.choice(GENERATE_CHARS) for _ in range(5))
         finally:
             for lock in reversed(locks):
                 lock.release()
