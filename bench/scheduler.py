@@ -132,8 +132,9 @@ async def run_workload(api: Api, workload: str, nodes: int, init: int, measured:
     args.node_offset += nodes
 
     prof = ["-m", "cProfile", "-o", os.environ["KUBECLASS_PROFILE_SCHEDULER"]] if os.environ.get("KUBECLASS_PROFILE_SCHEDULER") else []
+    sched_log = open(os.path.join(os.path.dirname(kubeconfig), "scheduler.log"), "wb")
     sched = subprocess.Popen([sys.executable, *prof, "-m", "kubeclass.cli", "scheduler", "--kubeconfig", kubeconfig, "--no-leader-elect"],
-                             cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                             cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}, stdout=subprocess.DEVNULL, stderr=sched_log)
     bound_at: dict[str, float] = {}
     created_at: dict[str, float] = {}
     done = asyncio.Event()
@@ -147,10 +148,13 @@ async def run_workload(api: Api, workload: str, nodes: int, init: int, measured:
         while len(bound_at) < init:
             await asyncio.sleep(0.05)
         initial = set(bound_at)
+        cpu0 = {who: cpu_seconds(pid) for who, pid in (("server", args.server_pid), ("scheduler", sched.pid), ("client", os.getpid()))}
         t0 = time.perf_counter()
         await bounded(measured, args.clients, lambda i: mk_pod(init + i))
         await asyncio.wait_for(done.wait(), timeout=args.timeout)
         t1 = max(bound_at.values())
+        cpu = {who: (cpu_seconds(pid) - cpu0[who]) / measured * 1e3
+               for who, pid in (("server", args.server_pid), ("scheduler", sched.pid), ("client", os.getpid()))}
     finally:
         watch_task.cancel()
         sched.send_signal(signal.SIGTERM)
@@ -158,9 +162,22 @@ async def run_workload(api: Api, workload: str, nodes: int, init: int, measured:
             sched.wait(10)
         except subprocess.TimeoutExpired:
             sched.kill()
+        sched_log.close()
+        errors = [ln for ln in open(sched_log.name, errors="replace") if '"level":"ERROR"' in ln or '"level":"WARNING"' in ln]
+        if errors:
+            print(f"  scheduler logged {len(errors)} warnings/errors, first: {errors[0].strip()[:300]}", flush=True)
+            if os.environ.get("KUBECLASS_BENCH_LOG"):
+                shutil.copy(sched_log.name, os.environ["KUBECLASS_BENCH_LOG"])
     lat = sorted(bound_at[k] - created_at[k] for k in bound_at if k not in initial and k in created_at)
     return {"workload": workload, "nodes": nodes, "init": init, "measured": measured, "node_create_s": node_secs,
-            "pods_per_s": measured / (t1 - t0), "p50_ms": lat[len(lat) // 2] * 1e3, "p99_ms": lat[int(len(lat) * 0.99)] * 1e3}
+            "pods_per_s": measured / (t1 - t0), "cpu_ms": cpu, "p50_ms": lat[len(lat) // 2] * 1e3, "p99_ms": lat[int(len(lat) * 0.99)] * 1e3}
+
+
+def cpu_seconds(pid: int) -> float:
+    """user + system CPU time of a process so far (/proc/PID/stat fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def watch_bound(api: Api, ns: str, bound_at: dict, done: asyncio.Event, want: int) -> None:
@@ -197,6 +214,7 @@ async def main() -> None:
         prof = ["-m", "cProfile", "-o", os.environ["KUBECLASS_PROFILE_SERVER"]] if os.environ.get("KUBECLASS_PROFILE_SERVER") else []
         server = subprocess.Popen([sys.executable, *prof, "-m", "kubeclass.cli", "up", "--no-scheduler", "--data-dir", d, "--port", str(port)],
                                   cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        args.server_pid = server.pid
         try:
             kc = os.path.join(d, "kubeconfig")
             for _ in range(200):
@@ -214,6 +232,7 @@ async def main() -> None:
             print(f"  {r['workload']:<24} {r['nodes']} nodes, {r['init']} initial + {r['measured']} measured pods: "
                   f"{r['pods_per_s']:.0f} pods/s, latency p50 {r['p50_ms']:.0f} ms, p99 {r['p99_ms']:.0f} ms "
                   f"(nodes created in {r['node_create_s']:.1f} s)", flush=True)
+            print("  " + " " * 24 + " CPU per measured pod: " + ", ".join(f"{k} {v:.2f} ms" for k, v in r["cpu_ms"].items()), flush=True)
         finally:
             server.send_signal(signal.SIGTERM)
             try:

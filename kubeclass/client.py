@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime
+import logging
 import os
+import random
 import ssl
 import tempfile
-import uuid
 from dataclasses import dataclass
 from typing import Any, AsyncIterator
 from urllib.parse import quote, urlencode
@@ -20,6 +21,8 @@ from urllib.parse import quote, urlencode
 import aiohttp
 import orjson
 import yaml
+
+log = logging.getLogger("kubeclass.client")
 
 
 class ApiError(Exception):
@@ -232,7 +235,7 @@ class Client:
         if len(self._events) > 4096:
             self._events.clear()
         ev = {"apiVersion": "v1", "kind": "Event",
-              "metadata": {"name": f"{md.get('name', '')}.{uuid.uuid4().hex[:16]}", "namespace": ns},
+              "metadata": {"name": f"{md.get('name', '')}.{random.getrandbits(64):016x}", "namespace": ns},
               "involvedObject": {"apiVersion": regarding.get("apiVersion", "v1"), "kind": regarding.get("kind", ""),
                                  "name": md.get("name", ""), **({"namespace": md["namespace"]} if md.get("namespace") else {}),
                                  "uid": md.get("uid", ""), "resourceVersion": md.get("resourceVersion", "")},
@@ -242,8 +245,9 @@ class Client:
         try:
             await self.create(path_for("", "v1", "events", ns), ev)
             self._events[seen_key] = (ev["metadata"]["name"], 1)
-        except ApiError:
-            pass
+        except (ApiError, aiohttp.ClientError, asyncio.TimeoutError) as e:
+            # events are best effort, as client-go's recorder: a lost one is logged, never raised
+            log.debug("event %s for %s/%s not recorded: %s", reason, ns, md.get("name", ""), e)
 
 
 async def _call(fn, *args):

@@ -124,17 +124,17 @@ def resolve(schema: dict) -> tuple[str | None, dict]:
     return None, schema
 
 
-_TYPES_CACHE: dict[int, frozenset] = {}
+_TYPES_CACHE: dict[int, tuple[frozenset, dict]] = {}
 
 
 def _types(schema: dict) -> frozenset:
-    k = id(schema)
-    got = _TYPES_CACHE.get(k)
+    got = _TYPES_CACHE.get(id(schema))
     if got is None:
         t = schema.get("type")
-        got = frozenset() if t is None else frozenset([t] if isinstance(t, str) else t)
-        _TYPES_CACHE[k] = got
-    return got
+        # the schema is kept with its entry, so its id() cannot be reused by another dict
+        got = (frozenset() if t is None else frozenset([t] if isinstance(t, str) else t), schema)
+        _TYPES_CACHE[id(schema)] = got
+    return got[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -168,8 +168,108 @@ def decode(obj: dict, def_name: str, kind: str) -> tuple[dict, list[str]]:
     Drops nulls, canonicalizes quantities, raises DecodeError for type mismatches (with Go's wording).
     """
     unknown: list[str] = []
-    _walk(obj, definitions()[def_name], "", unknown, kind)
+    root = definitions()[def_name]
+    try:
+        _fast(obj, root)
+    except _Slow:
+        # The fast walk only normalizes; for the field paths of an error or of unknown fields, walk again
+        # with paths (every normalization is idempotent, so the object comes out the same).
+        _walk(obj, root, "", unknown, kind)
     return obj, unknown
+
+
+class _Slow(Exception):
+    pass
+
+
+_QTY, _INTSTR, _ANY, _OBJ, _ARR, _STR, _INT, _NUM, _BOOL = range(9)
+_COMPILED: dict[int, tuple] = {}
+
+
+def _compile(schema: dict) -> tuple:
+    """What _walk decides about `schema`, decided once (the definitions never change once loaded)."""
+    got = _COMPILED.get(id(schema))
+    if got is not None:
+        return got
+    name, s = resolve(schema)
+    if name == QUANTITY:
+        got = (_QTY,)
+    elif name == INT_OR_STRING:
+        got = (_INTSTR,)
+    elif "x-kubernetes-preserve-unknown-fields" in s or (not s.get("properties") and not s.get("additionalProperties") and not s.get("items") and not _types(s)):
+        got = (_ANY,)
+    else:
+        types = _types(s)
+        if "object" in types or "properties" in s or "additionalProperties" in s:
+            addl = s.get("additionalProperties")
+            got = (_OBJ, s.get("properties"), addl if isinstance(addl, dict) else None)
+        elif "array" in types:
+            got = (_ARR, s.get("items", {}))
+        elif "string" in types:
+            got = (_STR,)
+        elif "integer" in types:
+            got = (_INT,)
+        elif "number" in types:
+            got = (_NUM,)
+        elif "boolean" in types:
+            got = (_BOOL,)
+        else:
+            got = (_ANY,)
+    got = got + (schema,)  # holds the schema, so its id() is never reused by another dict
+    _COMPILED[id(schema)] = got
+    return got
+
+
+def _fast(value: Any, schema: dict) -> Any:
+    c = _COMPILED.get(id(schema)) or _compile(schema)
+    t = c[0]
+    if t == _OBJ:
+        if type(value) is not dict:
+            raise _Slow
+        props, addl = c[1], c[2]
+        for k, v in list(value.items()):
+            if v is None:
+                del value[k]
+            elif props is not None and k in props:
+                value[k] = _fast(v, props[k])
+            elif addl is not None:
+                value[k] = _fast(v, addl)
+            elif props is not None:
+                raise _Slow
+        return value
+    if t == _STR:
+        if type(value) is not str:
+            raise _Slow
+        return value
+    if t == _ARR:
+        if type(value) is not list:
+            raise _Slow
+        items = c[1]
+        return [_fast(v, items) for v in value if v is not None]
+    if t == _QTY:
+        try:
+            return quantity.canonical(value)
+        except quantity.QuantityError:
+            raise _Slow
+    if t == _ANY:
+        return value
+    if t == _INT:
+        if type(value) is int:
+            return value
+        raise _Slow
+    if t == _BOOL:
+        if type(value) is bool:
+            return value
+        raise _Slow
+    if t == _INTSTR:
+        if type(value) in (int, str):
+            return value
+        raise _Slow
+    if t == _NUM:
+        if type(value) in (int, float):
+            return value
+        raise _Slow
+    return value
 
 
 def _walk(value: Any, schema: dict, path: str, unknown: list[str], kind: str) -> Any:

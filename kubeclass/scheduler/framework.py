@@ -182,20 +182,22 @@ class Framework:
 
     def schedule(self, cache: Cache, pod: PodInfo, explain: bool = False, rng: random.Random | None = None) -> tuple[CycleState, Result]:
         """One scheduling cycle up to host selection. Raises FitError (after PostFilter) when nothing fits."""
-        if not explain and self.percentage == 0 and self.vectorized and cache.table.n:
+        if not explain and self.vectorized and cache.table.n:
             fast = self._schedule_vector(cache, pod, rng)
             if fast is not None:
                 return fast
         return self._schedule_nodes(cache, pod, explain, rng)
 
     def _schedule_vector(self, cache: Cache, pod: PodInfo, rng: random.Random | None) -> tuple[CycleState, Result] | None:
-        """Every node at once on the columnar table (beyond upstream, which samples a share of large
-        clusters for speed: here all feasible nodes are scored). Returns None when nothing fits, so the
-        per-node path can build the diagnosis with each node's reasons."""
+        """The same cycle on the columnar table: every filter over all nodes at once, then, as upstream,
+        the first numFeasibleNodesToFind feasible nodes from a start index that rotates over the cluster
+        are scored (all of them with --percentage-of-nodes-to-score 100). Returns None when nothing fits,
+        so the per-node path can build the diagnosis with each node's reasons."""
         state = CycleState()
         if self.pre_filter(state, pod) is not None:
             return None
         table = cache.table
+        n = table.n
         mask = None
         for p in self.filters:
             m = p.filter_vector(state, pod, table)   # type: ignore[attr-defined]
@@ -204,8 +206,19 @@ class Framework:
             mask = m.copy() if mask is None else (mask & m)
             if not mask.any():
                 return None
-        idx = np.arange(table.n) if mask is None else np.flatnonzero(mask)
-        result = Result("", table.n, len(idx))
+        idx = np.arange(n) if mask is None else np.flatnonzero(mask)
+        want = num_feasible_to_find(n, self.percentage)
+        start = self._next_start % n
+        if len(idx) > want:
+            # the feasible nodes in the order upstream visits them: from `start`, wrapping around
+            pos = int(np.searchsorted(idx, start))
+            idx = np.concatenate((idx[pos:], idx[:pos]))[:want]
+            last = int(idx[-1])
+            evaluated = (last - start) % n + 1
+        else:
+            evaluated = n
+        self._next_start = (start + evaluated) % n
+        result = Result("", evaluated, len(idx))
         if len(idx) == 1:
             result.node = table.names[int(idx[0])]
             return state, result

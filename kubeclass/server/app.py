@@ -410,22 +410,20 @@ class APIServer:
             out = b"".join(frame(t, e.obj if (as_table or convert) else None, e.raw) for t, e in initial)
             if out:
                 await send({"type": "http.response.body", "body": out, "more_body": True})
-            it = watcher.__aiter__()
             while not disconnected.is_set():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                try:
-                    ev = await asyncio.wait_for(it.__anext__(), timeout=min(remaining, self.bookmark_interval))
-                except asyncio.TimeoutError:
+                batch = await watcher.next_batch(min(remaining, self.bookmark_interval))
+                if batch is None:
+                    break
+                if not batch:
                     if bookmarks and time.monotonic() < deadline:
                         bm = {"kind": res.kind.kind, "apiVersion": res.api_version,
                               "metadata": {"resourceVersion": str(self.store.revision)}}
                         await send({"type": "http.response.body", "body": encode({"type": "BOOKMARK", "object": bm}) + b"\n", "more_body": True})
                     continue
-                except StopAsyncIteration:
-                    break
-                chunk = self._event_frame(ev, ls, fs, frame)
+                chunk = b"".join(filter(None, (self._event_frame(ev, ls, fs, frame) for ev in batch)))
                 if chunk:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except OSError:

@@ -8,7 +8,6 @@ import base64
 import bisect
 import datetime
 import random
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -166,7 +165,7 @@ class REST:
 
     async def _create_obj(self, ctx: Context, res: Resource, obj: dict) -> Result:
         md = obj["metadata"]
-        md["uid"] = str(uuid.uuid4())
+        md["uid"] = meta.new_uid()
         md["creationTimestamp"] = _now()
         for f in ("deletionTimestamp", "deletionGracePeriodSeconds", "managedFields", "selfLink"):
             md.pop(f, None)
@@ -520,7 +519,7 @@ class REST:
         ns = md.get("namespace") or "default"
         now = _now()
         ev = {"apiVersion": "v1", "kind": "Event",
-              "metadata": {"name": f"{md.get('name', '')}.{uuid.uuid4().hex[:16]}", "namespace": ns, "uid": str(uuid.uuid4()),
+              "metadata": {"name": f"{md.get('name', '')}.{meta.new_uid()[-16:]}", "namespace": ns, "uid": meta.new_uid(),
                            "creationTimestamp": now},
               "involvedObject": {"apiVersion": obj.get("apiVersion", ""), "kind": obj.get("kind", ""), "name": md.get("name", ""),
                                  **({"namespace": md["namespace"]} if md.get("namespace") else {}),

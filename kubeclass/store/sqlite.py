@@ -66,6 +66,29 @@ class _Watcher:
     def __aiter__(self) -> AsyncIterator[Event]:
         return self._iter()
 
+    async def next_batch(self, timeout: float, limit: int = 256) -> list[Event] | None:
+        """The events queued now (waiting up to `timeout` for the first): [] on timeout, None once the
+        watch has ended. A busy watch sends many events in one write instead of one write each."""
+        q = self.queue
+        if q.empty():
+            try:
+                async with asyncio.timeout(timeout):
+                    ev = await q.get()
+            except TimeoutError:
+                return []
+        else:
+            ev = q.get_nowait()
+        if ev is None:
+            return None
+        out = [ev]
+        while len(out) < limit and not q.empty():
+            ev = q.get_nowait()
+            if ev is None:
+                q.put_nowait(None)  # seen again by the next call, after these are sent
+                break
+            out.append(ev)
+        return out
+
     async def _iter(self):
         while True:
             ev = await self.queue.get()
