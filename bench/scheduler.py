@@ -17,16 +17,14 @@ import json
 import os
 import shutil
 import signal
-import ssl
 import subprocess
 import sys
 import tempfile
 import time
 
-import aiohttp
-import yaml
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from kubeclass.client import ApiError, Client, Config  # noqa: E402
 
 NODE = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "", "labels": {}},
         "status": {"capacity": {"pods": "110", "cpu": "4", "memory": "32Gi"},
@@ -52,22 +50,23 @@ CLASSES = [
 
 
 class Api:
-    def __init__(self, url: str, token: str, ca: str, conns: int = 32):
-        self.url = url
-        ctx = ssl.create_default_context(cafile=ca)
-        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx, limit=conns),
-                                             headers={"Authorization": f"Bearer {token}"})
+    """The load generator's API access: kubeclass's own client (the lean pipelined HTTP client for
+    creates, aiohttp for the watch), as scheduler_perf drives the apiserver through client-go."""
+
+    def __init__(self, kubeconfig: str):
+        self.client = Client(Config.from_kubeconfig(kubeconfig), user_agent="bench-scheduler")
 
     async def post(self, path: str, body: dict) -> dict:
-        async with self.session.post(self.url + path, json=body) as r:
-            out = await r.json()
-            if r.status >= 300:
-                raise RuntimeError(f"{path}: {r.status} {out.get('message')}")
-            return out
+        try:
+            return await self.client.create(path, body)
+        except ApiError as e:
+            raise RuntimeError(f"{path}: {e}") from e
 
     async def get(self, path: str) -> dict:
-        async with self.session.get(self.url + path) as r:
-            return await r.json()
+        return await self.client.get(path)
+
+    async def close(self) -> None:
+        await self.client.close()
 
 
 async def bounded(n: int, conc: int, make) -> None:
@@ -182,19 +181,11 @@ def cpu_seconds(pid: int) -> float:
 
 async def watch_bound(api: Api, ns: str, bound_at: dict, done: asyncio.Event, want: int) -> None:
     rv = (await api.get(f"/api/v1/namespaces/{ns}/pods?limit=1"))["metadata"]["resourceVersion"]
-    timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
-    async with api.session.get(f"{api.url}/api/v1/namespaces/{ns}/pods?watch=1&resourceVersion={rv}", timeout=timeout) as r:
-        buf = b""
-        async for chunk in r.content.iter_any():
-            buf += chunk
-            while b"\n" in buf:
-                line, buf = buf.split(b"\n", 1)
-                ev = json.loads(line)
-                obj = ev["object"]
-                if (obj.get("spec") or {}).get("nodeName") and obj["metadata"]["name"] not in bound_at:
-                    bound_at[obj["metadata"]["name"]] = time.perf_counter()
-                    if len(bound_at) >= want:
-                        done.set()
+    async for _, obj in api.client.watch(f"/api/v1/namespaces/{ns}/pods", rv):
+        if (obj.get("spec") or {}).get("nodeName") and obj["metadata"]["name"] not in bound_at:
+            bound_at[obj["metadata"]["name"]] = time.perf_counter()
+            if len(bound_at) >= want:
+                done.set()
 
 
 async def main() -> None:
@@ -222,13 +213,11 @@ async def main() -> None:
                     break
                 await asyncio.sleep(0.05)
             await asyncio.sleep(0.5)
-            cfg = yaml.safe_load(open(kc))
-            token = cfg["users"][0]["user"]["token"]
-            api = Api(f"https://127.0.0.1:{port}", token, os.path.join(d, "pki", "ca.crt"))
+            api = Api(kc)
             try:
                 r = await run_workload(api, w, nodes, init, measured, kc, args)
             finally:
-                await api.session.close()
+                await api.close()
             print(f"  {r['workload']:<24} {r['nodes']} nodes, {r['init']} initial + {r['measured']} measured pods: "
                   f"{r['pods_per_s']:.0f} pods/s, latency p50 {r['p50_ms']:.0f} ms, p99 {r['p99_ms']:.0f} ms "
                   f"(nodes created in {r['node_create_s']:.1f} s)", flush=True)
@@ -243,4 +232,9 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:
+        pass
     asyncio.run(main())

@@ -22,6 +22,8 @@ import aiohttp
 import orjson
 import yaml
 
+from .httpclient import HTTPClient, TransportError
+
 log = logging.getLogger("kubeclass.client")
 
 
@@ -102,7 +104,8 @@ class Client:
         self.config = config
         self.user_agent = user_agent
         self._limit = limit
-        self._session: aiohttp.ClientSession | None = None
+        self._session: aiohttp.ClientSession | None = None   # watches (streamed)
+        self._http: HTTPClient | None = None                   # every other request
         self._events: dict[tuple, tuple[str, int]] = {}   # recent events, for folding repeats
 
     def _ssl(self) -> ssl.SSLContext | bool:
@@ -129,27 +132,44 @@ class Client:
                 json_serialize=lambda o: orjson.dumps(o).decode(), timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
         return self._session
 
+    @property
+    def http(self) -> HTTPClient:
+        if self._http is None:
+            headers = {"User-Agent": self.user_agent, "Accept": "application/json"}
+            if self.config.token:
+                headers["Authorization"] = f"Bearer {self.config.token}"
+            ctx = self._ssl()
+            self._http = HTTPClient(self.config.server, ctx if isinstance(ctx, ssl.SSLContext) else None, headers,
+                                    connections=min(self._limit, 8))
+        return self._http
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+        if self._http is not None:
+            await self._http.close()
 
     async def request(self, method: str, path: str, body: Any = None, params: dict | None = None,
                       content_type: str = "application/json", timeout: float = 30) -> dict:
-        url = self.config.server + path
+        """One API call (not a watch): the decoded JSON body. Raises ApiError for an error status and
+        TransportError when no response came (a GET is retried once on a fresh connection first)."""
         if params:
-            url += "?" + urlencode({k: v for k, v in params.items() if v is not None})
-        data = body if isinstance(body, (bytes, str)) or body is None else orjson.dumps(body)
-        headers = {"Content-Type": content_type} if data is not None else {}
-        async with self.session.request(method, url, data=data, headers=headers,
-                                        timeout=aiohttp.ClientTimeout(total=timeout)) as r:
-            raw = await r.read()
+            path += "?" + urlencode({k: v for k, v in params.items() if v is not None})
+        data = body.encode() if isinstance(body, str) else body if isinstance(body, bytes) or body is None else orjson.dumps(body)
+        for attempt in (0, 1):
             try:
-                out = orjson.loads(raw) if raw else {}
-            except orjson.JSONDecodeError:
-                out = {"message": raw.decode(errors="replace")}
-            if r.status >= 400:
-                raise ApiError(r.status, out)
-            return out
+                status, _, raw = await self.http.request(method, path, data, content_type, timeout)
+                break
+            except TransportError:
+                if method != "GET" or attempt:
+                    raise
+        try:
+            out = orjson.loads(raw) if raw else {}
+        except orjson.JSONDecodeError:
+            out = {"message": raw.decode(errors="replace")}
+        if status >= 400:
+            raise ApiError(status, out)
+        return out
 
     # ---- verbs
     async def get(self, path: str) -> dict:
@@ -182,9 +202,9 @@ class Client:
                 raise ApiError(r.status, orjson.loads(await r.read() or b"{}"))
             buf = b""
             async for chunk in r.content.iter_any():
-                buf += chunk
-                while b"\n" in buf:
-                    line, buf = buf.split(b"\n", 1)
+                lines = (buf + chunk).split(b"\n")
+                buf = lines.pop()      # the unfinished line, if any
+                for line in lines:
                     if not line.strip():
                         continue
                     ev = orjson.loads(line)
@@ -245,7 +265,7 @@ class Client:
         try:
             await self.create(path_for("", "v1", "events", ns), ev)
             self._events[seen_key] = (ev["metadata"]["name"], 1)
-        except (ApiError, aiohttp.ClientError, asyncio.TimeoutError) as e:
+        except (ApiError, TransportError) as e:
             # events are best effort, as client-go's recorder: a lost one is logged, never raised
             log.debug("event %s for %s/%s not recorded: %s", reason, ns, md.get("name", ""), e)
 

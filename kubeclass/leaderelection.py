@@ -8,6 +8,7 @@ import datetime
 import logging
 
 from .client import ApiError, Client, now_micro, path_for
+from .httpclient import TransportError
 
 log = logging.getLogger("kubeclass.leaderelection")
 
@@ -38,6 +39,8 @@ class LeaderElector:
         now = now_micro()
         try:
             lease = await self.client.get(self._path(self.name))
+        except TransportError:
+            return False
         except ApiError as e:
             if e.status != 404:
                 return False
@@ -48,7 +51,7 @@ class LeaderElector:
             try:
                 await self.client.create(self._path(), body)
                 return True
-            except ApiError:
+            except (ApiError, TransportError):
                 return False
         spec = lease.get("spec") or {}
         holder = spec.get("holderIdentity")
@@ -65,7 +68,7 @@ class LeaderElector:
         try:
             await self.client.update(self._path(self.name), lease)   # carries resourceVersion: optimistic
             return True
-        except ApiError:
+        except (ApiError, TransportError):
             return False
 
     async def run(self, work) -> None:
