@@ -81,3 +81,24 @@ def gvisor_with_overhead() -> str:
 
 def overhead_example_pod() -> str:
     return block("001", "name: overhead-example")
+
+
+def config_blocks(seed: str) -> list[str]:
+    """The runtime configuration blocks (fenced TOML, also under ```ini or a bare fence) of seed file
+    `seed` that define runtime tables, with scraped-page residue (lone `|` lines) removed and the common
+    indentation stripped."""
+    out = []
+    for path in sorted(glob.glob(os.path.join(SEEDS, f"{seed}*.txt"))):
+        fenced, cur = False, []
+        for line in open(path, encoding="utf-8").read().splitlines():
+            if line.strip() == "|":
+                continue
+            if line.strip().startswith("```"):
+                if fenced and any(l.lstrip().startswith("[") and "runtimes" in l for l in cur):
+                    indent = min((len(l) - len(l.lstrip()) for l in cur if l.strip()), default=0)
+                    out.append("\n".join(l[indent:] for l in cur if l.strip()) + "\n")
+                fenced, cur = not fenced, []
+                continue
+            if fenced:
+                cur.append(line)
+    return out
