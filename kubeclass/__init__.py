@@ -1,0 +1,2 @@
+"""kubeclass: Kubernetes RuntimeClass, implemented for real."""
+__version__ = "0.1.0"

@@ -108,6 +108,8 @@ async def serve(args) -> int:
     components = []
     if args.cmd == "up" and not args.no_scheduler:
         components.append(loop.create_task(_run_scheduler_when_ready(server, p["kubeconfig"], scheduler_options(args))))
+    if args.cmd == "up" and not args.no_node:
+        components.append(loop.create_task(_run_node_when_ready(server, p["kubeconfig"], node_options(args, os.path.join(data_dir, "node")))))
     print(f"kubeclass API server listening on {server_url} (data in {data_dir})", flush=True)
     print(f"export KUBECONFIG={p['kubeconfig']}", flush=True)
     try:
@@ -151,6 +153,79 @@ async def _run_scheduler_when_ready(server, kubeconfig_path: str, opts) -> None:
         raise
     except Exception:
         logging.getLogger("kubeclass.scheduler").exception("scheduler stopped")
+
+
+def node_options(args, data_dir: str):
+    from .node.agent import AgentOptions, default_node_name
+    from .node.nodestatus import parse_labels, parse_taints
+    return AgentOptions(name=getattr(args, "node_name", None) or default_node_name(), data_dir=data_dir,
+                        labels=parse_labels(getattr(args, "labels", "") or ""),
+                        taints=parse_taints(getattr(args, "register_with_taints", "") or ""),
+                        runtime_config=getattr(args, "runtime_config", None), address=getattr(args, "address", "127.0.0.1"),
+                        port=getattr(args, "node_port", 10250))
+
+
+async def run_node(kubeconfig_path: str, opts) -> None:
+    from .client import Client, Config
+    from .node.agent import Agent
+    client = Client(Config.from_kubeconfig(kubeconfig_path), user_agent=f"kubeclass-node/{opts.name}")
+    try:
+        await Agent(client, opts).run()
+    finally:
+        await client.close()
+
+
+async def _run_node_when_ready(server, kubeconfig_path: str, opts) -> None:
+    while not server.started:
+        await asyncio.sleep(0.02)
+    try:
+        await run_node(kubeconfig_path, opts)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        logging.getLogger("kubeclass.node").exception("node agent stopped")
+
+
+def _add_node_flags(s, prefix_name: bool = False) -> None:
+    s.add_argument("--node-name" if prefix_name else "--name", dest="node_name", default=None,
+                   help="the Node's name (default: this host's name)")
+    s.add_argument("--labels", default="", help="labels to register the node with: k=v,k2=v2")
+    s.add_argument("--register-with-taints", default="", help="taints to register the node with: k=v:NoSchedule,...")
+    s.add_argument("--runtime-config", default=None,
+                   help="containerd config.toml, crio.conf or a crio.conf.d directory (default: /etc/containerd/"
+                        "config.toml, then /etc/crio/crio.conf, then runc/crun/runsc found on PATH)")
+
+
+async def cmd_node(args) -> int:
+    from .node import handlers
+    if args.what == "handlers":
+        try:
+            table = handlers.load(args.runtime_config)
+        except handlers.ConfigError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        sys.stdout.write(handlers.table_text(table))
+        return 0
+    try:
+        opts = node_options(args, os.path.abspath(args.data_dir))
+        handlers.load(opts.runtime_config)
+    except (ValueError, handlers.ConfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    opts.address, opts.port = args.address, args.node_port
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    task = loop.create_task(run_node(args.kubeconfig, opts))
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    waiter = loop.create_task(stop.wait())
+    await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
+    task.cancel()
+    try:
+        await task
+    except (asyncio.CancelledError, Exception):
+        pass
+    return 0
 
 
 def _add_scheduler_flags(s) -> None:
@@ -219,11 +294,23 @@ def main(argv: list[str] | None = None) -> int:
         if name == "up":
             s.add_argument("--no-scheduler", action="store_true", help="do not start the scheduler")
             _add_scheduler_flags(s)
+            s.add_argument("--no-node", action="store_true",
+                           help="start the control plane alone (nodes join with `kubeclass node --kubeconfig`)")
+            _add_node_flags(s, prefix_name=True)
     sch = sub.add_parser("scheduler", help="run the scheduler against a cluster (as kube-scheduler does)")
     sch.add_argument("--kubeconfig", default=os.path.join(DEFAULT_DATA_DIR, "kubeconfig"))
     sch.add_argument("--no-leader-elect", action="store_true")
     sch.add_argument("-v", "--verbose", action="store_true")
     _add_scheduler_flags(sch)
+    nd = sub.add_parser("node", help="run a node agent: register this machine and run its Pods (as kubelet does); "
+                                     "`kubeclass node handlers` prints its runtime handler table")
+    nd.add_argument("what", nargs="?", choices=["run", "handlers"], default="run")
+    nd.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG") or os.path.join(DEFAULT_DATA_DIR, "kubeconfig"))
+    nd.add_argument("--data-dir", default="/var/lib/kubeclass/node", help="images, containers and logs of this node")
+    nd.add_argument("--address", default="127.0.0.1", help="the node's InternalIP, where the API server reaches it")
+    nd.add_argument("--port", dest="node_port", type=int, default=10250, help="the agent's port (logs)")
+    nd.add_argument("-v", "--verbose", action="store_true")
+    _add_node_flags(nd)
     ex = sub.add_parser("explain", help="explain a Pod's placement: every node's verdict per filter and its scores")
     ex.add_argument("what", choices=["pod"])
     ex.add_argument("name")
@@ -249,6 +336,11 @@ def main(argv: list[str] | None = None) -> int:
                             format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}')
         _use_uvloop()
         return asyncio.run(cmd_scheduler(args))
+    if args.cmd == "node":
+        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                            format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}')
+        _use_uvloop()
+        return asyncio.run(cmd_node(args))
     if args.cmd == "explain":
         from .scheduler.explain import main as explain_main
         return asyncio.run(explain_main(args))

@@ -118,14 +118,14 @@ class Cluster:
 def cluster():
     d = tempfile.mkdtemp(prefix="kubeclass-test-")
     # the control plane alone: scheduler tests bring their own cluster (tests/integration/test_scheduler.py)
-    c = Cluster(d, extra=["--bookmark-interval", "1", "--no-scheduler"]).start()
+    c = Cluster(d, extra=["--bookmark-interval", "1", "--no-scheduler", "--no-node"]).start()
     yield c
     c.stop()
 
 
 @pytest.fixture
 def fresh_cluster(tmp_path):
-    c = Cluster(str(tmp_path / "data"), extra=["--no-scheduler"]).start()
+    c = Cluster(str(tmp_path / "data"), extra=["--no-scheduler", "--no-node"]).start()
     yield c
     c.stop()
 

@@ -43,7 +43,7 @@ def pod(name: str, rc: str | None = None, cpu: str | None = None, extra_spec: di
 
 @pytest.fixture
 def sched_cluster(tmp_path):
-    c = Cluster(str(tmp_path / "data"), extra=["--record-decisions"]).start()
+    c = Cluster(str(tmp_path / "data"), extra=["--record-decisions", "--no-node"]).start()
     yield c
     c.stop()
 

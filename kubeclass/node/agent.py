@@ -1,0 +1,156 @@
+"""The node agent (`kubeclass node`): registers this machine as a Node, keeps it current (a Lease in
+kube-node-lease renewed every 10 s, as kubelet's node lease; status re-posted when it changes and every
+`status_report` seconds), and runs the Pods bound to it through their RuntimeClass's handler
+(kubeclass/node/pods.py). Talks to the cluster only through the API, as kubelet does."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+
+from ..client import ApiError, Client, now_micro, now_rfc3339, path_for
+from ..httpclient import TransportError
+from . import handlers as handlers_mod
+from . import nodestatus
+
+log = logging.getLogger("kubeclass.node")
+
+LEASE_DURATION = 40     # kubelet's nodeLeaseDurationSeconds
+LEASE_RENEW = 10        # a quarter of it, as kubelet
+
+
+def default_node_name() -> str:
+    return socket.gethostname().split(".")[0].lower() or "localhost"
+
+
+@dataclass
+class AgentOptions:
+    name: str = field(default_factory=default_node_name)
+    data_dir: str = "/var/lib/kubeclass/node"
+    labels: dict[str, str] = field(default_factory=dict)
+    taints: list[dict] = field(default_factory=list)
+    runtime_config: str | None = None
+    address: str = "127.0.0.1"
+    port: int = 10250
+    status_report: float = 300.0   # kubelet's nodeStatusReportFrequency
+    lease_renew: float = LEASE_RENEW
+
+
+class Agent:
+    def __init__(self, client: Client, opts: AgentOptions, table: handlers_mod.HandlerTable | None = None):
+        self.client = client
+        self.opts = opts
+        self.table = table if table is not None else handlers_mod.load(opts.runtime_config)
+        self.facts = nodestatus.host_facts(opts.data_dir)
+        self.node_uid = ""
+        self._transitions: dict[str, str] = {}
+        self._last_status: dict | None = None
+        self.registered = asyncio.Event()
+        self.pods = None   # the PodManager, once the runtime part is started
+
+    @property
+    def runtime_version(self) -> str:
+        from .. import __version__
+        return f"kubeclass://{__version__}"
+
+    # ---------------------------------------------------------------- registration
+    async def register(self) -> dict:
+        """Create the Node, or (after a restart) take the existing one over: labels and taints given on the
+        command line are applied to it, status replaced."""
+        now = now_rfc3339()
+        node = nodestatus.node_object(self.opts.name, self.facts, self.table, self.opts.labels, self.opts.taints,
+                                      self.opts.address, self.opts.port, self.runtime_version, now)
+        path = path_for("", "v1", "nodes")
+        try:
+            created = await self.client.create(path, node)
+            log.info("registered node %s", self.opts.name)
+            self.node_uid = created["metadata"]["uid"]
+        except ApiError as e:
+            if e.status != 409:
+                raise
+            existing = await self.client.get(path_for("", "v1", "nodes", None, self.opts.name))
+            self.node_uid = existing["metadata"]["uid"]
+            patch: dict = {"metadata": {"labels": node["metadata"]["labels"]}}
+            if self.opts.taints:
+                have = {(t.get("key"), t.get("effect")) for t in (existing.get("spec") or {}).get("taints") or []}
+                extra = [t for t in self.opts.taints if (t["key"], t["effect"]) not in have]
+                if extra:
+                    patch["spec"] = {"taints": ((existing.get("spec") or {}).get("taints") or []) + extra}
+            await self.client.patch(path_for("", "v1", "nodes", None, self.opts.name), patch, kind="merge")
+            log.info("node %s already registered: taken over", self.opts.name)
+        for c in node["status"]["conditions"]:
+            self._transitions[c["type"]] = c["lastTransitionTime"]
+        await self.post_status(force=True)
+        self.registered.set()
+        return node
+
+    def current_status(self) -> dict:
+        return nodestatus.status(self.opts.name, self.facts, self.table, self.opts.address, self.opts.port,
+                                 self.runtime_version, now_rfc3339(), transitions=self._transitions)
+
+    async def post_status(self, force: bool = False) -> None:
+        st = self.current_status()
+        comparable = {k: v for k, v in st.items() if k != "conditions"}
+        if not force and comparable == self._last_status:
+            return
+        await self.client.patch(path_for("", "v1", "nodes", None, self.opts.name, "status"), {"status": st}, kind="merge")
+        self._last_status = comparable
+
+    # ---------------------------------------------------------------- heartbeats
+    async def renew_lease(self) -> None:
+        path = path_for("coordination.k8s.io", "v1", "leases", "kube-node-lease", self.opts.name)
+        spec = {"holderIdentity": self.opts.name, "leaseDurationSeconds": LEASE_DURATION, "renewTime": now_micro()}
+        try:
+            lease = await self.client.get(path)
+        except ApiError as e:
+            if e.status != 404:
+                raise
+            body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                    "metadata": {"name": self.opts.name, "namespace": "kube-node-lease",
+                                 "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": self.opts.name,
+                                                      "uid": self.node_uid}]},
+                    "spec": spec}
+            await self.client.create(path_for("coordination.k8s.io", "v1", "leases", "kube-node-lease"), body)
+            return
+        lease["spec"] = {**(lease.get("spec") or {}), **spec}
+        await self.client.update(path, lease)
+
+    async def _lease_loop(self) -> None:
+        while True:
+            try:
+                await self.renew_lease()
+            except (ApiError, TransportError) as e:
+                log.warning("node %s: lease renewal failed: %s", self.opts.name, e)
+            await asyncio.sleep(self.opts.lease_renew)
+
+    async def _status_loop(self) -> None:
+        waited = 0.0
+        while True:
+            await asyncio.sleep(self.opts.lease_renew)
+            waited += self.opts.lease_renew
+            try:
+                await self.post_status(force=waited >= self.opts.status_report)
+                if waited >= self.opts.status_report:
+                    waited = 0.0
+            except (ApiError, TransportError) as e:
+                log.warning("node %s: status update failed: %s", self.opts.name, e)
+
+    async def run(self) -> None:
+        os.makedirs(self.opts.data_dir, exist_ok=True)
+        while True:
+            try:
+                await self.register()
+                break
+            except (ApiError, TransportError) as e:
+                log.warning("node %s: registration failed, retrying: %s", self.opts.name, e)
+                await asyncio.sleep(2)
+        tasks = [asyncio.ensure_future(self._lease_loop()), asyncio.ensure_future(self._status_loop())]
+        if self.pods is not None:
+            tasks.append(asyncio.ensure_future(self.pods.run()))
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
