@@ -75,7 +75,7 @@ async def serve(args) -> int:
     from .api import schema
     from .server.app import APIServer
     from .server.auth import TokenFile
-    from .server.certs import ensure_certs
+    from .server.certs import ensure_certs, ensure_client_cert
     from .store.sqlite import SQLiteStore
 
     data_dir = os.path.abspath(args.data_dir)
@@ -95,17 +95,25 @@ async def serve(args) -> int:
         f.write(server_url + "\n")
     schema.definitions()  # load upstream schemas before serving
     store = SQLiteStore(p["db"], durable=args.durable)
-    api = APIServer(store, TokenFile(p["tokens"]), f"{host}:{args.port}", bookmark_interval=args.bookmark_interval)
+    kubelet_client = ensure_client_cert(p["pki"], "apiserver-kubelet-client", "kube-apiserver-kubelet-client", ["system:masters"])
+    api = APIServer(store, TokenFile(p["tokens"]), f"{host}:{args.port}", bookmark_interval=args.bookmark_interval,
+                    kubelet_client=kubelet_client)
     await api.start()
     config = uvicorn.Config(api, host=args.bind, port=args.port, ssl_certfile=crt, ssl_keyfile=key, log_level="warning",
                             lifespan="off", loop="none", http="httptools", timeout_keep_alive=120, access_log=False,
-                            proxy_headers=False)
+                            proxy_headers=False, timeout_graceful_shutdown=3)
     server = _Server(config)
     loop = asyncio.get_running_loop()
+    components: list[asyncio.Task] = []
+
+    def shutdown() -> None:
+        # the in-process scheduler and node first: their watches on this server end with them
+        for t in components:
+            t.cancel()
+        server.should_exit = True
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+        loop.add_signal_handler(sig, shutdown)
     compactor = loop.create_task(_compactor(store, args.compact_interval))
-    components = []
     if args.cmd == "up" and not args.no_scheduler:
         components.append(loop.create_task(_run_scheduler_when_ready(server, p["kubeconfig"], scheduler_options(args))))
     if args.cmd == "up" and not args.no_node:
@@ -268,6 +276,19 @@ def cmd_token_create(args) -> int:
     return 0
 
 
+def cmd_image_import(args) -> int:
+    from .node.images import ImageError, ImageStore
+    node_dir = args.node_data_dir or os.path.join(os.path.abspath(args.data_dir), "node")
+    try:
+        refs = ImageStore(os.path.join(node_dir, "images")).import_archive(args.archive)
+    except (ImageError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    for r in refs:
+        print(f"imported {r}")
+    return 0
+
+
 def _use_uvloop() -> None:
     """uvloop's event loop (libuv, its own TLS transport) when installed: the server's and the
     scheduler's requests cost less CPU."""
@@ -297,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
             s.add_argument("--no-node", action="store_true",
                            help="start the control plane alone (nodes join with `kubeclass node --kubeconfig`)")
             _add_node_flags(s, prefix_name=True)
+            s.add_argument("--node-port", dest="node_port", type=int, default=10250, help="the local node agent's port (logs)")
     sch = sub.add_parser("scheduler", help="run the scheduler against a cluster (as kube-scheduler does)")
     sch.add_argument("--kubeconfig", default=os.path.join(DEFAULT_DATA_DIR, "kubeconfig"))
     sch.add_argument("--no-leader-elect", action="store_true")
@@ -311,6 +333,13 @@ def main(argv: list[str] | None = None) -> int:
     nd.add_argument("--port", dest="node_port", type=int, default=10250, help="the agent's port (logs)")
     nd.add_argument("-v", "--verbose", action="store_true")
     _add_node_flags(nd)
+    im = sub.add_parser("image", help="manage the node's image store")
+    imsub = im.add_subparsers(dest="imgcmd", required=True)
+    ii = imsub.add_parser("import", help="import an OCI image layout tarball or a docker-archive into the image store "
+                                         "of the node `kubeclass up` runs on --data-dir")
+    ii.add_argument("archive")
+    ii.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="the cluster's data directory (as given to `kubeclass up`)")
+    ii.add_argument("--node-data-dir", default=None, help="a standalone node's --data-dir instead")
     ex = sub.add_parser("explain", help="explain a Pod's placement: every node's verdict per filter and its scores")
     ex.add_argument("what", choices=["pod"])
     ex.add_argument("name")
@@ -341,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
                             format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}')
         _use_uvloop()
         return asyncio.run(cmd_node(args))
+    if args.cmd == "image" and args.imgcmd == "import":
+        return cmd_image_import(args)
     if args.cmd == "explain":
         from .scheduler.explain import main as explain_main
         return asyncio.run(explain_main(args))

@@ -233,7 +233,7 @@ class Client:
                 await asyncio.sleep(0.5)
 
     async def event(self, regarding: dict, reason: str, message: str, type: str = "Normal", component: str = "",
-                    action: str = "") -> None:
+                    action: str = "", host: str = "") -> None:
         """A core/v1 Event about `regarding`, as a component reports it (message capped at 1024 chars).
         Repeats of the same event are folded into one whose count grows, as client-go's recorder does
         (kubectl describe shows `(x3 over 10s)`)."""
@@ -242,7 +242,8 @@ class Client:
         if len(message) > 1024:
             message = message[:1020] + " ..."
         now = now_rfc3339()
-        seen_key = (md.get("uid", ""), md.get("name", ""), reason, message, type, component)
+        field_path = regarding.get("_fieldPath", "")   # a container: spec.containers{name}
+        seen_key = (md.get("uid", ""), md.get("name", ""), field_path, reason, message, type, component)
         seen = self._events.get(seen_key)
         if seen is not None:
             name, count = seen
@@ -258,9 +259,11 @@ class Client:
               "metadata": {"name": f"{md.get('name', '')}.{random.getrandbits(64):016x}", "namespace": ns},
               "involvedObject": {"apiVersion": regarding.get("apiVersion", "v1"), "kind": regarding.get("kind", ""),
                                  "name": md.get("name", ""), **({"namespace": md["namespace"]} if md.get("namespace") else {}),
-                                 "uid": md.get("uid", ""), "resourceVersion": md.get("resourceVersion", "")},
+                                 "uid": md.get("uid", ""), "resourceVersion": md.get("resourceVersion", ""),
+                                 **({"fieldPath": field_path} if field_path else {})},
               "reason": reason, "message": message, "type": type, "action": action,
-              "source": {"component": component}, "reportingComponent": component, "reportingInstance": component,
+              "source": {"component": component, **({"host": host} if host else {})}, "reportingComponent": component,
+              "reportingInstance": host or component,
               "firstTimestamp": now, "lastTimestamp": now, "count": 1}
         try:
             await self.create(path_for("", "v1", "events", ns), ev)

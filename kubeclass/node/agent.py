@@ -146,11 +146,17 @@ class Agent:
             except (ApiError, TransportError) as e:
                 log.warning("node %s: registration failed, retrying: %s", self.opts.name, e)
                 await asyncio.sleep(2)
-        tasks = [asyncio.ensure_future(self._lease_loop()), asyncio.ensure_future(self._status_loop())]
-        if self.pods is not None:
-            tasks.append(asyncio.ensure_future(self.pods.run()))
+        from .logserver import LogServer
+        from .pods import PodManager
+        self.pods = PodManager(self.client, self.opts.name, self.table, self.opts.data_dir, self.opts.address)
+        logs = LogServer(self.pods, self.client.config.ca_data, os.path.join(self.opts.data_dir, "pki"), self.opts.name,
+                         self.opts.address, self.opts.port)
+        await logs.start()
+        tasks = [asyncio.ensure_future(self._lease_loop()), asyncio.ensure_future(self._status_loop()),
+                 asyncio.ensure_future(self.pods.run())]
         try:
             await asyncio.gather(*tasks)
         finally:
             for t in tasks:
                 t.cancel()
+            await logs.stop()

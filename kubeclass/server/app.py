@@ -20,7 +20,7 @@ from ..api.errors import StatusError
 from ..store import Compacted
 from ..admission import Chain
 from ..api.rbac import RequestAttributes, forbidden_message
-from . import discovery, protobuf, tables
+from . import discovery, podlogs, protobuf, tables
 from .auth import TokenFile, User
 from .authz import RBACAuthorizer, bootstrap
 from .constraint_kinds import ConstraintKinds
@@ -51,8 +51,10 @@ def _verb(method: str, name: str | None, sub: str | None, query: dict) -> str:
 
 
 class APIServer:
-    def __init__(self, store, tokens: TokenFile, address: str = "127.0.0.1:6443", bookmark_interval: float = 60.0):
+    def __init__(self, store, tokens: TokenFile, address: str = "127.0.0.1:6443", bookmark_interval: float = 60.0,
+                 kubelet_client: tuple[str, str] | None = None):
         self.store = store
+        self.node_client = podlogs.NodeClient(*(kubelet_client or (None, None)))
         self.tokens = tokens
         self.address = address
         self.authorizer = RBACAuthorizer(store)
@@ -306,7 +308,9 @@ class APIServer:
                 return await rest.scale(ctx, res, ctype, body)
             return await rest.scale(ctx, res, ctype, self._decode_body(ctype, body) if method == "PUT" else None)
         if sub == "log":
-            raise errors.bad_request(f'pod logs are served by the node agent, which is not part of this server yet (pod "{name}")')
+            if method != "GET":
+                raise errors.method_not_allowed()
+            return await self._pod_log(res, ns, name, query, send)
         if verb == "watch":
             return await self._watch(ctx, res, receive, send)
         if verb == "get":
@@ -367,6 +371,17 @@ class APIServer:
         else:
             out["status"] = {"userInfo": user.info()}
         return Result(201, encode(out))
+
+    # ------------------------------------------------------------------ pods/log
+    async def _pod_log(self, res, ns: str, name: str, query: dict, send) -> None:
+        ent = self.store.get(res.key(ns, name))
+        if ent is None:
+            raise errors.not_found(res.plural, res.group, name)
+        pod = ent.obj
+        node_name = (pod.get("spec") or {}).get("nodeName")
+        node_ent = self.store.get(registry.BY_PATH[("", "v1", "nodes")].key(None, node_name)) if node_name else None
+        url, _ = podlogs.location(pod, node_ent.obj if node_ent else None, query)
+        await self.node_client.stream(url, send, parse_bool(query.get("follow", "")))
 
     # ------------------------------------------------------------------ watch
     async def _watch(self, ctx: Context, res: registry.Resource, receive, send) -> None:

@@ -69,3 +69,29 @@ def ensure_certs(pki: str, hosts: list[str]) -> tuple[str, str, str]:
                                       serialization.NoEncryption()), 0o600)
     _write(srv_crt, cert.public_bytes(serialization.Encoding.PEM))
     return ca_crt, srv_crt, srv_key
+
+
+def ensure_client_cert(pki: str, name: str, common_name: str, organizations: list[str]) -> tuple[str, str]:
+    """A client certificate signed by the cluster CA (e.g. the API server's own, to call node agents as
+    kube-apiserver's --kubelet-client-certificate does); created once. Returns (cert, key) paths."""
+    crt, key_path = os.path.join(pki, f"{name}.crt"), os.path.join(pki, f"{name}.key")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    if os.path.exists(crt):
+        cert = x509.load_pem_x509_certificate(open(crt, "rb").read())
+        if cert.not_valid_after_utc > now + datetime.timedelta(days=30):
+            return crt, key_path
+    ca_cert = x509.load_pem_x509_certificate(open(os.path.join(pki, "ca.crt"), "rb").read())
+    ca_k = serialization.load_pem_private_key(open(os.path.join(pki, "ca.key"), "rb").read(), None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)] +
+                        [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations])
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(ca_cert.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=365))
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .sign(ca_k, hashes.SHA256()))
+    _write(key_path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()), 0o600)
+    _write(crt, cert.public_bytes(serialization.Encoding.PEM))
+    return crt, key_path

@@ -1,0 +1,171 @@
+"""The agent's HTTPS endpoint for container logs, as kubelet's /containerLogs/{namespace}/{pod}/{container}
+(follow, previous, tailLines, limitBytes). Only the API server may call it: TLS client certificates are
+required and verified against the cluster CA from the agent's kubeconfig, and the certificate must name
+kube-apiserver-kubelet-client (or carry O=system:masters). The serving certificate is self-signed, made
+once per node (the API server does not verify it, as kube-apiserver does not by default)."""
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import logging
+import os
+import ssl
+
+from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from .runtimes import container_state
+
+log = logging.getLogger("kubeclass.node")
+ALLOWED_CN = "kube-apiserver-kubelet-client"
+
+
+def serving_cert(pki: str, node_name: str, address: str) -> tuple[str, str]:
+    os.makedirs(pki, exist_ok=True)
+    crt, key_path = os.path.join(pki, "kubelet.crt"), os.path.join(pki, "kubelet.key")
+    if os.path.exists(crt) and os.path.exists(key_path):
+        return crt, key_path
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{node_name}@kubeclass")])
+    sans: list[x509.GeneralName] = [x509.DNSName(node_name)]
+    try:
+        sans.append(x509.IPAddress(ipaddress.ip_address(address)))
+    except ValueError:
+        sans.append(x509.DNSName(address))
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=3650))
+            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .sign(key, hashes.SHA256()))
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    with open(crt, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    return crt, key_path
+
+
+def _error(status: int, message: str) -> web.Response:
+    reason = {400: "BadRequest", 403: "Forbidden", 404: "NotFound"}.get(status, "InternalError")
+    return web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message,
+                              "reason": reason, "code": status}, status=status)
+
+
+def _tail(data: bytes, lines: int) -> bytes:
+    if lines <= 0:
+        return b""
+    parts = data.split(b"\n")
+    trailing = parts[-1] == b""
+    if trailing:
+        parts = parts[:-1]
+    out = b"\n".join(parts[-lines:])
+    return out + (b"\n" if trailing and out else b"")
+
+
+class LogServer:
+    def __init__(self, pods, ca_pem: bytes | None, pki: str, node_name: str, address: str, port: int):
+        self.pods = pods   # the PodManager
+        self.ca_pem, self.pki, self.node_name, self.address, self.port = ca_pem, pki, node_name, address, port
+        self.runner: web.AppRunner | None = None
+
+    def ssl_context(self) -> ssl.SSLContext:
+        crt, key = serving_cert(self.pki, self.node_name, self.address)
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(crt, key)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        if self.ca_pem:
+            ctx.load_verify_locations(cadata=self.ca_pem.decode())
+        return ctx
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self.container_logs)
+        app.router.add_get("/healthz", lambda r: web.Response(text="ok"))
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, self.address, self.port, ssl_context=self.ssl_context(), reuse_address=True)
+        await site.start()
+        log.info("node %s: serving container logs on https://%s:%d", self.node_name, self.address, self.port)
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+    def _authorized(self, request: web.Request) -> bool:
+        cert = request.transport.get_extra_info("peercert") if request.transport else None
+        if not cert:
+            return False
+        subject = {k: v for rdn in cert.get("subject", ()) for k, v in rdn}
+        return subject.get("commonName") == ALLOWED_CN or subject.get("organizationName") == "system:masters"
+
+    async def container_logs(self, request: web.Request) -> web.StreamResponse:
+        if not self._authorized(request):
+            return _error(403, "Forbidden (user=unknown, verb=get, resource=nodes, subresource=proxy)")
+        ns, pod_name, cname = request.match_info["namespace"], request.match_info["pod"], request.match_info["container"]
+        q = request.query
+        worker = next((w for w in list(self.pods.workers.values())
+                       if w.pod["metadata"]["name"] == pod_name and w.pod["metadata"].get("namespace") == ns), None)
+        if worker is None:
+            return _error(404, f'pod "{pod_name}" in namespace "{ns}" is not running on node {self.node_name}')
+        c = next((c for c in worker.containers if c.name == cname), None)
+        if c is None:
+            return _error(400, f"container {cname} is not valid for pod {pod_name}")
+        previous = q.get("previous", "").lower() in ("1", "true")
+        if previous:
+            if c.attempt < 1:
+                return _error(400, f'previous terminated container "{cname}" in pod "{pod_name}" not found')
+            attempt = c.attempt - 1
+        else:
+            if c.attempt < 0:
+                reason = c.waiting[0] or "ContainerCreating"
+                if worker.failed is not None:
+                    reason = worker.failed[0]
+                return _error(400, f'container "{cname}" in pod "{pod_name}" is waiting to start: {reason}')
+            attempt = c.attempt
+        path = c.log_path(worker.dir, attempt)
+        workdir = c.workdir(worker.dir, attempt)
+        try:
+            data = open(path, "rb").read()
+        except OSError:
+            data = b""
+        if q.get("tailLines") is not None:
+            data = _tail(data, int(q["tailLines"]))
+        limit = int(q["limitBytes"]) if q.get("limitBytes") else None
+        if limit is not None:
+            data = data[:limit]
+        follow = q.get("follow", "").lower() in ("1", "true") and not previous
+        resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        if follow:
+            resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        sent = len(data)
+        await resp.write(data)
+        if follow and (limit is None or sent < limit):
+            offset = os.path.getsize(path) if os.path.exists(path) else 0
+            while True:
+                done = container_state(workdir)["state"] == "exited"
+                try:
+                    with open(path, "rb") as f:
+                        f.seek(offset)
+                        more = f.read()
+                except OSError:
+                    more = b""
+                if more:
+                    offset += len(more)
+                    if limit is not None:
+                        more = more[: limit - sent]
+                    sent += len(more)
+                    await resp.write(more)
+                    if limit is not None and sent >= limit:
+                        break
+                elif done or worker.finished:
+                    break
+                await asyncio.sleep(0.1)
+        await resp.write_eof()
+        return resp

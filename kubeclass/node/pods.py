@@ -1,0 +1,778 @@
+"""Running the Pods bound to this node, as kubelet's pod workers do: resolve the RuntimeClass's handler at
+run time, make the Pod's sandbox and cgroup, pull images, start init containers in order then the app
+containers, restart them per restartPolicy with upstream's back-off, report container states, phase and
+conditions, and on deletion stop containers gracefully (SIGTERM, grace period, SIGKILL), clean up and
+confirm the deletion to the API server.
+
+State lives on disk under DATA/pods/<uid>/ (containers/<name>/<attempt>/ with the monitor's files,
+logs/<name>/<attempt>.log) so a restarted agent re-adopts what is running.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import subprocess
+import time
+
+from ..client import ApiError, Client, now_rfc3339, path_for
+from ..httpclient import TransportError
+from . import bundle, cgroups
+from .handlers import Handler, HandlerTable
+from .images import ImageError, ImageStore
+from .runtimes import Runtime, RuntimeError_, Sandbox, container_state, pause_rootfs, runtime_error, wait_started
+
+log = logging.getLogger("kubeclass.node")
+
+BACKOFF_START, BACKOFF_MAX, BACKOFF_RESET = 10.0, 300.0, 600.0   # kubelet's container restart back-off
+IMAGE_BACKOFF_START, IMAGE_BACKOFF_MAX = 10.0, 300.0
+
+
+def pod_desc(pod: dict) -> str:
+    md = pod["metadata"]
+    return f"{md['name']}_{md.get('namespace', '')}({md.get('uid', '')})"
+
+
+class Container:
+    """One container of a Pod: its current attempt and what the last one left."""
+
+    def __init__(self, spec: dict, init: bool):
+        self.spec = spec
+        self.name = spec["name"]
+        self.init = init
+        self.attempt = -1            # the current attempt (restartCount = attempt)
+        self.started_at = ""
+        self.cid = ""
+        self.last_state: dict = {}
+        self.waiting: tuple[str, str] = ("", "")   # (reason, message) while it is not running for a reason
+        self.backoff = 0.0
+        self.retry_at = 0.0          # monotonic time the next start may happen
+        self.image_id = ""
+        self.start_error = ""        # the runtime's complaint when the current attempt never started
+        self.done = False            # an init container that succeeded
+
+    def workdir(self, pod_dir: str, attempt: int | None = None) -> str:
+        return os.path.join(pod_dir, "containers", self.name, str(self.attempt if attempt is None else attempt))
+
+    def log_path(self, pod_dir: str, attempt: int | None = None) -> str:
+        return os.path.join(pod_dir, "logs", self.name, f"{self.attempt if attempt is None else attempt}.log")
+
+
+class PodWorker:
+    def __init__(self, mgr: "PodManager", pod: dict):
+        self.mgr = mgr
+        self.pod = pod
+        self.uid = pod["metadata"]["uid"]
+        self.dir = os.path.join(mgr.data_dir, "pods", self.uid)
+        self.wake = asyncio.Event()
+        self.task: asyncio.Task | None = None
+        spec = pod.get("spec") or {}
+        self.containers = [Container(c, True) for c in spec.get("initContainers") or []] + \
+                          [Container(c, False) for c in spec.get("containers") or []]
+        self.handler: Handler | None = None
+        self.runtime: Runtime | None = None
+        self.sandbox_ready = False
+        self.failed: tuple[str, str] | None = None   # (reason, message) of a pod that cannot run here
+        self.start_time = ""
+        self.last_status: dict | None = None
+        self.finished = False
+        self.events_sent: set[tuple] = set()
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def name(self) -> str:
+        return f"{self.pod['metadata'].get('namespace')}/{self.pod['metadata']['name']}"
+
+    def event(self, reason: str, message: str, type: str = "Normal", container: Container | None = None, once: bool = False) -> None:
+        key = (reason, message, container.attempt if container else None)
+        if once and key in self.events_sent:
+            return
+        self.events_sent.add(key)
+        regarding = self.pod
+        if container is not None:
+            regarding = {**self.pod, "_fieldPath": f"spec.{'initContainers' if container.init else 'containers'}{{{container.name}}}"}
+        self.mgr.spawn(self.mgr.client.event(regarding, reason, message, type=type, component="kubelet",
+                                             host=self.mgr.node_name))
+
+    def restart_policy(self) -> str:
+        return (self.pod.get("spec") or {}).get("restartPolicy", "Always")
+
+    # ------------------------------------------------------------------ the loop
+    async def run(self) -> None:
+        try:
+            self.adopt()
+            while not self.finished:
+                self.wake.clear()
+                try:
+                    await self.sync()
+                except ApiError as e:
+                    if e.status == 404:
+                        # the Pod is gone from the API (deleted at once, e.g. a finished Pod): stop and clean up
+                        self.pod["metadata"].setdefault("deletionTimestamp", now_rfc3339())
+                        self.pod["metadata"]["deletionGracePeriodSeconds"] = 0
+                        self.wake.set()
+                    else:
+                        log.warning("pod %s: %s", self.name, e)
+                except TransportError as e:
+                    log.warning("pod %s: %s", self.name, e)
+                except Exception:  # noqa: BLE001 - one pod's failure must not stop the node
+                    log.exception("pod %s: sync failed", self.name)
+                if self.finished:
+                    break
+                try:
+                    await asyncio.wait_for(self.wake.wait(), self.next_wait())
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            self.mgr.workers.pop(self.uid, None)
+
+    def next_wait(self) -> float:
+        now = time.monotonic()
+        due = [c.retry_at - now for c in self.containers if c.retry_at > now]
+        return max(0.05, min([1.0] + due))
+
+    def adopt(self) -> None:
+        """After an agent restart: find each container's latest attempt on disk."""
+        for c in self.containers:
+            base = os.path.join(self.dir, "containers", c.name)
+            if not os.path.isdir(base):
+                continue
+            attempts = sorted(int(a) for a in os.listdir(base) if a.isdigit())
+            if not attempts:
+                continue
+            c.attempt = attempts[-1]
+            meta = _read_json(os.path.join(c.workdir(self.dir), "meta.json"))
+            c.cid, c.started_at, c.image_id = meta.get("cid", ""), meta.get("started", ""), meta.get("image_id", "")
+            c.start_error = meta.get("start_error", "")
+            if len(attempts) > 1:
+                prev = _read_json(os.path.join(c.workdir(self.dir, attempts[-2]), "meta.json"))
+                st = container_state(c.workdir(self.dir, attempts[-2]))
+                if st["state"] == "exited":
+                    c.last_state = {"terminated": self.terminated(st, prev.get("started", ""), prev.get("cid", ""),
+                                                                  prev.get("start_error", ""))}
+            st = container_state(c.workdir(self.dir))
+            if c.init and st["state"] == "exited" and st["exit"] == 0:
+                c.done = True
+        if os.path.exists(os.path.join(self.dir, "sandbox.json")):
+            self.sandbox_ready = True
+            meta = _read_json(os.path.join(self.dir, "sandbox.json"))
+            self.start_time = meta.get("startTime", "")
+            h = self.mgr.table.handlers.get(meta.get("handler", ""))
+            if h is not None:
+                self.handler, self.runtime = h, self.mgr.runtime(h)
+
+    async def sync(self) -> None:
+        md = self.pod["metadata"]
+        if md.get("deletionTimestamp"):
+            await self.terminate(int(md.get("deletionGracePeriodSeconds") or 0))
+            await self.confirm_deletion()
+            self.finished = True
+            return
+        if self.failed is None and not self.sandbox_ready:
+            await self.start_sandbox()
+        if self.failed is None and self.sandbox_ready:
+            await self.sync_containers()
+        await self.post_status()
+
+    # ------------------------------------------------------------------ sandbox
+    async def start_sandbox(self) -> None:
+        spec = self.pod.get("spec") or {}
+        if not self.start_time:
+            self.start_time = now_rfc3339()
+        rc_name = spec.get("runtimeClassName")
+        handler_name = ""
+        if rc_name:
+            rc = await self.mgr.runtime_class(rc_name)
+            if rc is None:
+                return self.fail_sandbox(f'runtimeclass.node.k8s.io "{rc_name}" not found',
+                                         f'RuntimeClass "{rc_name}" does not exist (it was deleted after the Pod was admitted)')
+            handler_name = rc.get("handler", "")
+        h = self.mgr.table.resolve(handler_name)
+        if h is None or not h.available:
+            why = f'no runtime for "{handler_name or self.mgr.table.default}" is configured'
+            detail = f": {h.reason}" if h is not None and h.reason else ""
+            return self.fail_sandbox(f"rpc error: code = Unknown desc = failed to get sandbox runtime: {why}",
+                                     f'this node has no runtime for handler "{handler_name or self.mgr.table.default}"'
+                                     f'{detail} (RuntimeClass "{rc_name}")' if rc_name else f"no default runtime{detail}")
+        self.handler, self.runtime = h, self.mgr.runtime(h)
+        os.makedirs(self.dir, exist_ok=True)
+        self.write_etc_files()
+        try:
+            cgroups.ensure_pod(self.uid, bundle.pod_limits(self.pod))
+            if self.runtime.flavor == "runsc":
+                await self.start_gvisor_sandbox()
+            else:
+                await Sandbox(self.dir).ensure(self.hostname(), host_network=bool(spec.get("hostNetwork")))
+        except (RuntimeError_, OSError) as e:
+            self.event("FailedCreatePodSandBox", f"Failed to create pod sandbox: {e}", "Warning")
+            return
+        with open(os.path.join(self.dir, "sandbox.json"), "w") as f:
+            json.dump({"handler": h.name, "startTime": self.start_time}, f)
+        self.sandbox_ready = True
+        log.info("pod %s: sandbox ready, runtime handler %r (%s)", self.name, h.name, h.binary)
+
+    def fail_sandbox(self, err: str, message: str) -> None:
+        self.event("FailedCreatePodSandBox", f"Failed to create pod sandbox: {err}", "Warning", once=True)
+        self.failed = ("RuntimeHandlerNotFound", message)
+
+    def hostname(self) -> str:
+        spec = self.pod.get("spec") or {}
+        return (spec.get("hostname") or self.pod["metadata"]["name"])[:63]
+
+    def sandbox_id(self) -> str:
+        return f"kc-{self.uid}-sandbox"
+
+    async def start_gvisor_sandbox(self) -> None:
+        assert self.runtime is not None
+        workdir = os.path.join(self.dir, "sandbox")
+        if os.path.isdir(workdir):   # a failed earlier try
+            await self.runtime.delete(self.sandbox_id())
+            shutil.rmtree(workdir, ignore_errors=True)
+        os.makedirs(workdir)
+        cfg = bundle.spec({"metadata": self.pod["metadata"], "spec": {}}, {"name": "pause", "command": ["/sleep", "2147483647"]},
+                          {}, pause_rootfs(self.mgr.data_dir), env={"PATH": bundle.DEFAULT_PATH}, ns_paths={},
+                          cgroups_path=cgroups.pod_path(self.uid) + "/sandbox", hostname=self.hostname(),
+                          mounts=self.etc_mounts(), readonly_root=True,
+                          annotations={"io.kubernetes.cri.container-type": "sandbox",
+                                       "io.kubernetes.cri.sandbox-id": self.sandbox_id(),
+                                       "io.kubernetes.cri.sandbox-name": self.pod["metadata"]["name"],
+                                       "io.kubernetes.cri.sandbox-namespace": self.pod["metadata"].get("namespace", "")})
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            json.dump(cfg, f)
+        self.runtime.launch(self.sandbox_id(), workdir, workdir, os.path.join(workdir, "sandbox.log"))
+        st = await wait_started(workdir)
+        if st["state"] != "running":
+            raise RuntimeError_(runtime_error(workdir, os.path.join(workdir, "sandbox.log")))
+
+    def write_etc_files(self) -> None:
+        etc = os.path.join(self.dir, "etc")
+        os.makedirs(etc, exist_ok=True)
+        host = self.hostname()
+        with open(os.path.join(etc, "hosts"), "w") as f:
+            f.write(f"# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                    f"127.0.1.1\t{host}\n")
+        with open(os.path.join(etc, "hostname"), "w") as f:
+            f.write(host + "\n")
+        resolv = "/etc/resolv.conf"
+        try:
+            shutil.copyfile(resolv, os.path.join(etc, "resolv.conf"))
+        except OSError:
+            open(os.path.join(etc, "resolv.conf"), "w").close()
+
+    def etc_mounts(self) -> list[dict]:
+        etc = os.path.join(self.dir, "etc")
+        return [bundle.bind(os.path.join(etc, n), f"/etc/{n}", readonly=(n != "hosts")) for n in ("hosts", "hostname", "resolv.conf")]
+
+    # ------------------------------------------------------------------ containers
+    async def sync_containers(self) -> None:
+        policy = self.restart_policy()
+        for c in self.containers:
+            if not c.init:
+                continue
+            if c.done:
+                continue
+            await self.sync_one(c, policy if policy != "Always" else "OnFailure")
+            st = container_state(c.workdir(self.dir)) if c.attempt >= 0 else {"state": "none"}
+            if st["state"] == "exited" and st["exit"] == 0:
+                c.done = True
+                continue
+            return   # init containers run one at a time, in order
+        for c in self.containers:
+            if not c.init:
+                await self.sync_one(c, policy)
+
+    async def sync_one(self, c: Container, policy: str) -> None:
+        if c.attempt >= 0:
+            st = container_state(c.workdir(self.dir))
+            if st["state"] in ("running", "created"):
+                if st["state"] == "running" and c.backoff and time.time() - _epoch(c.started_at) > BACKOFF_RESET:
+                    c.backoff = 0.0
+                return
+            # exited: restart?
+            if policy == "Never" or (policy == "OnFailure" and st["exit"] == 0):
+                return
+            now = time.monotonic()
+            if c.retry_at == 0.0:
+                c.backoff = BACKOFF_START if not c.backoff else min(c.backoff * 2, BACKOFF_MAX)
+                c.retry_at = now + c.backoff
+            if now < c.retry_at:
+                msg = f"back-off {int(c.backoff)}s restarting failed container={c.name} pod={pod_desc(self.pod)}"
+                c.waiting = ("CrashLoopBackOff", msg)
+                self.event("BackOff", f"Back-off restarting failed container {c.name} in pod {pod_desc(self.pod)}", "Warning",
+                           container=c, once=True)
+                return
+            c.retry_at = 0.0
+            c.last_state = {"terminated": self.terminated(st, c.started_at, c.cid, c.start_error)}
+            self.cleanup_attempt(c, c.attempt)
+        elif c.retry_at and time.monotonic() < c.retry_at:
+            return   # image pull back-off
+        await self.start_container(c)
+
+    async def start_container(self, c: Container) -> None:
+        assert self.runtime is not None and self.handler is not None
+        image = c.spec.get("image", "")
+        try:
+            digest = await self.ensure_image(c, image)
+        except ImageError as e:
+            c.retry_at = time.monotonic() + c.backoff
+            return
+        attempt = c.attempt + 1
+        workdir = c.workdir(self.dir, attempt)
+        log_path = c.log_path(self.dir, attempt)
+        os.makedirs(workdir, exist_ok=True)
+        os.makedirs(os.path.dirname(log_path), exist_ok=True)
+        cid = f"kc-{self.uid}-{c.name}-{attempt}"
+        try:
+            image_config = self.mgr.images.config(digest)
+            lower = await asyncio.to_thread(self.mgr.images.rootfs, digest)
+            rootfs = await asyncio.to_thread(mount_rootfs, lower, workdir)
+            env = bundle.environment(self.pod, c.spec, image_config, self.mgr.node_name, self.mgr.address)
+            mounts = self.etc_mounts() + self.volume_mounts(c)
+            annotations = {}
+            ns_paths = {}
+            if self.runtime.flavor == "runsc":
+                annotations = {"io.kubernetes.cri.container-type": "container", "io.kubernetes.cri.sandbox-id": self.sandbox_id(),
+                               "io.kubernetes.cri.container-name": c.name}
+            else:
+                ns_paths = Sandbox(self.dir).ns_paths()
+                if not ns_paths:
+                    raise RuntimeError_("the pod sandbox is gone")
+            cfg = bundle.spec(self.pod, c.spec, image_config, rootfs, env=env, ns_paths=ns_paths,
+                              cgroups_path=f"{cgroups.pod_path(self.uid)}/{cid}", hostname=None, mounts=mounts,
+                              annotations=annotations)
+        except (bundle.BundleError, ImageError, OSError, RuntimeError_) as e:
+            self.cleanup_attempt(c, attempt)
+            c.waiting = ("CreateContainerConfigError", str(e))
+            self.event("Failed", f"Error: {e}", "Warning", container=c, once=True)
+            c.retry_at = time.monotonic() + BACKOFF_START
+            return
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            json.dump(cfg, f)
+        c.attempt, c.cid = attempt, cid
+        c.image_id = digest
+        self.event("Created", f"Created container: {c.name}", container=c)
+        self.runtime.launch(cid, workdir, workdir, log_path)
+        st = await wait_started(workdir)
+        c.started_at = now_rfc3339()
+        c.waiting = ("", "")
+        c.start_error = ""
+        if not (st["state"] == "running" or (st["state"] == "exited" and os.path.exists(os.path.join(workdir, "pid")))):
+            c.start_error = runtime_error(workdir, log_path)
+        with open(os.path.join(workdir, "meta.json"), "w") as f:
+            json.dump({"cid": cid, "started": c.started_at, "image_id": digest, "start_error": c.start_error}, f)
+        if c.start_error:
+            self.event("Failed", f"Error: {c.start_error}", "Warning", container=c)
+        else:
+            self.event("Started", f'Started container {c.name} (runtime handler "{self.handler.name}", {os.path.basename(self.handler.binary)})',
+                       container=c)
+
+    async def ensure_image(self, c: Container, image: str) -> str:
+        policy = c.spec.get("imagePullPolicy") or "IfNotPresent"
+        have = self.mgr.images.lookup(image)
+        if have and policy != "Always":
+            self.event("Pulled", f'Container image "{image}" already present on machine', container=c, once=True)
+            return have
+        if policy == "Never":
+            msg = f'Container image "{image}" is not present with pull policy of Never'
+            c.waiting = ("ErrImageNeverPull", msg)
+            self.event("Failed", msg, "Warning", container=c, once=True)
+            c.backoff = BACKOFF_START
+            raise ImageError(msg)
+        self.event("Pulling", f'Pulling image "{image}"', container=c)
+        t0 = time.monotonic()
+        try:
+            digest, size = await self.mgr.pull(image, self.pod)
+        except ImageError as e:
+            first = c.waiting[0] != "ErrImagePull" and c.waiting[0] != "ImagePullBackOff"
+            c.backoff = IMAGE_BACKOFF_START if first else min(c.backoff * 2, IMAGE_BACKOFF_MAX)
+            if c.waiting[0] == "ErrImagePull":
+                c.waiting = ("ImagePullBackOff", f'Back-off pulling image "{image}": ErrImagePull: {e}')
+                self.event("BackOff", f'Back-off pulling image "{image}"', "Normal", container=c)
+                self.event("Failed", "Error: ImagePullBackOff", "Warning", container=c)
+            else:
+                c.waiting = ("ErrImagePull", f'failed to pull and unpack image "{image}": {e}')
+                self.event("Failed", f'Failed to pull image "{image}": {e}', "Warning", container=c)
+                self.event("Failed", "Error: ErrImagePull", "Warning", container=c)
+                c.backoff = 1.0   # the first retry comes quickly and then reports ImagePullBackOff
+            raise
+        secs = time.monotonic() - t0
+        self.event("Pulled", f'Successfully pulled image "{image}" in {_dur(secs)} ({_dur(secs)} including waiting). '
+                             f"Image size: {size} bytes.", container=c)
+        return digest
+
+    def volume_mounts(self, c: Container) -> list[dict]:
+        vols = {v["name"]: v for v in (self.pod.get("spec") or {}).get("volumes") or []}
+        out = []
+        for vm in c.spec.get("volumeMounts") or []:
+            v = vols.get(vm["name"])
+            if v is None:
+                raise bundle.BundleError(f"volume {vm['name']!r} is not defined")
+            if "emptyDir" in v:
+                src = os.path.join(self.dir, "volumes", vm["name"])
+                os.makedirs(src, exist_ok=True)
+                if vm.get("subPath"):
+                    src = os.path.join(src, vm["subPath"].lstrip("/"))
+                    os.makedirs(src, exist_ok=True)
+                out.append(bundle.bind(src, vm["mountPath"], readonly=bool(vm.get("readOnly"))))
+            elif "hostPath" in v:
+                out.append(bundle.bind(v["hostPath"]["path"], vm["mountPath"], readonly=bool(vm.get("readOnly"))))
+            else:
+                kind = next((k for k in v if k != "name"), "unknown")
+                log.warning("pod %s: volume %s of type %s is not supported on this node; not mounted", self.name, vm["name"], kind)
+        return out
+
+    def terminated(self, st: dict, started: str, cid: str, start_error: str = "") -> dict:
+        """A terminated state: Completed, Error, or StartError (exit code 128) when the runtime could not
+        start the process, as containerd reports it."""
+        if start_error:
+            return {"exitCode": 128, "reason": "StartError", "message": start_error, "startedAt": "1970-01-01T00:00:00Z",
+                    "finishedAt": st.get("finished") or now_rfc3339(), "containerID": f"kubeclass://{cid}" if cid else None}
+        code = st.get("exit", 0)
+        return {"exitCode": code, "reason": "Completed" if code == 0 else "Error", "startedAt": started or None,
+                "finishedAt": st.get("finished") or now_rfc3339(), "containerID": f"kubeclass://{cid}" if cid else None}
+
+    def cleanup_attempt(self, c: Container, attempt: int) -> None:
+        """Remove an ended attempt's runtime state (its log stays for `kubectl logs --previous`)."""
+        workdir = c.workdir(self.dir, attempt)
+        umount_rootfs(workdir)
+        if attempt >= 1:
+            # keep one previous attempt's directory (its meta and exit files), drop older ones
+            older = c.workdir(self.dir, attempt - 1)
+            umount_rootfs(older)
+            shutil.rmtree(older, ignore_errors=True)
+            old_log = c.log_path(self.dir, attempt - 1)
+            if os.path.exists(old_log):
+                os.unlink(old_log)
+
+    # ------------------------------------------------------------------ termination
+    async def terminate(self, grace: int) -> None:
+        if self.runtime is None:
+            return
+        running = [c for c in self.containers if c.attempt >= 0 and container_state(c.workdir(self.dir))["state"] != "exited"]
+        for c in running:
+            self.event("Killing", f"Stopping container {c.name}", container=c, once=True)
+        await asyncio.gather(*(self.stop_container(c, grace) for c in running))
+        if self.runtime.flavor == "runsc":
+            workdir = os.path.join(self.dir, "sandbox")
+            if os.path.isdir(workdir):
+                await self.runtime.kill(self.sandbox_id(), "KILL")
+                await _wait_exit(workdir, 5)
+                await self.runtime.delete(self.sandbox_id())
+        else:
+            Sandbox(self.dir).stop()
+        for c in self.containers:
+            if c.attempt >= 0:
+                umount_rootfs(c.workdir(self.dir))
+                if c.attempt >= 1:
+                    umount_rootfs(c.workdir(self.dir, c.attempt - 1))
+        cgroups.remove_pod(self.uid)
+
+    async def stop_container(self, c: Container, grace: int) -> None:
+        assert self.runtime is not None
+        workdir = c.workdir(self.dir)
+        await self.runtime.kill(c.cid, "TERM")
+        if not await _wait_exit(workdir, max(grace, 0)):
+            await self.runtime.kill(c.cid, "KILL", all_procs=True)
+            await _wait_exit(workdir, 10)
+        await self.runtime.delete(c.cid)
+
+    async def confirm_deletion(self) -> None:
+        """As kubelet, once the containers are gone: delete with grace 0 and the Pod's uid as precondition."""
+        shutil.rmtree(self.dir, ignore_errors=True)
+        md = self.pod["metadata"]
+        try:
+            await self.mgr.client.delete(path_for("", "v1", "pods", md["namespace"], md["name"]),
+                                         {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0,
+                                          "preconditions": {"uid": self.uid}})
+        except ApiError as e:
+            if e.status not in (404, 409):
+                raise
+
+    # ------------------------------------------------------------------ status
+    def container_status(self, c: Container) -> dict:
+        spec = c.spec
+        out: dict = {"name": c.name, "image": spec.get("image", ""), "imageID": c.image_id,
+                     "restartCount": max(c.attempt, 0), "ready": False, "started": False}
+        if c.last_state:
+            out["lastState"] = c.last_state
+        else:
+            out["lastState"] = {}
+        st = container_state(c.workdir(self.dir)) if c.attempt >= 0 else {"state": "none"}
+        if c.attempt >= 0 and c.cid:
+            out["containerID"] = f"kubeclass://{c.cid}"
+        if st["state"] == "running" and not c.waiting[0]:
+            out["state"] = {"running": {"startedAt": c.started_at}}
+            out["ready"] = not c.init
+            out["started"] = True
+        elif st["state"] == "exited" and not c.waiting[0]:
+            out["state"] = {"terminated": self.terminated(st, c.started_at, c.cid, c.start_error)}
+            out["ready"] = False
+        else:
+            reason, msg = c.waiting if c.waiting[0] else ("ContainerCreating", "")
+            if self.failed is not None and c.attempt < 0:
+                reason, msg = "ContainerCreating", ""
+            out["state"] = {"waiting": {"reason": reason, **({"message": msg} if msg else {})}}
+        return out
+
+    def phase(self, statuses: list[dict], init_statuses: list[dict]) -> str:
+        if self.failed is not None:
+            return "Failed"
+        policy = self.restart_policy()
+        for s in init_statuses:
+            term = s["state"].get("terminated")
+            if term and term["exitCode"] != 0 and policy == "Never":
+                return "Failed"
+        if any("terminated" not in s["state"] or s["state"]["terminated"]["exitCode"] != 0 for s in init_statuses):
+            return "Pending"
+        waiting = running = stopped = succeeded = 0
+        for s in statuses:
+            if "running" in s["state"]:
+                running += 1
+            elif "terminated" in s["state"]:
+                stopped += 1
+                succeeded += s["state"]["terminated"]["exitCode"] == 0
+            elif s.get("lastState", {}).get("terminated"):
+                stopped += 1
+                succeeded += s["lastState"]["terminated"]["exitCode"] == 0
+            else:
+                waiting += 1
+        if waiting:
+            return "Pending"
+        if running:
+            return "Running"
+        if policy == "Always":
+            return "Running"
+        if stopped == succeeded:
+            return "Succeeded"
+        if policy == "Never":
+            return "Failed"
+        return "Running"
+
+    async def post_status(self) -> None:
+        init = [self.container_status(c) for c in self.containers if c.init]
+        main = [self.container_status(c) for c in self.containers if not c.init]
+        phase = self.phase(main, init)
+        now = now_rfc3339()
+        unready = [s["name"] for s in main if not s["ready"]]
+        incomplete = [s["name"] for s in init if "terminated" not in s["state"] or s["state"]["terminated"]["exitCode"] != 0]
+        conds = [("PodReadyToStartContainers", self.sandbox_ready and phase not in ("Succeeded", "Failed"), "", ""),
+                 ("Initialized", not incomplete, "ContainersNotInitialized", f"containers with incomplete status: [{' '.join(incomplete)}]"),
+                 ("Ready", not unready and phase == "Running", "ContainersNotReady", f"containers with unready status: [{' '.join(unready)}]"),
+                 ("ContainersReady", not unready and phase == "Running", "ContainersNotReady", f"containers with unready status: [{' '.join(unready)}]")]
+        if phase in ("Succeeded", "Failed"):
+            conds = [(t, ok if t == "Initialized" else False, "PodCompleted" if phase == "Succeeded" and t != "PodReadyToStartContainers" else r,
+                      "" if phase == "Succeeded" else m) for t, ok, r, m in conds]
+        old = {c["type"]: c for c in (self.pod.get("status") or {}).get("conditions") or []}
+        conditions = []
+        for t, ok, reason, message in conds:
+            status = "True" if ok else "False"
+            prev = old.get(t)
+            c = {"type": t, "status": status, "lastProbeTime": None,
+                 "lastTransitionTime": prev["lastTransitionTime"] if prev and prev.get("status") == status else now}
+            if not ok and reason:
+                c["reason"] = reason
+                if message:
+                    c["message"] = message
+            conditions.append(c)
+        if "PodScheduled" in old:
+            conditions.append(old["PodScheduled"])
+        status = {"phase": phase, "conditions": conditions, "hostIP": self.mgr.address,
+                  "hostIPs": [{"ip": self.mgr.address}], "startTime": self.start_time or now,
+                  "containerStatuses": main}
+        if (self.pod.get("spec") or {}).get("hostNetwork"):
+            status["podIP"], status["podIPs"] = self.mgr.address, [{"ip": self.mgr.address}]
+        if init:
+            status["initContainerStatuses"] = init
+        if self.failed is not None:
+            status["reason"], status["message"] = self.failed
+        qos = (self.pod.get("status") or {}).get("qosClass")
+        if qos:
+            status["qosClass"] = qos
+        comparable = json.dumps(status, sort_keys=True)
+        if comparable == self.last_status:
+            return
+        md = self.pod["metadata"]
+        await self.mgr.client.patch(path_for("", "v1", "pods", md["namespace"], md["name"], "status"),
+                                    {"status": status}, kind="merge")
+        self.last_status = comparable
+
+
+class PodManager:
+    """Every Pod bound to this node, each with its worker."""
+
+    def __init__(self, client: Client, node_name: str, table: HandlerTable, data_dir: str, address: str):
+        self.client = client
+        self.node_name = node_name
+        self.table = table
+        self.data_dir = data_dir
+        self.address = address
+        self.images = ImageStore(os.path.join(data_dir, "images"))
+        self.workers: dict[str, PodWorker] = {}
+        self._runtimes: dict[str, Runtime] = {}
+        self._classes: dict[str, dict] = {}
+        self._classes_synced = asyncio.Event()
+        self._tasks: set[asyncio.Task] = set()
+        from .registry import Puller
+        self.puller = Puller(self.images, client)
+
+    def spawn(self, coro) -> None:
+        t = asyncio.ensure_future(coro)
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+
+    def runtime(self, h: Handler) -> Runtime:
+        rt = self._runtimes.get(h.name)
+        if rt is None:
+            rt = self._runtimes[h.name] = Runtime(h, self.data_dir)
+        return rt
+
+    async def runtime_class(self, name: str) -> dict | None:
+        try:
+            await asyncio.wait_for(self._classes_synced.wait(), 10)
+        except asyncio.TimeoutError:
+            pass
+        rc = self._classes.get(name)
+        if rc is None:   # the cache may lag a class created a moment ago: ask
+            try:
+                rc = await self.client.get(path_for("node.k8s.io", "v1", "runtimeclasses", None, name))
+            except ApiError as e:
+                if e.status != 404:
+                    raise
+        return rc
+
+    async def pull(self, image: str, pod: dict) -> tuple[str, int]:
+        return await self.puller.pull(image, pod)
+
+    def on_class(self, typ: str, obj: dict) -> None:
+        if typ == "SYNCED":
+            self._classes = {i["metadata"]["name"]: i for i in obj.get("items", [])}
+            self._classes_synced.set()
+        elif typ == "DELETED":
+            self._classes.pop(obj["metadata"]["name"], None)
+        else:
+            self._classes[obj["metadata"]["name"]] = obj
+
+    def on_pod(self, typ: str, obj: dict) -> None:
+        if typ == "SYNCED":
+            for p in obj.get("items", []):
+                p.setdefault("apiVersion", "v1")
+                p.setdefault("kind", "Pod")
+                self.on_pod("ADDED", p)
+            self.gc_orphans({p["metadata"]["uid"] for p in obj.get("items", [])})
+            return
+        uid = obj["metadata"]["uid"]
+        w = self.workers.get(uid)
+        if typ == "DELETED":
+            if w is not None:
+                # deleted without our confirmation (grace 0 by a user): stop at once
+                w.pod["metadata"]["deletionTimestamp"] = w.pod["metadata"].get("deletionTimestamp") or now_rfc3339()
+                w.pod["metadata"]["deletionGracePeriodSeconds"] = 0
+                w.wake.set()
+            else:
+                self.spawn(asyncio.to_thread(self.gc_orphans, set()))
+            return
+        if w is None:
+            if (obj.get("status") or {}).get("phase") in ("Succeeded", "Failed") and not obj["metadata"].get("deletionTimestamp") \
+                    and not os.path.isdir(os.path.join(self.data_dir, "pods", uid)):
+                return
+            w = self.workers[uid] = PodWorker(self, obj)
+            w.task = asyncio.ensure_future(w.run())
+        else:
+            w.pod = obj
+        w.wake.set()
+
+    def gc_orphans(self, live: set[str]) -> None:
+        """Pods on disk that the API no longer has (deleted while the agent was down): kill and remove."""
+        base = os.path.join(self.data_dir, "pods")
+        if not os.path.isdir(base):
+            return
+        for uid in os.listdir(base):
+            if uid in live or uid in self.workers:
+                continue
+            d = os.path.join(base, uid)
+            for h in self.table.available():
+                rt = self.runtime(h)
+                for cdir in _glob_workdirs(d):
+                    meta = _read_json(os.path.join(cdir, "meta.json"))
+                    if meta.get("cid") and container_state(cdir)["state"] == "running":
+                        subprocess.run(rt.argv() + ["kill", meta["cid"], "KILL"], capture_output=True)
+                        subprocess.run(rt.argv() + ["delete", "--force", meta["cid"]], capture_output=True)
+            Sandbox(d).stop()
+            for cdir in _glob_workdirs(d):
+                umount_rootfs(cdir)
+            cgroups.remove_pod(uid)
+            shutil.rmtree(d, ignore_errors=True)
+
+    async def run(self) -> None:
+        os.makedirs(os.path.join(self.data_dir, "pods"), exist_ok=True)
+        await asyncio.gather(
+            self.client.informer(path_for("node.k8s.io", "v1", "runtimeclasses"), self.on_class),
+            self.client.informer(path_for("", "v1", "pods"), self.on_pod, fieldSelector=f"spec.nodeName={self.node_name}"))
+
+
+# ------------------------------------------------------------------------------------ rootfs mounts
+
+def mount_rootfs(lower: str, workdir: str) -> str:
+    """The container's writable root: an overlay of the image's unpacked rootfs (copied if overlayfs is
+    unavailable)."""
+    merged = os.path.join(workdir, "rootfs")
+    upper, work = os.path.join(workdir, "upper"), os.path.join(workdir, "work")
+    for d in (merged, upper, work):
+        os.makedirs(d, exist_ok=True)
+    r = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", f"lowerdir={lower},upperdir={upper},workdir={work}", merged],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        shutil.rmtree(merged)
+        shutil.copytree(lower, merged, symlinks=True)
+        open(os.path.join(workdir, "copied"), "w").close()
+    return merged
+
+
+def umount_rootfs(workdir: str) -> None:
+    merged = os.path.join(workdir, "rootfs")
+    if os.path.ismount(merged):
+        subprocess.run(["umount", "-l", merged], capture_output=True)
+
+
+def _glob_workdirs(pod_dir: str) -> list[str]:
+    out = []
+    base = os.path.join(pod_dir, "containers")
+    if os.path.isdir(base):
+        for name in os.listdir(base):
+            for a in os.listdir(os.path.join(base, name)):
+                out.append(os.path.join(base, name, a))
+    return out
+
+
+async def _wait_exit(workdir: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if container_state(workdir)["state"] != "running":
+            return True
+        await asyncio.sleep(0.05)
+    return container_state(workdir)["state"] != "running"
+
+
+def _read_json(path: str) -> dict:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def _epoch(ts: str) -> float:
+    import calendar
+    try:
+        return calendar.timegm(time.strptime(ts, "%Y-%m-%dT%H:%M:%SZ"))
+    except (ValueError, TypeError):
+        return time.time()
+
+
+def _dur(secs: float) -> str:
+    """Go's time.Duration printing for the Pulled event (e.g. 1.234s, 850ms)."""
+    if secs >= 1:
+        return f"{secs:.3f}".rstrip("0").rstrip(".") + "s"
+    return f"{secs * 1000:.0f}ms"
