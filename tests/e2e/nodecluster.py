@@ -1,0 +1,91 @@
+"""A cluster with a real node: `kubeclass up` with its local node agent running Pods through the real runc
+and runsc (installed by scripts/install.sh), and a busybox image built from the host's static busybox and
+imported with `kubeclass image import`."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, Cluster, free_port
+from kubeclass.node import images
+
+IMAGE = "kubeclass.test/busybox:1.35"
+NODE = "e2e-node"
+
+
+def need(*binaries: str) -> None:
+    missing = [b for b in binaries if shutil.which(b) is None]
+    if missing:
+        pytest.fail(f"missing {missing}: run scripts/install.sh (as root) first")
+    if os.geteuid() != 0:
+        pytest.fail("the node agent needs root to run containers")
+
+
+def build_busybox_archive(path: str, ref: str = IMAGE) -> str:
+    return images.write_oci_archive(path, ref, [images.busybox_layer()],
+                                    {"config": {"Cmd": ["sh"], "Env": ["PATH=/bin"], "WorkingDir": "/"}})
+
+
+def wait_for(fn, timeout: float = 30.0, step: float = 0.1, what: str = ""):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = fn()
+            if last:
+                return last
+        except Exception as e:  # noqa: BLE001 - retried until the deadline
+            last = e
+        time.sleep(step)
+    raise AssertionError(f"timed out waiting for {what or fn}; last: {last!r}")
+
+
+class NodeCluster(Cluster):
+    def pod(self, name: str, ns: str = "default") -> dict:
+        return json.loads(self.ok("get", "pod", name, "-n", ns, "-o", "json"))
+
+    def phase(self, name: str, ns: str = "default") -> str:
+        return (self.pod(name, ns).get("status") or {}).get("phase", "")
+
+    def events(self, name: str, ns: str = "default") -> list[dict]:
+        out = json.loads(self.ok("get", "events", "-n", ns, "--field-selector", f"involvedObject.name={name}", "-o", "json"))
+        return out["items"]
+
+    def wait_phase(self, name: str, phases: tuple[str, ...], timeout: float = 60, ns: str = "default") -> dict:
+        def check():
+            p = self.pod(name, ns)
+            return p if (p.get("status") or {}).get("phase") in phases else None
+        return wait_for(check, timeout, what=f"pod {name} in {phases}")
+
+    def logs(self, *args: str) -> str:
+        return self.ok("logs", *args)
+
+
+def start_node_cluster(data_dir: str, *extra: str) -> NodeCluster:
+    c = NodeCluster(data_dir, extra=["--node-name", NODE, "--node-port", str(free_port()),
+                                     "--labels", "runtime.kubernetes.io/gvisor=true", *extra])
+    c.start()
+    wait_for(lambda: "Ready" in c.ok("get", "node", NODE), 30, what="the node to register")
+    return c
+
+
+@pytest.fixture(scope="session")
+def node_cluster(tmp_path_factory):
+    need("runc", "runsc")
+    d = str(tmp_path_factory.mktemp("e2e") / "data")
+    archive = os.path.join(os.path.dirname(d), "busybox.tar")
+    build_busybox_archive(archive)
+    out = subprocess.run([sys.executable, "-m", "kubeclass.cli", "image", "import", archive, "--data-dir", d],
+                         capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT})
+    assert out.returncode == 0 and out.stdout.strip() == f"imported {IMAGE}", out.stderr
+    c = start_node_cluster(d)
+    yield c
+    # delete what is left so no container outlives the tests
+    c.kubectl("delete", "pods", "--all", "--all-namespaces", "--grace-period=1", "--wait=true", timeout=120)
+    c.stop()
