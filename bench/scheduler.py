@@ -203,7 +203,7 @@ async def main() -> None:
         d = tempfile.mkdtemp(prefix="kubeclass-bench-sched-")
         port = 20000 + os.getpid() % 20000
         prof = ["-m", "cProfile", "-o", os.environ["KUBECLASS_PROFILE_SERVER"]] if os.environ.get("KUBECLASS_PROFILE_SERVER") else []
-        server = subprocess.Popen([sys.executable, *prof, "-m", "kubeclass.cli", "up", "--no-scheduler", "--no-node", "--data-dir", d, "--port", str(port)],
+        server = subprocess.Popen([sys.executable, *prof, "-m", "kubeclass.cli", "up", "--no-scheduler", "--no-node", "--no-simulator", "--data-dir", d, "--port", str(port)],
                                   cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         args.server_pid = server.pid
         try:

@@ -116,6 +116,8 @@ async def serve(args) -> int:
     compactor = loop.create_task(_compactor(store, args.compact_interval))
     if args.cmd == "up" and not args.no_scheduler:
         components.append(loop.create_task(_run_scheduler_when_ready(server, p["kubeconfig"], scheduler_options(args))))
+    if args.cmd == "up" and not args.no_simulator:
+        components.append(loop.create_task(_run_simulator_when_ready(server, p["kubeconfig"], args)))
     if args.cmd == "up" and not args.no_node:
         components.append(loop.create_task(_run_node_when_ready(server, p["kubeconfig"], node_options(args, os.path.join(data_dir, "node")))))
     print(f"kubeclass API server listening on {server_url} (data in {data_dir})", flush=True)
@@ -161,6 +163,31 @@ async def _run_scheduler_when_ready(server, kubeconfig_path: str, opts) -> None:
         raise
     except Exception:
         logging.getLogger("kubeclass.scheduler").exception("scheduler stopped")
+
+
+async def _run_simulator_when_ready(server, kubeconfig_path: str, args) -> None:
+    """KWOK-style simulated nodes: the controller that keeps them Ready and runs their Pods, and the N
+    nodes --simulated-nodes asks for."""
+    from .client import Client, Config
+    from .controllers.simulated_nodes import Simulator, create_nodes
+    while not server.started:
+        await asyncio.sleep(0.02)
+    client = Client(Config.from_kubeconfig(kubeconfig_path), user_agent="kubeclass-simulator")
+    try:
+        if args.simulated_nodes:
+            template = None
+            if args.simulated_node_template:
+                with open(args.simulated_node_template) as f:
+                    template = yaml.safe_load(f)
+            await create_nodes(client, args.simulated_nodes, template)
+            logging.getLogger("kubeclass.simulator").info("%d simulated nodes created", args.simulated_nodes)
+        await Simulator(client).run()
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        logging.getLogger("kubeclass.simulator").exception("simulator stopped")
+    finally:
+        await client.close()
 
 
 def node_options(args, data_dir: str):
@@ -319,6 +346,12 @@ def main(argv: list[str] | None = None) -> int:
                            help="start the control plane alone (nodes join with `kubeclass node --kubeconfig`)")
             _add_node_flags(s, prefix_name=True)
             s.add_argument("--node-port", dest="node_port", type=int, default=10250, help="the local node agent's port (logs)")
+            s.add_argument("--simulated-nodes", type=int, default=0,
+                           help="create N simulated nodes (KWOK's convention: annotated kwok.x-k8s.io/node=fake, tainted "
+                                "kwok.x-k8s.io/node=fake:NoSchedule); their Pods go Running without containers")
+            s.add_argument("--no-simulator", action="store_true", help="do not run the simulated-node controller")
+            s.add_argument("--simulated-node-template", default=None,
+                           help="a Node YAML the simulated nodes are made from (labels, taints, capacity, runtimeHandlers)")
     sch = sub.add_parser("scheduler", help="run the scheduler against a cluster (as kube-scheduler does)")
     sch.add_argument("--kubeconfig", default=os.path.join(DEFAULT_DATA_DIR, "kubeconfig"))
     sch.add_argument("--no-leader-elect", action="store_true")
