@@ -202,7 +202,8 @@ class PodWorker:
         try:
             cgroups.ensure_pod(self.uid, bundle.pod_limits(self.pod))
             if self.runtime.flavor == "runsc":
-                await self.start_gvisor_sandbox()
+                if not self.gvisor_single():
+                    await self.start_gvisor_sandbox()
             else:
                 await Sandbox(self.dir).ensure(self.hostname(), host_network=bool(spec.get("hostNetwork")))
         except (RuntimeError_, OSError) as e:
@@ -220,6 +221,11 @@ class PodWorker:
     def hostname(self) -> str:
         spec = self.pod.get("spec") or {}
         return (spec.get("hostname") or self.pod["metadata"]["name"])[:63]
+
+    def gvisor_single(self) -> bool:
+        """A Pod with one container (no init containers) runs under runsc as its own gVisor sandbox, without
+        a pause container: one sandbox start instead of two (the pause one costs ~140 ms here)."""
+        return len(self.containers) == 1
 
     def sandbox_id(self) -> str:
         return f"kc-{self.uid}-sandbox"
@@ -332,7 +338,10 @@ class PodWorker:
             mounts = self.etc_mounts() + self.volume_mounts(c)
             annotations = {}
             ns_paths = {}
-            if self.runtime.flavor == "runsc":
+            hostname = None
+            if self.runtime.flavor == "runsc" and self.gvisor_single():
+                hostname = self.hostname()
+            elif self.runtime.flavor == "runsc":
                 annotations = {"io.kubernetes.cri.container-type": "container", "io.kubernetes.cri.sandbox-id": self.sandbox_id(),
                                "io.kubernetes.cri.container-name": c.name}
             else:
@@ -340,7 +349,7 @@ class PodWorker:
                 if not ns_paths:
                     raise RuntimeError_("the pod sandbox is gone")
             cfg = bundle.spec(self.pod, c.spec, image_config, rootfs, env=env, ns_paths=ns_paths,
-                              cgroups_path=f"{cgroups.pod_path(self.uid)}/{cid}", hostname=None, mounts=mounts,
+                              cgroups_path=f"{cgroups.pod_path(self.uid)}/{cid}", hostname=hostname, mounts=mounts,
                               annotations=annotations)
         except (bundle.BundleError, ImageError, OSError, RuntimeError_) as e:
             self.cleanup_attempt(c, attempt)

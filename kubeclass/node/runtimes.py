@@ -146,7 +146,7 @@ async def wait_started(workdir: str, timeout: float = 30) -> dict:
         if time.monotonic() > deadline:
             return st
         await asyncio.sleep(delay)
-        delay = min(delay * 1.5, 0.05)
+        delay = min(delay * 1.2, 0.01)
 
 
 def runtime_error(workdir: str, log_path: str) -> str:

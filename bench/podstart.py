@@ -1,0 +1,167 @@
+"""bench/podstart: Pod start latency through the whole system — create acknowledged by the API server ->
+scheduled -> the node agent makes the sandbox, the container's overlay rootfs and bundle, runs it with the
+handler's runtime -> status Running observed through a watch — for 50 Pods per handler (runc, runsc),
+next to a bare `<runtime> run --detach` of the same bundle measured in the same run on the same machine.
+Prints p50/p99 of each and the difference. Asserts nothing. Needs root, runc and runsc.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from kubeclass.client import Client, Config, path_for  # noqa: E402
+from kubeclass.node import bundle, images  # noqa: E402
+
+IMAGE = "kubeclass.bench/busybox:1"
+CLASSES = [{"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": "runc"}, "handler": "runc"},
+           {"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": "runsc"}, "handler": "runsc"}]
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(len(xs) * p))]
+
+
+async def pods_latency(client: Client, handler: str, n: int) -> list[float]:
+    ns = "podstart"
+    out = []
+    running: dict[str, float] = {}
+    waiters: dict[str, asyncio.Event] = {}
+    rv = (await client.list(path_for("", "v1", "pods", ns), limit=1))["metadata"]["resourceVersion"]
+
+    async def watch():
+        async for _, obj in client.watch(path_for("", "v1", "pods", ns), rv):
+            name = obj["metadata"]["name"]
+            if (obj.get("status") or {}).get("phase") == "Running" and name not in running:
+                running[name] = time.perf_counter()
+                if name in waiters:
+                    waiters[name].set()
+    wt = asyncio.ensure_future(watch())
+    try:
+        for i in range(n):
+            name = f"{handler}-{i}"
+            waiters[name] = asyncio.Event()
+            pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+                   "spec": {"runtimeClassName": handler, "terminationGracePeriodSeconds": 0,
+                            "containers": [{"name": "app", "image": IMAGE, "imagePullPolicy": "IfNotPresent",
+                                            "command": ["sleep", "3600"]}]}}
+            t0 = time.perf_counter()
+            await client.create(path_for("", "v1", "pods", ns), pod)
+            await asyncio.wait_for(waiters[name].wait(), 60)
+            out.append(running[name] - t0)
+    finally:
+        wt.cancel()
+    # clean up, so the next handler starts from an idle node
+    for i in range(n):
+        await client.delete(path_for("", "v1", "pods", ns, f"{handler}-{i}"))
+    while (await client.list(path_for("", "v1", "pods", ns)))["items"]:
+        await asyncio.sleep(0.2)
+    return out
+
+
+def bare_latency(binary: str, handler: str, rootfs: str, work: str, n: int) -> list[float]:
+    """`<runtime> run --detach` of a bundle made the same way (config.json from kubeclass.node.bundle,
+    an overlay of the same unpacked image), timed from the call to its return (the container running)."""
+    out = []
+    root = os.path.join(work, f"bare-{handler}-state")
+    flags = ["--root", root] + (["--network=none"] if handler == "runsc" else [])
+    for i in range(n):
+        b = os.path.join(work, f"bare-{handler}-{i}")
+        for d in ("upper", "work", "rootfs"):
+            os.makedirs(os.path.join(b, d))
+        subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
+                        f"lowerdir={rootfs},upperdir={b}/upper,workdir={b}/work", f"{b}/rootfs"], check=True)
+        cfg = bundle.spec({"metadata": {"name": "bare", "namespace": "bench", "uid": f"bare-{i}"}, "spec": {}},
+                          {"name": "app", "command": ["sleep", "3600"]}, {"config": {"Env": ["PATH=/bin"]}},
+                          f"{b}/rootfs", env={"PATH": "/bin"}, ns_paths={}, cgroups_path=f"/kubeclass-bench/{handler}-{i}",
+                          hostname="bare", mounts=[])
+        with open(os.path.join(b, "config.json"), "w") as f:
+            json.dump(cfg, f)
+        cid = f"bare-{handler}-{i}"
+        t0 = time.perf_counter()
+        subprocess.run([binary, *flags, "run", "--detach", "--bundle", b, cid], check=True,
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        out.append(time.perf_counter() - t0)
+        subprocess.run([binary, *flags, "kill", cid, "KILL"], capture_output=True)
+        for _ in range(50):
+            if subprocess.run([binary, *flags, "delete", "--force", cid], capture_output=True).returncode == 0:
+                break
+            time.sleep(0.05)
+        subprocess.run(["umount", "-l", f"{b}/rootfs"], capture_output=True)
+    return out
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--pods", type=int, default=50)
+    ap.add_argument("--handlers", default="runc,runsc")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench/podstart needs root (it runs containers)")
+    work = tempfile.mkdtemp(prefix="kubeclass-bench-podstart-")
+    data = os.path.join(work, "data")
+    archive = os.path.join(work, "busybox.tar")
+    images.write_oci_archive(archive, IMAGE, [images.busybox_layer()], {"config": {"Env": ["PATH=/bin"]}})
+    subprocess.run([sys.executable, "-m", "kubeclass.cli", "image", "import", archive, "--data-dir", data], check=True,
+                   cwd=ROOT, capture_output=True)
+    port = 20000 + os.getpid() % 20000
+    server = subprocess.Popen([sys.executable, "-m", "kubeclass.cli", "up", "--data-dir", data, "--port", str(port),
+                               "--node-port", str(port + 1), "--node-name", "bench-node"],
+                              cwd=ROOT, stdout=open(os.path.join(work, "up.log"), "wb"), stderr=subprocess.STDOUT)
+    print(f"kubeclass bench/podstart: {os.cpu_count()} cores, API server + scheduler + node agent + this client on one machine; "
+          f"{args.pods} Pods per handler, one at a time")
+    try:
+        kc = os.path.join(data, "kubeconfig")
+        for _ in range(300):
+            try:
+                cfg = Config.from_kubeconfig(kc)
+                break
+            except (OSError, AttributeError, KeyError, StopIteration, TypeError):
+                await asyncio.sleep(0.05)
+        client = Client(cfg, user_agent="bench-podstart")
+        for _ in range(200):
+            try:
+                n = await client.get(path_for("", "v1", "nodes", None, "bench-node"))
+                if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"].get("conditions", [])):
+                    break
+            except Exception:  # noqa: BLE001 - not up yet
+                pass
+            await asyncio.sleep(0.1)
+        await client.create(path_for("", "v1", "namespaces"), {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "podstart"}})
+        for rc in CLASSES:
+            await client.create(path_for("node.k8s.io", "v1", "runtimeclasses"), rc)
+        store = images.ImageStore(os.path.join(data, "node", "images"))
+        rootfs = store.rootfs(store.lookup(IMAGE))
+        for handler in args.handlers.split(","):
+            binary = shutil.which(handler)
+            await pods_latency(client, handler, 3)   # warm-up
+            pods = await pods_latency(client, handler, args.pods)
+            bare = await asyncio.to_thread(bare_latency, binary, handler, rootfs, work, args.pods)
+            p50, p99, b50, b99 = pct(pods, .5) * 1e3, pct(pods, .99) * 1e3, pct(bare, .5) * 1e3, pct(bare, .99) * 1e3
+            print(f"  {handler:<6} Pod create->Running p50 {p50:6.1f} ms  p99 {p99:6.1f} ms | bare `{handler} run -d` "
+                  f"p50 {b50:6.1f} ms  p99 {b99:6.1f} ms | p50 overhead {p50 - b50:+.1f} ms "
+                  f"(mean {statistics.mean(pods) * 1e3:.1f} vs {statistics.mean(bare) * 1e3:.1f} ms)", flush=True)
+        await client.close()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        subprocess.run(["sh", "-c", f"grep {work} /proc/mounts | cut -d' ' -f2 | xargs -r umount -l"], capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
