@@ -184,3 +184,33 @@ def test_agent_restart_readopts_running_containers(tmp_path):
     finally:
         c.kubectl("delete", "pods", "--all", "--grace-period=1", timeout=60)
         c.stop()
+
+
+@pytest.mark.parametrize("rc", ["standard", "gvisor"])
+def test_containers_of_a_pod_share_one_sandbox(nc, rc):
+    """Two containers and an init container: they share the Pod's network (localhost) and UTS namespace
+    (its hostname); under gvisor all run in one gVisor sandbox (one kernel)."""
+    name = f"duo-{rc}"
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+           "spec": {"runtimeClassName": rc, "restartPolicy": "Never", "terminationGracePeriodSeconds": 1,
+                    "initContainers": [{"name": "init", "image": IMAGE, "imagePullPolicy": "IfNotPresent",
+                                        "command": ["sh", "-c", "echo init ran; hostname"]}],
+                    "containers": [
+                        {"name": "server", "image": IMAGE, "imagePullPolicy": "IfNotPresent",
+                         "command": ["sh", "-c", "echo hello-from-server | nc -l -p 8080; sleep 1"]},
+                        {"name": "client", "image": IMAGE, "imagePullPolicy": "IfNotPresent",
+                         "command": ["sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10; do nc 127.0.0.1 8080 && break; sleep 0.3; done; hostname; uname -r"]}]}}
+    nc.ok("apply", "-f", "-", input=yaml.safe_dump(pod))
+    p = nc.wait_phase(name, ("Succeeded", "Failed"), timeout=90)
+    assert p["status"]["phase"] == "Succeeded", json.dumps(p["status"], indent=1)
+    assert nc.logs(name, "-c", "init") == f"init ran\n{name}\n"
+    out = nc.logs(name, "-c", "client").splitlines()
+    assert out[0] == "hello-from-server" and out[1] == name
+    assert (out[2] == os.uname().release) == (rc == "standard")
+    init = p["status"]["initContainerStatuses"][0]["state"]["terminated"]
+    assert init["reason"] == "Completed"
+    r = nc.kubectl("logs", name)                              # kubectl picks the first container itself
+    assert r.returncode == 0 and 'Defaulted container "server" out of: server, client, init (init)' in r.stderr
+    code, _, body = nc.request("GET", f"/api/v1/namespaces/default/pods/{name}/log")
+    assert code == 400 and body["message"] == (f"a container name must be specified for pod {name}, choose one of: "
+                                               "[server client] or one of the init containers: [init]")
