@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import gatekeeper, kinds, kyverno, meta, pod, runtimeclass
+from . import configdata, gatekeeper, kinds, kyverno, meta, pod, runtimeclass
 from .errors import FieldError
 
 ALL_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
@@ -143,6 +143,15 @@ RESOURCEQUOTA = Kind("ResourceQuota", kinds.quota_validate,
                      columns=[NAME_COL, AGE_COL, _col("Request", "Request represents a minimum amount of cpu/memory that a container may consume."),
                               _col("Limit", "Limits control the maximum amount of cpu/memory that a container may use independent of contention on the node.")],
                      row=kinds.quota_row, has_status=True)
+SECRET = Kind("Secret", configdata.secret_validate, configdata.secret_validate_update, defaults=configdata.secret_defaults,
+              columns=[NAME_COL, _col("Type", "Used to facilitate programmatic handling of secret data. More info: https://kubernetes.io/docs/concepts/configuration/secret/#secret-types"),
+                       _col("Data", "Data contains the secret data. Each key must consist of alphanumeric characters, '-', '_' or '.'. The serialized form of the secret data is a base64 encoded string, representing the arbitrary (possibly non-string) data value here. Described in https://tools.ietf.org/html/rfc4648#section-4", typ="integer"),
+                       AGE_COL],
+              row=configdata.secret_row)
+CONFIGMAP = Kind("ConfigMap", configdata.configmap_validate, configdata.configmap_validate_update, defaults=configdata.configmap_defaults,
+                 columns=[NAME_COL, _col("Data", "Data contains the configuration data. Each key must consist of alphanumeric characters, '-', '_' or '.'. Values with non-UTF-8 byte sequences must use the BinaryData field. The keys stored in Data must not overlap with the keys in the BinaryData field, this is enforced during validation process.", typ="integer"),
+                          AGE_COL],
+                 row=configdata.configmap_row)
 LIMITRANGE = Kind("LimitRange", kinds.limitrange_validate, defaults=kinds.limitrange_defaults)
 _WL_COLS = [_col("Containers", "Names of each container in the template.", priority=1), _col("Images", "Images referenced by each container in the template.", priority=1),
             _col("Selector", "Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected by this deployment.", priority=1)]
@@ -209,6 +218,8 @@ RESOURCES: list[Resource] = [
     Resource("", "v1", "events", "event", True, EVENT, "io.k8s.api.core.v1.Event", ["ev"]),
     Resource("", "v1", "serviceaccounts", "serviceaccount", True, SERVICEACCOUNT, "io.k8s.api.core.v1.ServiceAccount", ["sa"]),
     Resource("", "v1", "resourcequotas", "resourcequota", True, RESOURCEQUOTA, "io.k8s.api.core.v1.ResourceQuota", ["quota"], subresources=["status"]),
+    Resource("", "v1", "secrets", "secret", True, SECRET, "io.k8s.api.core.v1.Secret"),
+    Resource("", "v1", "configmaps", "configmap", True, CONFIGMAP, "io.k8s.api.core.v1.ConfigMap", ["cm"]),
     Resource("", "v1", "limitranges", "limitrange", True, LIMITRANGE, "io.k8s.api.core.v1.LimitRange", ["limits"]),
     Resource("apps", "v1", "deployments", "deployment", True, DEPLOYMENT, "io.k8s.api.apps.v1.Deployment", ["deploy"], ["all"], subresources=["status", "scale"]),
     Resource("apps", "v1", "replicasets", "replicaset", True, REPLICASET, "io.k8s.api.apps.v1.ReplicaSet", ["rs"], ["all"], subresources=["status", "scale"]),

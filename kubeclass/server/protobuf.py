@@ -10,6 +10,7 @@ we do not know is an error, never silently dropped data.
 """
 from __future__ import annotations
 
+import base64
 import datetime
 from typing import Any
 
@@ -21,7 +22,7 @@ class ProtobufError(ValueError):
 
 
 # message name -> {field number: (json name, type)}; types: string, int, bool, bytes, Time, Quantity,
-# IntOrString, map:<type>, []<type>, or another message name. "skip" fields are read and dropped.
+# IntOrString, b64 (bytes, base64 in JSON), map:<type>, []<type>, or another message name. "skip" fields are read and dropped.
 M: dict[str, dict[int, tuple[str, str]]] = {
     "Unknown": {1: ("typeMeta", "TypeMeta"), 2: ("raw", "bytes"), 3: ("contentEncoding", "string"), 4: ("contentType", "string")},
     "TypeMeta": {1: ("apiVersion", "string"), 2: ("kind", "string")},
@@ -51,6 +52,9 @@ M: dict[str, dict[int, tuple[str, str]]] = {
     "ResourceQuotaStatus": {1: ("hard", "map:Quantity"), 2: ("used", "map:Quantity")},
     "ServiceAccount": {1: ("metadata", "ObjectMeta"), 2: ("secrets", "[]ObjectReference"),
                        3: ("imagePullSecrets", "[]LocalObjectReference"), 4: ("automountServiceAccountToken", "bool")},
+    "Secret": {1: ("metadata", "ObjectMeta"), 2: ("data", "map:b64"), 3: ("type", "string"), 4: ("stringData", "map:string"),
+               5: ("immutable", "bool")},
+    "ConfigMap": {1: ("metadata", "ObjectMeta"), 2: ("data", "map:string"), 3: ("binaryData", "map:b64"), 4: ("immutable", "bool")},
     "PodTemplateSpec": {1: ("metadata", "ObjectMeta"), 2: ("spec", "PodSpec")},
     "PodSpec": {2: ("containers", "[]Container"), 3: ("restartPolicy", "string"), 4: ("terminationGracePeriodSeconds", "int"),
                 5: ("activeDeadlineSeconds", "int"), 6: ("dnsPolicy", "string"), 7: ("nodeSelector", "map:string"),
@@ -103,7 +107,7 @@ M: dict[str, dict[int, tuple[str, str]]] = {
 }
 M["ClusterRoleBinding"] = M["RoleBinding"]
 
-ROOTS = {"Namespace", "ResourceQuota", "ServiceAccount", "Deployment", "Role", "ClusterRole", "RoleBinding",
+ROOTS = {"Namespace", "ResourceQuota", "ServiceAccount", "Secret", "ConfigMap", "Deployment", "Role", "ClusterRole", "RoleBinding",
          "ClusterRoleBinding", "SelfSubjectAccessReview", "SelfSubjectRulesReview", "SelfSubjectReview", "PriorityClass"}
 # Fields Go writes even when zero and whose zero is meaningful in JSON.
 KEEP_ZERO = {"replicas", "containerPort", "value"}
@@ -158,6 +162,8 @@ def _scalar(typ: str, wt: int, v: Any) -> Any:
         return bool(v)
     if typ == "bytes":
         return bytes(v)
+    if typ == "b64":
+        return base64.b64encode(bytes(v)).decode()
     return _message(typ, bytes(v))
 
 
@@ -177,7 +183,7 @@ def _message(name: str, buf: bytes) -> Any:
             entry = {}
             for n2, w2, v2 in _fields(bytes(v)):
                 entry[n2] = _scalar("string" if n2 == 1 else typ[4:], w2, v2)
-            out.setdefault(key, {})[entry.get(1, "")] = entry.get(2, "" if typ == "map:string" else None)
+            out.setdefault(key, {})[entry.get(1, "")] = entry.get(2, "" if typ in ("map:string", "map:b64") else None)
         elif typ.startswith("[]"):
             out.setdefault(key, []).append(_scalar(typ[2:], wt, v))
         else:
