@@ -4,6 +4,7 @@ read-only root, privileged, the default mounts and masked paths, namespaces shar
 sandbox, and cgroup resources from requests and limits. Pure: the caller supplies paths."""
 from __future__ import annotations
 
+import json
 import os
 import re
 
@@ -51,43 +52,62 @@ def expand(s: str, env: dict[str, str]) -> str:
     return _VAR.sub(lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)), s)
 
 
-def environment(pod: dict, container: dict, image_config: dict, node_name: str, host_ip: str) -> dict[str, str]:
+def environment(pod: dict, container: dict, image_config: dict, node_name: str, host_ip: str,
+                refs: dict | None = None) -> dict[str, str]:
+    """The container's environment: the image's, then envFrom, then env (later wins). `refs` holds the
+    ConfigMap / Secret values resolved beforehand (node.volumes.env_values)."""
+    refs = refs or {}
     env: dict[str, str] = {}
     for item in (image_config.get("config") or {}).get("Env") or []:
         k, _, v = item.partition("=")
         env[k] = v
     env.setdefault("PATH", DEFAULT_PATH)
     env["HOSTNAME"] = pod["metadata"]["name"]
-    md, spec = pod["metadata"], pod.get("spec") or {}
-    fields = {"metadata.name": md.get("name", ""), "metadata.namespace": md.get("namespace", ""),
-              "metadata.uid": md.get("uid", ""), "spec.nodeName": node_name, "status.hostIP": host_ip,
-              "spec.serviceAccountName": spec.get("serviceAccountName", "default"), "status.podIP": "", "status.podIPs": ""}
+    for i, _ in enumerate(container.get("envFrom") or []):
+        env.update(refs.get(("envFrom", str(i), "")) or {})
     for e in container.get("env") or []:
         if "value" in e or not e.get("valueFrom"):
             env[e["name"]] = expand(e.get("value", ""), env)
             continue
         vf = e["valueFrom"]
         if "fieldRef" in vf:
-            path = vf["fieldRef"].get("fieldPath", "")
-            m = re.fullmatch(r"metadata\.(labels|annotations)\['(.+)'\]", path)
-            if m:
-                env[e["name"]] = (md.get(m.group(1)) or {}).get(m.group(2), "")
-            elif path in fields:
-                env[e["name"]] = fields[path]
-            else:
-                raise BundleError(f"unsupported fieldPath {path!r} in env {e['name']}")
+            env[e["name"]] = field_ref(pod, vf["fieldRef"].get("fieldPath", ""), node_name, host_ip, f"env {e['name']}")
         elif "resourceFieldRef" in vf:
-            ref = vf["resourceFieldRef"]
-            kind, _, res = ref.get("resource", "").partition(".")
-            val = ((container.get("resources") or {}).get(kind) or {}).get(res)
-            if val is None:
-                env[e["name"]] = "0"
-            else:
-                div = _q(ref.get("divisor", "1"))
-                env[e["name"]] = str(int(-(-_q(val) // div)))
+            env[e["name"]] = resource_ref(container, vf["resourceFieldRef"])
+        elif "configMapKeyRef" in vf or "secretKeyRef" in vf:
+            ref, plural = (vf["configMapKeyRef"], "configmaps") if "configMapKeyRef" in vf else (vf["secretKeyRef"], "secrets")
+            value = refs.get((plural, ref.get("name", ""), ref.get("key", "")))
+            if value is not None:
+                env[e["name"]] = value
         else:
-            raise BundleError(f"env {e['name']}: only value, fieldRef and resourceFieldRef are supported on this node")
+            raise BundleError(f"env {e['name']}: unsupported valueFrom source")
     return env
+
+
+def field_ref(pod: dict, path: str, node_name: str, host_ip: str, where: str = "") -> str:
+    """A downward API fieldPath's value (env or volume); whole label / annotation maps as kubelet formats them."""
+    md, spec = pod["metadata"], pod.get("spec") or {}
+    m = re.fullmatch(r"metadata\.(labels|annotations)\['(.+)'\]", path)
+    if m:
+        return (md.get(m.group(1)) or {}).get(m.group(2), "")
+    if path in ("metadata.labels", "metadata.annotations"):
+        return "\n".join(f"{k}={json.dumps(v)}" for k, v in sorted((md.get(path.split(".")[1]) or {}).items()))
+    fields = {"metadata.name": md.get("name", ""), "metadata.namespace": md.get("namespace", ""),
+              "metadata.uid": md.get("uid", ""), "spec.nodeName": node_name, "status.hostIP": host_ip,
+              "status.hostIPs": host_ip, "spec.serviceAccountName": spec.get("serviceAccountName", "default"),
+              "status.podIP": "", "status.podIPs": ""}
+    if path not in fields:
+        raise BundleError(f"unsupported fieldPath {path!r}" + (f" in {where}" if where else ""))
+    return fields[path]
+
+
+def resource_ref(container: dict, ref: dict) -> str:
+    kind, _, res = ref.get("resource", "").partition(".")
+    val = ((container.get("resources") or {}).get(kind) or {}).get(res)
+    if val is None:
+        return "0"
+    div = _q(ref.get("divisor", "1"))
+    return str(int(-(-_q(val) // div)))
 
 
 def resolve_user(security: dict, image_config: dict, rootfs: str) -> tuple[int, int, list[int]]:

@@ -19,13 +19,14 @@ import time
 
 from ..client import ApiError, Client, now_rfc3339, path_for
 from ..httpclient import TransportError
-from . import bundle, cgroups
+from . import bundle, cgroups, volumes
 from .handlers import Handler, HandlerTable
 from .images import ImageError, ImageStore
 from .runtimes import Runtime, RuntimeError_, Sandbox, container_state, pause_rootfs, runtime_error, wait_started
 
 log = logging.getLogger("kubeclass.node")
 
+VOLUME_RESYNC = 60.0   # seconds between rewrites of API-backed volumes (kubelet resyncs about each minute)
 BACKOFF_START, BACKOFF_MAX, BACKOFF_RESET = 10.0, 300.0, 600.0   # kubelet's container restart back-off
 IMAGE_BACKOFF_START, IMAGE_BACKOFF_MAX = 10.0, 300.0
 
@@ -74,6 +75,7 @@ class PodWorker:
         self.handler: Handler | None = None
         self.runtime: Runtime | None = None
         self.sandbox_ready = False
+        self.volumes_at = 0.0   # when the API-backed volumes were last written (0: not yet)
         self.failed: tuple[str, str] | None = None   # (reason, message) of a pod that cannot run here
         self.start_time = ""
         self.last_status: dict | None = None
@@ -172,7 +174,7 @@ class PodWorker:
             return
         if self.failed is None and not self.sandbox_ready:
             await self.start_sandbox()
-        if self.failed is None and self.sandbox_ready:
+        if self.failed is None and self.sandbox_ready and await self.mount_volumes():
             await self.sync_containers()
         await self.post_status()
 
@@ -334,7 +336,8 @@ class PodWorker:
             image_config = self.mgr.images.config(digest)
             lower = await asyncio.to_thread(self.mgr.images.rootfs, digest)
             rootfs = await asyncio.to_thread(mount_rootfs, lower, workdir)
-            env = bundle.environment(self.pod, c.spec, image_config, self.mgr.node_name, self.mgr.address)
+            refs = await volumes.env_values(volumes.Sources(self.mgr.client, self.pod["metadata"].get("namespace", "default")), c.spec)
+            env = bundle.environment(self.pod, c.spec, image_config, self.mgr.node_name, self.mgr.address, refs)
             mounts = self.etc_mounts() + self.volume_mounts(c)
             annotations = {}
             ns_paths = {}
@@ -351,7 +354,7 @@ class PodWorker:
             cfg = bundle.spec(self.pod, c.spec, image_config, rootfs, env=env, ns_paths=ns_paths,
                               cgroups_path=f"{cgroups.pod_path(self.uid)}/{cid}", hostname=hostname, mounts=mounts,
                               annotations=annotations)
-        except (bundle.BundleError, ImageError, OSError, RuntimeError_) as e:
+        except (bundle.BundleError, volumes.SourceError, ImageError, OSError, RuntimeError_) as e:
             self.cleanup_attempt(c, attempt)
             c.waiting = ("CreateContainerConfigError", str(e))
             self.event("Failed", f"Error: {e}", "Warning", container=c, once=True)
@@ -411,6 +414,34 @@ class PodWorker:
                              f"Image size: {size} bytes.", container=c)
         return digest
 
+    async def mount_volumes(self) -> bool:
+        """Write the configMap / secret / downwardAPI / projected volumes (again each minute, so updates
+        reach running containers as kubelet's sync does). False while one cannot be set up: the containers
+        wait in ContainerCreating and a FailedMount event says why."""
+        if self.volumes_at and time.monotonic() - self.volumes_at < VOLUME_RESYNC:
+            return True
+        pod_vols = [v for v in (self.pod.get("spec") or {}).get("volumes") or [] if volumes.is_projected_kind(v)]
+        sources = volumes.Sources(self.mgr.client, self.pod["metadata"].get("namespace", "default"))
+        for v in pod_vols:
+            try:
+                files = await volumes.volume_files(sources, v, self.pod, self.downward_value)
+                await asyncio.to_thread(volumes.write_atomic, os.path.join(self.dir, "volumes", v["name"]), files,
+                                        tmpfs="secret" in v or "projected" in v)
+            except (volumes.SourceError, bundle.BundleError) as e:
+                self.event("FailedMount", f'MountVolume.SetUp failed for volume "{v["name"]}" : {e}', "Warning", once=True)
+                return bool(self.volumes_at)   # volumes written before stay in use
+        self.volumes_at = time.monotonic()
+        return True
+
+    def downward_value(self, path: str, ref: dict | None = None) -> str:
+        if path.startswith("resource:"):
+            name = (ref or {}).get("containerName", "")
+            spec = next((c.spec for c in self.containers if c.name == name), None)
+            if spec is None:
+                raise bundle.BundleError(f"container {name!r} not found for resourceFieldRef")
+            return bundle.resource_ref(spec, ref or {})
+        return bundle.field_ref(self.pod, path, self.mgr.node_name, self.mgr.address)
+
     def volume_mounts(self, c: Container) -> list[dict]:
         vols = {v["name"]: v for v in (self.pod.get("spec") or {}).get("volumes") or []}
         out = []
@@ -427,6 +458,14 @@ class PodWorker:
                 out.append(bundle.bind(src, vm["mountPath"], readonly=bool(vm.get("readOnly"))))
             elif "hostPath" in v:
                 out.append(bundle.bind(v["hostPath"]["path"], vm["mountPath"], readonly=bool(vm.get("readOnly"))))
+            elif volumes.is_projected_kind(v):
+                # read-only as upstream mounts API data volumes; a subPath is the file as of now (no updates)
+                src = os.path.join(self.dir, "volumes", vm["name"])
+                if vm.get("subPath"):
+                    src = os.path.realpath(os.path.join(src, vm["subPath"].lstrip("/")))
+                    if not src.startswith(os.path.join(self.dir, "volumes", vm["name"]) + os.sep) or not os.path.exists(src):
+                        raise bundle.BundleError(f"subPath {vm['subPath']!r} not found in volume {vm['name']!r}")
+                out.append(bundle.bind(src, vm["mountPath"], readonly=True))
             else:
                 kind = next((k for k in v if k != "name"), "unknown")
                 log.warning("pod %s: volume %s of type %s is not supported on this node; not mounted", self.name, vm["name"], kind)
@@ -476,6 +515,7 @@ class PodWorker:
                 umount_rootfs(c.workdir(self.dir))
                 if c.attempt >= 1:
                     umount_rootfs(c.workdir(self.dir, c.attempt - 1))
+        volumes.unmount_all(self.dir)
         cgroups.remove_pod(self.uid)
 
     async def stop_container(self, c: Container, grace: int) -> None:
@@ -711,6 +751,7 @@ class PodManager:
             Sandbox(d).stop()
             for cdir in _glob_workdirs(d):
                 umount_rootfs(cdir)
+            volumes.unmount_all(d)
             cgroups.remove_pod(uid)
             shutil.rmtree(d, ignore_errors=True)
 
