@@ -7,9 +7,9 @@ if ! command -v kubectl >/dev/null 2>&1; then
   echo "kubectl is not on PATH: install it (these machines ship it at /usr/bin/kubectl)" >&2
   exit 1
 fi
-# OCI runtimes and test tools from Debian: runc, crun, gVisor's runsc, a static busybox (test images and
+# OCI runtimes, conmon (the container monitor) and test tools from Debian: runc, crun, gVisor's runsc, a static busybox (test images and
 # the gVisor pod sandbox's pause process), docker-registry and skopeo (the registry pull path, tested for real)
-APT_PKGS="runc crun runsc busybox-static docker-registry skopeo"
+APT_PKGS="runc crun runsc conmon busybox-static docker-registry skopeo"
 missing=""
 for p in $APT_PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

@@ -1,5 +1,6 @@
 """The agent's HTTPS endpoint for container logs, as kubelet's /containerLogs/{namespace}/{pod}/{container}
-(follow, previous, tailLines, limitBytes). Only the API server may call it: TLS client certificates are
+(follow, previous, tailLines, limitBytes, timestamps, sinceSeconds, sinceTime), read from the CRI-format
+log files that conmon writes. Only the API server may call it: TLS client certificates are
 required and verified against the cluster CA from the agent's kubeconfig, and the certificate must name
 kube-apiserver-kubelet-client (or carry O=system:masters). The serving certificate is self-signed, made
 once per node (the API server does not verify it, as kube-apiserver does not by default)."""
@@ -18,6 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from . import crilog
 from .runtimes import container_state
 
 log = logging.getLogger("kubeclass.node")
@@ -55,17 +57,6 @@ def _error(status: int, message: str) -> web.Response:
     reason = {400: "BadRequest", 403: "Forbidden", 404: "NotFound"}.get(status, "InternalError")
     return web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message,
                               "reason": reason, "code": status}, status=status)
-
-
-def _tail(data: bytes, lines: int) -> bytes:
-    if lines <= 0:
-        return b""
-    parts = data.split(b"\n")
-    trailing = parts[-1] == b""
-    if trailing:
-        parts = parts[:-1]
-    out = b"\n".join(parts[-lines:])
-    return out + (b"\n" if trailing and out else b"")
 
 
 class LogServer:
@@ -131,11 +122,20 @@ class LogServer:
         path = c.log_path(worker.dir, attempt)
         workdir = c.workdir(worker.dir, attempt)
         try:
-            data = open(path, "rb").read()
+            raw = open(path, "rb").read()
         except OSError:
-            data = b""
+            raw = b""
+        timestamps = q.get("timestamps", "").lower() in ("1", "true")
+        since = None
+        if q.get("sinceSeconds"):
+            since = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=int(q["sinceSeconds"]))
+        elif q.get("sinceTime"):
+            since = crilog.parse_time(q["sinceTime"])
+        records, offset = crilog.parse(raw)
         if q.get("tailLines") is not None:
-            data = _tail(data, int(q["tailLines"]))
+            records = crilog.tail(records, int(q["tailLines"]))
+        data = b"".join(crilog.render(records, timestamps, since))
+        after_partial = bool(records) and not records[-1].full
         limit = int(q["limitBytes"]) if q.get("limitBytes") else None
         if limit is not None:
             data = data[:limit]
@@ -147,17 +147,20 @@ class LogServer:
         sent = len(data)
         await resp.write(data)
         if follow and (limit is None or sent < limit):
-            offset = os.path.getsize(path) if os.path.exists(path) else 0
             while True:
                 done = container_state(workdir)["state"] == "exited"
                 try:
                     with open(path, "rb") as f:
                         f.seek(offset)
-                        more = f.read()
+                        more_raw = f.read()
                 except OSError:
-                    more = b""
+                    more_raw = b""
+                records, used = crilog.parse(more_raw)
+                offset += used
+                more = b"".join(crilog.render(records, timestamps, after_partial=after_partial))
+                if records:
+                    after_partial = not records[-1].full
                 if more:
-                    offset += len(more)
                     if limit is not None:
                         more = more[: limit - sent]
                     sent += len(more)

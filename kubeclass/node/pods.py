@@ -22,7 +22,7 @@ from ..httpclient import TransportError
 from . import bundle, cgroups, volumes
 from .handlers import Handler, HandlerTable
 from .images import ImageError, ImageStore
-from .runtimes import Runtime, RuntimeError_, Sandbox, container_state, pause_rootfs, runtime_error, wait_started
+from .runtimes import Runtime, RuntimeError_, Sandbox, container_state, pause_rootfs
 
 log = logging.getLogger("kubeclass.node")
 
@@ -75,6 +75,7 @@ class PodWorker:
         self.handler: Handler | None = None
         self.runtime: Runtime | None = None
         self.sandbox_ready = False
+        self.pending_events: list = []
         self.volumes_at = 0.0   # when the API-backed volumes were last written (0: not yet)
         self.failed: tuple[str, str] | None = None   # (reason, message) of a pod that cannot run here
         self.start_time = ""
@@ -95,8 +96,14 @@ class PodWorker:
         regarding = self.pod
         if container is not None:
             regarding = {**self.pod, "_fieldPath": f"spec.{'initContainers' if container.init else 'containers'}{{{container.name}}}"}
-        self.mgr.spawn(self.mgr.client.event(regarding, reason, message, type=type, component="kubelet",
-                                             host=self.mgr.node_name))
+        # sent after this sync's status update: the Pod's progress is not held up behind its events
+        self.pending_events.append(self.mgr.client.event(regarding, reason, message, type=type, component="kubelet",
+                                                         host=self.mgr.node_name))
+
+    def flush_events(self) -> None:
+        for coro in self.pending_events:
+            self.mgr.spawn(coro)
+        self.pending_events = []
 
     def restart_policy(self) -> str:
         return (self.pod.get("spec") or {}).get("restartPolicy", "Always")
@@ -108,7 +115,10 @@ class PodWorker:
             while not self.finished:
                 self.wake.clear()
                 try:
-                    await self.sync()
+                    try:
+                        await self.sync()
+                    finally:
+                        self.flush_events()
                 except ApiError as e:
                     if e.status == 404:
                         # the Pod is gone from the API (deleted at once, e.g. a finished Pod): stop and clean up
@@ -207,7 +217,9 @@ class PodWorker:
                 if not self.gvisor_single():
                     await self.start_gvisor_sandbox()
             else:
-                await Sandbox(self.dir).ensure(self.hostname(), host_network=bool(spec.get("hostNetwork")))
+                # its readiness is awaited just before the first container starts, so that the image and
+                # bundle work overlaps the sandbox's start
+                Sandbox(self.dir).spawn(self.hostname(), host_network=bool(spec.get("hostNetwork")))
         except (RuntimeError_, OSError) as e:
             self.event("FailedCreatePodSandBox", f"Failed to create pod sandbox: {e}", "Warning")
             return
@@ -249,10 +261,7 @@ class PodWorker:
                                        "io.kubernetes.cri.sandbox-namespace": self.pod["metadata"].get("namespace", "")})
         with open(os.path.join(workdir, "config.json"), "w") as f:
             json.dump(cfg, f)
-        self.runtime.launch(self.sandbox_id(), workdir, workdir, os.path.join(workdir, "sandbox.log"))
-        st = await wait_started(workdir)
-        if st["state"] != "running":
-            raise RuntimeError_(runtime_error(workdir, os.path.join(workdir, "sandbox.log")))
+        await self.runtime.launch(self.sandbox_id(), workdir, workdir, os.path.join(workdir, "sandbox.log"))
 
     def write_etc_files(self) -> None:
         etc = os.path.join(self.dir, "etc")
@@ -323,7 +332,7 @@ class PodWorker:
         image = c.spec.get("image", "")
         try:
             digest = await self.ensure_image(c, image)
-        except ImageError as e:
+        except ImageError:
             c.retry_at = time.monotonic() + c.backoff
             return
         attempt = c.attempt + 1
@@ -365,13 +374,15 @@ class PodWorker:
         c.attempt, c.cid = attempt, cid
         c.image_id = digest
         self.event("Created", f"Created container: {c.name}", container=c)
-        self.runtime.launch(cid, workdir, workdir, log_path)
-        st = await wait_started(workdir)
+        c.start_error = ""
+        try:
+            if self.runtime.flavor != "runsc":
+                await Sandbox(self.dir).wait_ready()
+            await self.runtime.launch(cid, workdir, workdir, log_path)
+        except RuntimeError_ as e:
+            c.start_error = str(e)
         c.started_at = now_rfc3339()
         c.waiting = ("", "")
-        c.start_error = ""
-        if not (st["state"] == "running" or (st["state"] == "exited" and os.path.exists(os.path.join(workdir, "pid")))):
-            c.start_error = runtime_error(workdir, log_path)
         with open(os.path.join(workdir, "meta.json"), "w") as f:
             json.dump({"cid": cid, "started": c.started_at, "image_id": digest, "start_error": c.start_error}, f)
         if c.start_error:
@@ -485,6 +496,9 @@ class PodWorker:
         """Remove an ended attempt's runtime state (its log stays for `kubectl logs --previous`)."""
         workdir = c.workdir(self.dir, attempt)
         umount_rootfs(workdir)
+        cid = _read_json(os.path.join(workdir, "meta.json")).get("cid")
+        if cid and self.runtime is not None:
+            self.mgr.spawn(self.runtime.delete(cid))   # the runtime's record of the ended container
         if attempt >= 1:
             # keep one previous attempt's directory (its meta and exit files), drop older ones
             older = c.workdir(self.dir, attempt - 1)
@@ -502,6 +516,7 @@ class PodWorker:
         for c in running:
             self.event("Killing", f"Stopping container {c.name}", container=c, once=True)
         await asyncio.gather(*(self.stop_container(c, grace) for c in running))
+        await asyncio.gather(*(self.runtime.delete(c.cid) for c in self.containers if c.cid and c not in running))
         if self.runtime.flavor == "runsc":
             workdir = os.path.join(self.dir, "sandbox")
             if os.path.isdir(workdir):
@@ -745,8 +760,9 @@ class PodManager:
                 rt = self.runtime(h)
                 for cdir in _glob_workdirs(d):
                     meta = _read_json(os.path.join(cdir, "meta.json"))
-                    if meta.get("cid") and container_state(cdir)["state"] == "running":
-                        subprocess.run(rt.argv() + ["kill", meta["cid"], "KILL"], capture_output=True)
+                    if meta.get("cid"):
+                        if container_state(cdir)["state"] == "running":
+                            subprocess.run(rt.argv() + ["kill", meta["cid"], "KILL"], capture_output=True)
                         subprocess.run(rt.argv() + ["delete", "--force", meta["cid"]], capture_output=True)
             Sandbox(d).stop()
             for cdir in _glob_workdirs(d):

@@ -1,11 +1,11 @@
 """Running containers through an OCI runtime's CLI (runc, crun, runsc: the same verbs), and the Pod
 sandbox that holds the namespaces a Pod's containers share.
 
-Each container is started by a detached monitor (a two-line shell, our counterpart of containerd's shim):
-it runs `<runtime> run` with the container's stdout and stderr appended to its log file, and when the
-container ends writes the exit code and the time to files beside it. The monitor outlives the agent, so
-an agent restart finds every container where it was: running (its pid file and a live process) or
-finished (its exit file) — never started twice.
+Each container is created and watched by conmon, the container monitor CRI-O uses (Debian package
+`conmon`): it runs `<runtime> create`, holds the container's stdio and writes it to the log file in the
+CRI log format, and when the container ends writes its exit code to `exits/<cid>`. conmon outlives the
+agent, so an agent restart finds every container where it was: running (its pid file and a live process)
+or finished (its exit file) — never started twice.
 
 The sandbox, for runc-like runtimes, is a tiny process in fresh network, IPC and UTS namespaces (its
 hostname set, loopback up) whose namespaces the containers join. For runsc it is a gVisor sandbox: a
@@ -17,12 +17,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shlex
 import shutil
+import shlex
 import signal
 import subprocess
 import time
 
+from . import crilog
 from .handlers import Handler
 
 PAUSE_BINARY_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
@@ -62,6 +63,8 @@ class Runtime:
         self.flavor = handler.flavor
         self.root = handler.root or os.path.join(state_root, "runtime", handler.name)
         os.makedirs(self.root, exist_ok=True)
+        self.sockets = os.path.join(state_root, "runtime", "conmon")   # conmon's attach/notify links
+        os.makedirs(self.sockets, exist_ok=True)
 
     def argv(self) -> list[str]:
         out = [self.handler.binary, "--root", self.root]
@@ -104,52 +107,163 @@ class Runtime:
         except RuntimeError_:
             pass
 
-    def launch(self, cid: str, bundle: str, workdir: str, log_path: str) -> None:
-        """Start `<runtime> run` under a detached monitor. Files in workdir: pid (the container's init,
-        written by the runtime), exit (its exit code), finished (RFC 3339 time it ended), runtime.log."""
-        run = " ".join(shlex.quote(a) for a in self.argv() + ["--log", os.path.join(workdir, "runtime.log"),
-                                                               "run", "--bundle", bundle, "--pid-file",
-                                                               os.path.join(workdir, "pid"), cid])
-        w = shlex.quote(workdir)
-        script = (f"( {run} </dev/null >>{shlex.quote(log_path)} 2>&1; code=$?; "
-                  f"date -u +%Y-%m-%dT%H:%M:%SZ > {w}/finished.tmp; echo $code > {w}/exit.tmp; "
-                  f"mv {w}/finished.tmp {w}/finished; mv {w}/exit.tmp {w}/exit ) &")
-        subprocess.run(["/bin/sh", "-c", script], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, start_new_session=True, check=True)
+    def monitor_runtime(self) -> str:
+        """The runtime conmon is given: a wrapper that turns conmon's `create ... --pid-file F ID` into
+        `<runtime> run ... ID` in the background and writes that process's pid to F. conmon then waits for
+        `run`, whose exit status is the container's, and no separate `start` is needed: one runtime
+        invocation per container, as a bare `runc run`. It also serves containers that join a gVisor
+        sandbox, whose stdio runsc takes from the call that starts them."""
+        path = os.path.join(os.path.dirname(self.sockets), f"{self.handler.name}-run.sh")
+        script = RUN_WRAPPER.replace("@RUNTIME@", shlex.quote(self.handler.binary))
+        if _read(path) != script.strip():
+            with open(path + ".tmp", "w") as f:
+                f.write(script)
+            os.chmod(path + ".tmp", 0o755)
+            os.rename(path + ".tmp", path)
+        return path
+
+    async def launch(self, cid: str, bundle: str, workdir: str, log_path: str) -> None:
+        """Run the container under conmon (CRI-O's container monitor). conmon outlives the agent: it holds
+        the container's stdio, writes its output to log_path in the CRI log format, and when the container
+        ends writes the exit code to workdir/exits/<cid>. Returns once the runtime has written the
+        container's pid file (or the attempt ended); raises RuntimeError_ with the runtime's message when
+        the container could not be started (an exit file, code 128, then marks the attempt ended)."""
+        conmon = shutil.which("conmon")
+        if conmon is None:
+            raise RuntimeError_("conmon is not installed on this node (apt-get install conmon)")
+        exits = os.path.join(workdir, "exits")
+        os.makedirs(exits, exist_ok=True)
+        runtime_log = os.path.join(workdir, "runtime.log")
+        _, *global_args = self.argv()
+        argv = [conmon, "--api-version", "1", "-c", cid, "-u", cid, "-n", cid, "-r", self.monitor_runtime(),
+                "-b", bundle, "-p", os.path.join(workdir, "run.pid"), "-P", os.path.join(workdir, "conmon.pid"),
+                "-l", log_path, "--exit-dir", exits, "--socket-dir-path", self.sockets]
+        for a in global_args + ["--log", runtime_log]:
+            argv += ["--runtime-arg", a]
+        r, w = os.pipe()
+        os.set_blocking(r, False)
+        try:
+            # a plain Popen (vfork) is several ms cheaper than asyncio's subprocess machinery; conmon's
+            # parent exits as soon as the monitor has daemonized, so this never blocks for long
+            proc = subprocess.Popen(argv, pass_fds=(w,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL, start_new_session=True,
+                                    env={**os.environ, "_OCI_SYNCPIPE": str(w), "KUBECLASS_INIT_PIDFILE": os.path.join(workdir, "pid")})
+        finally:
+            os.close(w)
+        reply = b""
+        deadline = time.monotonic() + 60
+        delay = 0.002
+        try:
+            while True:
+                st = container_state(workdir)
+                if st["state"] != "created":
+                    break
+                try:
+                    reply += os.read(r, 65536)
+                except BlockingIOError:
+                    pass
+                failed = _sync_failure(reply)
+                if failed is not None:
+                    await self._failed(cid, exits, failed or runtime_error(workdir, log_path))
+                if proc.poll() not in (None, 0) and not reply:
+                    await self._failed(cid, exits, f"conmon exited with status {proc.returncode}")
+                if time.monotonic() > deadline:
+                    await self._failed(cid, exits, "timed out starting the container")
+                await asyncio.sleep(delay)
+                delay = min(delay * 1.2, 0.01)
+        finally:
+            os.close(r)
+            if proc.poll() is None:
+                asyncio.get_running_loop().run_in_executor(None, proc.wait)
+        if not (st["state"] == "running" or (st["state"] == "exited" and os.path.exists(os.path.join(workdir, "pid")))):
+            await self._failed(cid, exits, runtime_error(workdir, log_path))
+
+    async def _failed(self, cid: str, exits: str, msg: str) -> None:
+        await self.delete(cid)
+        path = os.path.join(exits, cid)
+        if not os.path.exists(path):
+            with open(path + ".tmp", "w") as f:
+                f.write("128")
+            os.rename(path + ".tmp", path)
+        raise RuntimeError_(_runtime_message(msg))
+
+
+RUN_WRAPPER = """#!/bin/sh
+# Written by kubeclass: the runtime conmon runs (see kubeclass/node/runtimes.py). `create ... --pid-file F ID`
+# becomes `run --pid-file $KUBECLASS_INIT_PIDFILE ... ID` in the background, and F gets that process's pid.
+pidfile=
+i=0
+total=$#
+while [ "$i" -lt "$total" ]; do
+  a=$1; shift; i=$((i + 1))
+  case "$a" in
+    create) set -- "$@" run ${KUBECLASS_INIT_PIDFILE:+--pid-file "$KUBECLASS_INIT_PIDFILE"} ;;
+    --pid-file) pidfile=$1; shift; i=$((i + 1)) ;;
+    *) set -- "$@" "$a" ;;
+  esac
+done
+if [ -z "$pidfile" ]; then exec @RUNTIME@ "$@"; fi
+@RUNTIME@ "$@" &
+echo $! > "$pidfile"
+"""
+
+
+def _sync_failure(data: bytes) -> str | None:
+    """conmon's sync pipe carries {"data": pid} once the runtime call returned, or {"data": -1, "message":
+    why}: the message of a failure, or None."""
+    if not data:
+        return None
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        return None
+    if isinstance(doc, dict) and isinstance(doc.get("data"), int) and doc["data"] < 0:
+        return str(doc.get("message") or "")
+    return None
+
+
+def _runtime_message(msg: str) -> str:
+    """runc's JSON log lines carry the useful part in "msg"."""
+    lines = [ln for ln in msg.strip().splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        try:
+            rec = json.loads(ln)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and rec.get("msg"):
+            return rec["msg"]
+    return lines[-1] if lines else "the runtime failed to start the container"
 
 
 # ------------------------------------------------------------------------------------ container state
 
+def exit_file(workdir: str) -> str | None:
+    d = os.path.join(workdir, "exits")
+    try:
+        names = [n for n in os.listdir(d) if not n.endswith(".tmp")]
+    except OSError:
+        return None
+    return os.path.join(d, names[0]) if names else None
+
+
 def container_state(workdir: str) -> dict:
-    """What the monitor's files say: {"state": "created"|"running"|"exited", "pid", "exit", "finished"}."""
-    code = _read(os.path.join(workdir, "exit"))
+    """What conmon's files say: {"state": "created"|"running"|"exited", "pid", "exit", "finished"}."""
+    path = exit_file(workdir)
+    code = _read(path) if path else None
     if code is not None:
         try:
             exit_code = int(code)
         except ValueError:
             exit_code = 255
-        return {"state": "exited", "exit": exit_code, "finished": _read(os.path.join(workdir, "finished")) or ""}
+        finished = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(os.path.getmtime(path)))
+        return {"state": "exited", "exit": exit_code, "finished": finished}
     pid = _read(os.path.join(workdir, "pid"))
     if pid and pid.isdigit() and _alive(int(pid)):
         return {"state": "running", "pid": int(pid)}
     return {"state": "created"}
 
 
-async def wait_started(workdir: str, timeout: float = 30) -> dict:
-    """Until the runtime has written the pid file (the container runs) or the monitor recorded an exit."""
-    deadline = time.monotonic() + timeout
-    delay = 0.002
-    while True:
-        st = container_state(workdir)
-        if st["state"] != "created":
-            return st
-        if time.monotonic() > deadline:
-            return st
-        await asyncio.sleep(delay)
-        delay = min(delay * 1.2, 0.01)
-
-
-def runtime_error(workdir: str, log_path: str) -> str:
+def runtime_error(workdir: str, log_path: str, fallback: str = "") -> str:
     """The runtime's complaint when a container never started (runtime.log is JSON lines from runc)."""
     msg = ""
     for line in (_read(os.path.join(workdir, "runtime.log")) or "").splitlines():
@@ -160,8 +274,9 @@ def runtime_error(workdir: str, log_path: str) -> str:
         if rec.get("level") in ("error", "fatal"):
             msg = rec.get("msg", "")
     if not msg:
-        tail = (_read(log_path) or "").splitlines()
-        msg = tail[-1] if tail else "the runtime failed to start the container"
+        msg = _runtime_message(fallback) if fallback else ""
+    if not msg:
+        msg = crilog.last_line(log_path) or "the runtime failed to start the container"
     return msg
 
 
@@ -188,6 +303,12 @@ class Sandbox:
         return {t: f"/proc/{pid}/ns/{n}" for t, n in (("network", "net"), ("ipc", "ipc"), ("uts", "uts"))}
 
     async def ensure(self, hostname: str, host_network: bool = False) -> None:
+        self.spawn(hostname, host_network)
+        await self.wait_ready()
+
+    def spawn(self, hostname: str, host_network: bool = False) -> None:
+        """Start the sandbox process (its pid, hence ns_paths(), is known on return); wait_ready() before
+        a container joins it."""
         if self.pid is not None:
             return
         os.makedirs(self.dir, exist_ok=True)
@@ -197,6 +318,9 @@ class Sandbox:
                   f"</dev/null >/dev/null 2>&1 & echo $! > {shlex.quote(self.pid_file)}")
         subprocess.run(["/bin/sh", "-c", script], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL, start_new_session=True, check=True)
+
+    async def wait_ready(self) -> None:
+        """Until the sandbox process has its own namespaces, hostname and loopback (it then execs sleep)."""
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             pid = self.pid

@@ -3,9 +3,7 @@ the busybox test image pushed to it with skopeo, a Pod pulling it (Pulling / Pul
 a missing image gives ErrImagePull then ImagePullBackOff, as upstream."""
 from __future__ import annotations
 
-import os
 import subprocess
-import time
 import urllib.error
 import urllib.request
 import warnings

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 
@@ -134,6 +135,36 @@ def test_follow_streams_until_the_container_ends(nc):
     wait_for(lambda: nc.phase("ticker") in ("Running", "Succeeded"), 30)
     out = subprocess.run(["kubectl", "logs", "-f", "ticker"], capture_output=True, text=True, env=nc.env(), timeout=30)
     assert out.returncode == 0 and out.stdout.splitlines() == [f"tick {i}" for i in range(1, 6)]
+
+
+def test_cri_log_format_timestamps_since_and_streams(nc):
+    """Logs are kept in the CRI format (as containerd writes them): kubectl logs --timestamps prints each
+    line's RFC 3339 nano time, --since-time / --since filter by it, stdout and stderr both appear, a last
+    line without its newline stays without one, and lines over 16 KiB come back whole."""
+    script = "echo early; sleep 1.2; echo late >&2; head -c 20000 /dev/zero | tr '\\0' x; echo; printf tail-no-newline"
+    nc.ok("apply", "-f", "-", input=pod_yaml("stamped", script, "standard"))
+    nc.wait_phase("stamped", ("Succeeded",), timeout=60)
+    out = nc.logs("stamped")
+    assert out.startswith("early\nlate\n") and out.endswith("\ntail-no-newline")
+    assert "x" * 20000 + "\n" in out
+    stamped = nc.logs("stamped", "--timestamps").split("\n")
+    t_early, rest = stamped[0].split(" ", 1)
+    assert rest == "early" and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z", t_early)
+    t_late = stamped[1].split(" ", 1)[0]
+    assert stamped[1].endswith(" late") and t_late > t_early
+    assert len(stamped[2].split(" ", 1)[1]) == 20000          # partial records joined, one timestamp
+    assert nc.logs("stamped", f"--since-time={t_late}").startswith("late\n")
+    assert nc.logs("stamped", "--since=1h").startswith("early\n")
+    raw = open(glob_log(nc, "stamped"), "rb").read().split(b"\n")
+    assert raw[0].endswith(b" stdout F early") and raw[1].endswith(b" stderr F late")
+    assert b" stdout P " in raw[2] and raw[-2].endswith(b" stdout P tail-no-newline")
+
+
+def glob_log(nc, pod_name: str) -> str:
+    uid = nc.pod(pod_name)["metadata"]["uid"]
+    found = [os.path.join(dp, f) for dp, _, fs in os.walk(nc.data_dir) for f in fs if uid in dp and dp.endswith("/logs/app")]
+    assert found, f"no log file for {pod_name}"
+    return found[0]
 
 
 def test_pod_cgroup_has_container_limits_plus_overhead(nc):

@@ -6,7 +6,6 @@ import json
 import threading
 import time
 
-import pytest
 
 RC_PATH = "/apis/node.k8s.io/v1/runtimeclasses"
 

@@ -1,17 +1,13 @@
 """Smoke tests with other clients users run: lightkube, kr8s and a small kopf operator."""
 from __future__ import annotations
 
-import asyncio
-import os
 import subprocess
 import sys
-import textwrap
 import time
 
 
 def test_lightkube(cluster):
     from lightkube import Client, KubeConfig
-    from lightkube.generic_resource import create_global_resource
     from lightkube.resources.node_v1 import RuntimeClass
     from lightkube.models.meta_v1 import ObjectMeta
 
