@@ -245,3 +245,18 @@ def test_containers_of_a_pod_share_one_sandbox(nc, rc):
     code, _, body = nc.request("GET", f"/api/v1/namespaces/default/pods/{name}/log")
     assert code == 400 and body["message"] == (f"a container name must be specified for pod {name}, choose one of: "
                                                "[server client] or one of the init containers: [init]")
+
+
+def test_missing_executable_is_a_start_error(nc):
+    """The runtime cannot exec the command: the container ends as containerd reports it (StartError, exit
+    code 128, the runtime's message) and a Failed event says why; the Pod (restartPolicy Never) fails."""
+    doc = yaml.safe_load(pod_yaml("no-binary", "unused", "standard"))
+    doc["spec"]["containers"][0]["command"] = ["/no/such/binary"]
+    nc.ok("apply", "-f", "-", input=yaml.safe_dump(doc))
+    p = nc.wait_phase("no-binary", ("Failed", "Succeeded"), timeout=60)
+    term = p["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert p["status"]["phase"] == "Failed"
+    assert term["reason"] == "StartError" and term["exitCode"] == 128
+    assert "/no/such/binary" in term["message"] and "no such file or directory" in term["message"]
+    assert any(e["reason"] == "Failed" and e["message"].startswith("Error: ") and "/no/such/binary" in e["message"]
+               for e in nc.events("no-binary"))
