@@ -50,20 +50,21 @@ def start_registry(d, with_auth: bool):
     return proc, f"127.0.0.1:{port}"
 
 
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory):
-    proc, addr = start_registry(tmp_path_factory.mktemp("registry"), False)
+def serving(tmp_path_factory, name: str, with_auth: bool):
+    proc, addr = start_registry(tmp_path_factory.mktemp(name), with_auth)
     yield addr
     proc.terminate()
     proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    yield from serving(tmp_path_factory, "registry", False)
 
 
 @pytest.fixture(scope="module")
 def auth_registry(tmp_path_factory):
-    proc, addr = start_registry(tmp_path_factory.mktemp("auth-registry"), True)
-    yield addr
-    proc.terminate()
-    proc.wait(10)
+    yield from serving(tmp_path_factory, "auth-registry", True)
 
 
 def pod(name: str, image: str, policy: str) -> str:
