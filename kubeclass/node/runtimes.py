@@ -1,9 +1,10 @@
 """Running containers through an OCI runtime's CLI (runc, crun, runsc: the same verbs), and the Pod
 sandbox that holds the namespaces a Pod's containers share.
 
-Each container is created and watched by conmon, the container monitor CRI-O uses (Debian package
-`conmon`): it runs `<runtime> create`, holds the container's stdio and writes it to the log file in the
-CRI log format, and when the container ends writes its exit code to `exits/<cid>`. conmon outlives the
+Each container is started and watched by conmon, the container monitor CRI-O uses (Debian package
+`conmon`): through a small wrapper (RUN_WRAPPER) it runs `<runtime> run`, holds the container's stdio and
+writes it to the log file in the CRI log format, and when the container ends writes its exit code to
+`exits/<cid>`. conmon outlives the
 agent, so an agent restart finds every container where it was: running (its pid file and a live process)
 or finished (its exit file) — never started twice.
 
@@ -17,8 +18,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import shlex
+import shutil
 import signal
 import subprocess
 import time
