@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+import procs  # noqa: E402 - bench/procs.py, beside this script
 from kubeclass.client import Client, Config, path_for  # noqa: E402
 from kubeclass.node import bundle, images  # noqa: E402
 
@@ -154,11 +154,7 @@ async def main() -> None:
                   f"(mean {statistics.mean(pods) * 1e3:.1f} vs {statistics.mean(bare) * 1e3:.1f} ms)", flush=True)
         await client.close()
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        procs.stop(server, 20)
         subprocess.run(["sh", "-c", f"grep {work} /proc/mounts | cut -d' ' -f2 | xargs -r umount -l"], capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
 

@@ -16,7 +16,6 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+import procs  # noqa: E402 - bench/procs.py, beside this script
 from kubeclass.client import ApiError, Client, Config  # noqa: E402
 
 NODE = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "", "labels": {}},
@@ -156,11 +156,7 @@ async def run_workload(api: Api, workload: str, nodes: int, init: int, measured:
                for who, pid in (("server", args.server_pid), ("scheduler", sched.pid), ("client", os.getpid()))}
     finally:
         watch_task.cancel()
-        sched.send_signal(signal.SIGTERM)
-        try:
-            sched.wait(10)
-        except subprocess.TimeoutExpired:
-            sched.kill()
+        procs.stop(sched, 10)
         sched_log.close()
         errors = [ln for ln in open(sched_log.name, errors="replace") if '"level":"ERROR"' in ln or '"level":"WARNING"' in ln]
         if errors:
@@ -223,11 +219,7 @@ async def main() -> None:
                   f"(nodes created in {r['node_create_s']:.1f} s)", flush=True)
             print("  " + " " * 24 + " CPU per measured pod: " + ", ".join(f"{k} {v:.2f} ms" for k, v in r["cpu_ms"].items()), flush=True)
         finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(15)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            procs.stop(server, 15)
             shutil.rmtree(d, ignore_errors=True)
 
 

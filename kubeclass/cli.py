@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import functools
 import logging
 import os
 import signal
@@ -115,11 +116,15 @@ async def serve(args) -> int:
         loop.add_signal_handler(sig, shutdown)
     compactor = loop.create_task(_compactor(store, args.compact_interval))
     if args.cmd == "up" and not args.no_scheduler:
-        components.append(loop.create_task(_run_scheduler_when_ready(server, p["kubeconfig"], scheduler_options(args))))
+        components.append(loop.create_task(_after_server_start(
+            server, functools.partial(run_scheduler, p["kubeconfig"], scheduler_options(args)), "kubeclass.scheduler")))
     if args.cmd == "up" and not args.no_simulator:
-        components.append(loop.create_task(_run_simulator_when_ready(server, p["kubeconfig"], args)))
+        components.append(loop.create_task(_after_server_start(
+            server, functools.partial(run_simulator, p["kubeconfig"], args), "kubeclass.simulator")))
     if args.cmd == "up" and not args.no_node:
-        components.append(loop.create_task(_run_node_when_ready(server, p["kubeconfig"], node_options(args, os.path.join(data_dir, "node")))))
+        components.append(loop.create_task(_after_server_start(
+            server, functools.partial(run_node, p["kubeconfig"], node_options(args, os.path.join(data_dir, "node"))),
+            "kubeclass.node")))
     print(f"kubeclass API server listening on {server_url} (data in {data_dir})", flush=True)
     print(f"export KUBECONFIG={p['kubeconfig']}", flush=True)
     try:
@@ -154,24 +159,23 @@ async def run_scheduler(kubeconfig_path: str, opts, leader_elect: bool = True) -
         await client.close()
 
 
-async def _run_scheduler_when_ready(server, kubeconfig_path: str, opts) -> None:
+async def _after_server_start(server, run, logger: str) -> None:
+    """Run an in-process component once the server listens; its failure is logged, never fatal to up."""
     while not server.started:
         await asyncio.sleep(0.02)
     try:
-        await run_scheduler(kubeconfig_path, opts)
+        await run()
     except asyncio.CancelledError:
         raise
     except Exception:
-        logging.getLogger("kubeclass.scheduler").exception("scheduler stopped")
+        logging.getLogger(logger).exception("%s stopped", logger.rsplit(".", 1)[-1])
 
 
-async def _run_simulator_when_ready(server, kubeconfig_path: str, args) -> None:
+async def run_simulator(kubeconfig_path: str, args) -> None:
     """KWOK-style simulated nodes: the controller that keeps them Ready and runs their Pods, and the N
     nodes --simulated-nodes asks for."""
     from .client import Client, Config
     from .controllers.simulated_nodes import Simulator, create_nodes
-    while not server.started:
-        await asyncio.sleep(0.02)
     client = Client(Config.from_kubeconfig(kubeconfig_path), user_agent="kubeclass-simulator")
     try:
         if args.simulated_nodes:
@@ -182,10 +186,6 @@ async def _run_simulator_when_ready(server, kubeconfig_path: str, args) -> None:
             await create_nodes(client, args.simulated_nodes, template)
             logging.getLogger("kubeclass.simulator").info("%d simulated nodes created", args.simulated_nodes)
         await Simulator(client).run()
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        logging.getLogger("kubeclass.simulator").exception("simulator stopped")
     finally:
         await client.close()
 
@@ -208,17 +208,6 @@ async def run_node(kubeconfig_path: str, opts) -> None:
         await Agent(client, opts).run()
     finally:
         await client.close()
-
-
-async def _run_node_when_ready(server, kubeconfig_path: str, opts) -> None:
-    while not server.started:
-        await asyncio.sleep(0.02)
-    try:
-        await run_node(kubeconfig_path, opts)
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        logging.getLogger("kubeclass.node").exception("node agent stopped")
 
 
 def _add_node_flags(s, prefix_name: bool = False) -> None:

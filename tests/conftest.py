@@ -18,6 +18,21 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEEDS = os.path.join(os.path.dirname(ROOT), "shared", "seeds")
 
 
+def wait_for(fn, timeout: float = 30.0, step: float = 0.1, what: str = ""):
+    """fn's first truthy result, retried (exceptions included) until the deadline."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = fn()
+            if last:
+                return last
+        except Exception as e:  # noqa: BLE001 - retried until the deadline
+            last = e
+        time.sleep(step)
+    raise AssertionError(f"timed out waiting for {what or fn}; last: {last!r}")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -8,11 +8,10 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 
 import pytest
 
-from conftest import ROOT, Cluster, free_port
+from conftest import ROOT, Cluster, free_port, wait_for  # noqa: F401 - wait_for re-exported for the e2e tests
 from kubeclass.node import images
 
 IMAGE = "kubeclass.test/busybox:1.35"
@@ -30,20 +29,6 @@ def need(*binaries: str) -> None:
 def build_busybox_archive(path: str, ref: str = IMAGE) -> str:
     return images.write_oci_archive(path, ref, [images.busybox_layer()],
                                     {"config": {"Cmd": ["sh"], "Env": ["PATH=/bin"], "WorkingDir": "/"}})
-
-
-def wait_for(fn, timeout: float = 30.0, step: float = 0.1, what: str = ""):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-            if last:
-                return last
-        except Exception as e:  # noqa: BLE001 - retried until the deadline
-            last = e
-        time.sleep(step)
-    raise AssertionError(f"timed out waiting for {what or fn}; last: {last!r}")
 
 
 class NodeCluster(Cluster):

@@ -10,21 +10,7 @@ import subprocess
 import sys
 import time
 
-from conftest import ROOT, Cluster
-
-
-def wait_for(fn, timeout=20.0, step=0.1):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-            if last:
-                return last
-        except Exception as e:  # noqa: BLE001 - retried until the deadline
-            last = e
-        time.sleep(step)
-    raise AssertionError(f"timed out; last: {last!r}")
+from conftest import ROOT, Cluster, wait_for
 
 
 def get_json(cluster, *args):
@@ -53,7 +39,7 @@ def test_node_agent_registers_with_handlers_labels_taints_and_lease(cluster, tmp
     agent = start_agent(cluster, tmp_path, "--name", "reg-worker", "--labels", "runtime.kubernetes.io/gvisor=true,tier=a",
                         "--register-with-taints", "dedicated=high-security:NoSchedule", "--runtime-config", str(cfg))
     try:
-        node = wait_for(lambda: get_json(cluster, "get", "node", "reg-worker"))
+        node = wait_for(lambda: get_json(cluster, "get", "node", "reg-worker"), timeout=20)
         labels = node["metadata"]["labels"]
         assert labels["kubernetes.io/hostname"] == "reg-worker" and labels["kubernetes.io/os"] == "linux"
         assert labels["runtime.kubernetes.io/gvisor"] == "true" and labels["tier"] == "a"
@@ -74,7 +60,7 @@ def test_node_agent_registers_with_handlers_labels_taints_and_lease(cluster, tmp
         out = cluster.ok("get", "nodes", "reg-worker").splitlines()
         assert out[0].split() == ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
         assert out[1].split()[:2] == ["reg-worker", "Ready"] and out[1].split()[-1] == "v1.32.0-kubeclass"
-        lease = wait_for(lambda: get_json(cluster, "get", "lease", "-n", "kube-node-lease", "reg-worker"))
+        lease = wait_for(lambda: get_json(cluster, "get", "lease", "-n", "kube-node-lease", "reg-worker"), timeout=20)
         assert lease["spec"]["holderIdentity"] == "reg-worker" and lease["spec"]["leaseDurationSeconds"] == 40
         assert lease["metadata"]["ownerReferences"][0]["kind"] == "Node"
         # a restarted agent takes its Node over (same uid), without duplicating taints
@@ -84,7 +70,7 @@ def test_node_agent_registers_with_handlers_labels_taints_and_lease(cluster, tmp
         agent = start_agent(cluster, tmp_path, "--name", "reg-worker", "--register-with-taints",
                             "dedicated=high-security:NoSchedule", "--runtime-config", str(cfg))
         time.sleep(1.5)
-        node = wait_for(lambda: get_json(cluster, "get", "node", "reg-worker"))
+        node = wait_for(lambda: get_json(cluster, "get", "node", "reg-worker"), timeout=20)
         assert node["metadata"]["uid"] == uid and len(node["spec"]["taints"]) == 1
     finally:
         agent.send_signal(signal.SIGTERM)
@@ -112,7 +98,7 @@ def test_node_handlers_command(tmp_path):
 def test_up_starts_a_local_node(tmp_path):
     c = Cluster(str(tmp_path / "data"), extra=["--no-scheduler", "--node-name", "local-node"]).start()
     try:
-        node = wait_for(lambda: get_json(c, "get", "node", "local-node"))
+        node = wait_for(lambda: get_json(c, "get", "node", "local-node"), timeout=20)
         assert node["status"]["runtimeHandlers"][-1]["name"] == ""
         assert any(h["name"] == "runc" for h in node["status"]["runtimeHandlers"])
     finally:
