@@ -76,6 +76,7 @@ class PodWorker:
         self.runtime: Runtime | None = None
         self.sandbox_ready = False
         self.pending_events: list = []
+        self.sources: volumes.Sources | None = None   # this sync's ConfigMaps and Secrets (see sync)
         self.volumes_at = 0.0   # when the API-backed volumes were last written (0: not yet)
         self.failed: tuple[str, str] | None = None   # (reason, message) of a pod that cannot run here
         self.start_time = ""
@@ -184,6 +185,8 @@ class PodWorker:
             return
         if self.failed is None and not self.sandbox_ready:
             await self.start_sandbox()
+        # one fetch per ConfigMap / Secret per sync, shared by the volumes and every container's env
+        self.sources = volumes.Sources(self.mgr.client, md.get("namespace", "default"))
         if self.failed is None and self.sandbox_ready and await self.mount_volumes():
             await self.sync_containers()
         await self.post_status()
@@ -345,7 +348,7 @@ class PodWorker:
             image_config = self.mgr.images.config(digest)
             lower = await asyncio.to_thread(self.mgr.images.rootfs, digest)
             rootfs = await asyncio.to_thread(mount_rootfs, lower, workdir)
-            refs = await volumes.env_values(volumes.Sources(self.mgr.client, self.pod["metadata"].get("namespace", "default")), c.spec)
+            refs = await volumes.env_values(self.sources, c.spec)
             env = bundle.environment(self.pod, c.spec, image_config, self.mgr.node_name, self.mgr.address, refs)
             mounts = self.etc_mounts() + self.volume_mounts(c)
             annotations = {}
@@ -432,10 +435,9 @@ class PodWorker:
         if self.volumes_at and time.monotonic() - self.volumes_at < VOLUME_RESYNC:
             return True
         pod_vols = [v for v in (self.pod.get("spec") or {}).get("volumes") or [] if volumes.is_projected_kind(v)]
-        sources = volumes.Sources(self.mgr.client, self.pod["metadata"].get("namespace", "default"))
         for v in pod_vols:
             try:
-                files = await volumes.volume_files(sources, v, self.pod, self.downward_value)
+                files = await volumes.volume_files(self.sources, v, self.pod, self.downward_value)
                 await asyncio.to_thread(volumes.write_atomic, os.path.join(self.dir, "volumes", v["name"]), files,
                                         tmpfs="secret" in v or "projected" in v)
             except (volumes.SourceError, bundle.BundleError) as e:

@@ -264,7 +264,7 @@ def container_state(workdir: str) -> dict:
     return {"state": "created"}
 
 
-def runtime_error(workdir: str, log_path: str, fallback: str = "") -> str:
+def runtime_error(workdir: str, log_path: str) -> str:
     """The runtime's complaint when a container never started (runtime.log is JSON lines from runc)."""
     msg = ""
     for line in (_read(os.path.join(workdir, "runtime.log")) or "").splitlines():
@@ -274,8 +274,6 @@ def runtime_error(workdir: str, log_path: str, fallback: str = "") -> str:
             continue
         if rec.get("level") in ("error", "fatal"):
             msg = rec.get("msg", "")
-    if not msg:
-        msg = _runtime_message(fallback) if fallback else ""
     if not msg:
         msg = crilog.last_line(log_path) or "the runtime failed to start the container"
     return msg
@@ -302,10 +300,6 @@ class Sandbox:
         if pid is None:
             return {}
         return {t: f"/proc/{pid}/ns/{n}" for t, n in (("network", "net"), ("ipc", "ipc"), ("uts", "uts"))}
-
-    async def ensure(self, hostname: str, host_network: bool = False) -> None:
-        self.spawn(hostname, host_network)
-        await self.wait_ready()
 
     def spawn(self, hostname: str, host_network: bool = False) -> None:
         """Start the sandbox process (its pid, hence ns_paths(), is known on return); wait_ready() before
