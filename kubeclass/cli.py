@@ -237,9 +237,14 @@ async def cmd_node(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     opts.address, opts.port = args.address, args.node_port
+    return await _run_until_signal(run_node(args.kubeconfig, opts))
+
+
+async def _run_until_signal(coro) -> int:
+    """A component as its own command: runs until it ends or SIGINT / SIGTERM cancels it."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    task = loop.create_task(run_node(args.kubeconfig, opts))
+    task = loop.create_task(coro)
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     waiter = loop.create_task(stop.wait())
@@ -262,19 +267,8 @@ def _add_scheduler_flags(s) -> None:
 
 
 async def cmd_scheduler(args) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    task = loop.create_task(run_scheduler(args.kubeconfig, scheduler_options(args), leader_elect=not args.no_leader_elect))
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    waiter = loop.create_task(stop.wait())
-    await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
-    task.cancel()
-    try:
-        await task
-    except (asyncio.CancelledError, Exception):
-        pass
-    return 0
+    return await _run_until_signal(run_scheduler(args.kubeconfig, scheduler_options(args),
+                                                 leader_elect=not args.no_leader_elect))
 
 
 def cmd_token_create(args) -> int:
