@@ -10,7 +10,6 @@ import argparse
 import asyncio
 import os
 import ssl
-import statistics
 import sys
 import tempfile
 import time

@@ -189,40 +189,52 @@ class Framework:
         return self._schedule_nodes(cache, pod, explain, rng)
 
     def _schedule_vector(self, cache: Cache, pod: PodInfo, rng: random.Random | None) -> tuple[CycleState, Result] | None:
-        """The same cycle on the columnar table: every filter over all nodes at once, then, as upstream,
-        the first numFeasibleNodesToFind feasible nodes from a start index that rotates over the cluster
-        are scored (all of them with --percentage-of-nodes-to-score 100). Returns None when nothing fits,
-        so the per-node path can build the diagnosis with each node's reasons."""
+        """The same cycle on the columnar table. As upstream, nodes are visited from a start index that
+        rotates over the cluster until numFeasibleNodesToFind feasible ones are found (all of them with
+        --percentage-of-nodes-to-score 100), and only those are scored; the filters run over row ranges
+        of about that size rather than node by node. Returns None when nothing fits, so the per-node path
+        can build the diagnosis with each node's reasons."""
         state = CycleState()
         if self.pre_filter(state, pod) is not None:
             return None
         table = cache.table
         n = table.n
-        mask = None
-        for p in self.filters:
-            m = p.filter_vector(state, pod, table)   # type: ignore[attr-defined]
-            if m is None:
-                continue
-            mask = m.copy() if mask is None else (mask & m)
-            if not mask.any():
-                return None
-        idx = np.arange(n) if mask is None else np.flatnonzero(mask)
         want = num_feasible_to_find(n, self.percentage)
         start = self._next_start % n
-        if len(idx) > want:
-            # the feasible nodes in the order upstream visits them: from `start`, wrapping around
-            pos = int(np.searchsorted(idx, start))
-            idx = np.concatenate((idx[pos:], idx[:pos]))[:want]
-            last = int(idx[-1])
-            evaluated = (last - start) % n + 1
-        else:
-            evaluated = n
+        chunk = max(want + want // 4, 256)
+        found: list[np.ndarray] = []
+        count = scanned = 0
+        pos = start
+        evaluated = n
+        while scanned < n:
+            end = min(pos + chunk, n, pos + n - scanned)
+            rows = slice(pos, end)
+            mask = None
+            for p in self.filters:
+                m = p.filter_vector(state, pod, table, rows)   # type: ignore[attr-defined]
+                if m is not None:
+                    mask = m if mask is None else mask & m
+            hits = np.arange(pos, end) if mask is None else np.flatnonzero(mask) + pos
+            if count + len(hits) >= want:
+                hits = hits[: want - count]
+                found.append(hits)
+                count = want
+                evaluated = (int(hits[-1]) - start) % n + 1
+                break
+            if len(hits):
+                found.append(hits)
+                count += len(hits)
+            scanned += end - pos
+            pos = end % n
+        if not count:
+            return None
+        idx = found[0] if len(found) == 1 else np.concatenate(found)
         self._next_start = (start + evaluated) % n
-        result = Result("", evaluated, len(idx))
-        if len(idx) == 1:
+        result = Result("", evaluated, count)
+        if count == 1:
             result.node = table.names[int(idx[0])]
             return state, result
-        total = np.zeros(len(idx), np.int64)
+        total = np.zeros(count, np.int64)
         for p, weight in self.scorers:
             total += weight * p.score_vector(state, pod, table, idx)   # type: ignore[attr-defined]
         best = np.flatnonzero(total == total.max())

@@ -119,10 +119,23 @@ class NodeTable:
         a = d.get(r)
         return a[: self.n] if a is not None else np.zeros(self.n, _I)
 
-    def col_f(self, d: dict, r: str) -> np.ndarray:
-        """A column as float64 (cached until the next node change: allocatable only changes with nodes)."""
-        key = ("float", id(d), r)
-        return self.cached_mask(key, lambda: self.col(d, r).astype(np.float64))
+    def max_pods(self) -> np.ndarray:
+        return self.cached_mask(("max-pods",), lambda: self.col(self.alloc, "pods") // 1000)
+
+    def divisor(self, r: str) -> np.ndarray:
+        """Allocatable of r, with 1 where a node has none (scores divide by it; the numerator is then 0)."""
+        return self.cached_mask(("divisor", r), lambda: np.maximum(self.col(self.alloc, r), 1))
+
+    def divisor_f(self, r: str) -> np.ndarray:
+        return self.cached_mask(("divisor-f", r), lambda: self.divisor(r).astype(np.float64))
+
+    def scored_resources(self) -> np.ndarray:
+        """How many of cpu and memory each node has (at least 1): the score plugins average over those."""
+        return self.cached_mask(("scored",), lambda: np.maximum(
+            (self.col(self.alloc, "cpu") > 0).astype(_I) + (self.col(self.alloc, "memory") > 0), 1))
+
+    def has_both(self) -> np.ndarray:
+        return self.cached_mask(("both",), lambda: (self.col(self.alloc, "cpu") > 0) & (self.col(self.alloc, "memory") > 0))
 
     def cached_mask(self, key: tuple, compute) -> np.ndarray:
         """A per-node boolean (or numeric) vector that depends only on node properties and the key."""

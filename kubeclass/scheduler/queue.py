@@ -108,7 +108,6 @@ class SchedulingQueue:
 
     def move_all(self) -> None:
         """A cluster event that may make unschedulable Pods fit: to backoff (if still backing off) or active."""
-        now = time.monotonic()
         for key, since in list(self._unschedulable.items()):
             del self._unschedulable[key]
             self._backoff[key] = since + self.backoff_for(key)   # ready once its back-off since the last try is over

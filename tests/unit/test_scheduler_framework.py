@@ -95,6 +95,33 @@ def test_vector_and_per_node_paths_agree():
 
 
 
+
+def test_vector_scores_match_per_node_scores_on_uneven_nodes():
+    """Integer LeastAllocated / MostAllocated and BalancedAllocation on both paths, including nodes that
+    have no memory or no cpu at all (upstream averages over the resources a node has)."""
+    rng = random.Random(11)
+    for strategy in ("LeastAllocated", "MostAllocated"):
+        c = Cache()
+        for i in range(120):
+            alloc = {"pods": "110", "cpu": f"{rng.choice([500, 1000, 3000])}m", "memory": f"{rng.choice([1, 3, 7])}Gi"}
+            if i % 10 == 0:
+                del alloc["memory"]
+            if i % 10 == 5:
+                del alloc["cpu"]
+            c.upsert_node({"metadata": {"name": f"n{i}"}, "status": {"allocatable": alloc}})
+        fw = build_framework({}, Options(scoring_strategy=strategy, percentage_of_nodes_to_score=100))
+        for i in range(60):
+            c0 = {"name": "c", "image": "x", "resources": {"requests": {"memory": f"{rng.choice([64, 300])}Mi"}}}
+            if i % 3:
+                c0["resources"]["requests"]["cpu"] = f"{rng.choice([10, 200])}m"
+            p = PodInfo.of({"metadata": {"name": f"p{i}", "namespace": "d", "uid": f"p{i}"}, "spec": {"containers": [c0]}})
+            _, per_node = fw._schedule_nodes(c, p, explain=True)
+            totals = {k: sum(v.values()) for k, v in per_node.scores.items()}
+            _, fast = fw._schedule_vector(c, p, random.Random(i))
+            assert totals[fast.node] == max(totals.values()), (strategy, i)
+            c.add_pod(p.pod, fast.node, assumed=True)
+
+
 def test_vector_path_samples_like_upstream():
     """Adaptive percentageOfNodesToScore on both paths: the same rotating window of feasible nodes."""
     rng = random.Random(3)

@@ -23,12 +23,9 @@ class BalancedAllocation(Plugin):
         return int((1 - std) * MAX_NODE_SCORE)
 
     def score_vector(self, state, pod, table, idx):
-        fr = []
-        for r in ("cpu", "memory"):
-            alloc = table.col_f(table.alloc, r)[idx]
-            used = table.col(table.req, r)[idx] + pod.requests.get(r, 0)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                fr.append(np.where(alloc > 0, np.minimum(used / alloc, 1.0), np.nan))   # nan: the node has none of r
+        fr = [np.minimum((table.col(table.req, r)[idx] + pod.requests.get(r, 0)) / table.divisor_f(r)[idx], 1.0)
+              for r in ("cpu", "memory")]
         std = np.abs(fr[0] - fr[1]) / 2
-        out = ((1 - std) * MAX_NODE_SCORE)
-        return np.where(np.isfinite(out), out, MAX_NODE_SCORE).astype(np.int64)
+        # one resource the node has none of: a single fraction, deviation 0
+        std[~table.has_both()[idx]] = 0.0
+        return ((1 - std) * MAX_NODE_SCORE).astype(np.int64)

@@ -69,13 +69,13 @@ class NodeAffinity(Plugin):
     def normalize(self, state, pod, scores):
         default_normalize(scores)
 
-    def filter_vector(self, state, pod, table):
+    def filter_vector(self, state, pod, table, rows):
         spec = pod.pod.get("spec") or {}
         required = (((spec.get("affinity") or {}).get("nodeAffinity") or {}).get("requiredDuringSchedulingIgnoredDuringExecution"))
         if not spec.get("nodeSelector") and required is None:
             return None
         key = ("affinity", orjson.dumps([spec.get("nodeSelector"), required]))
-        return table.cached_mask(key, lambda: np.array([required_matches(pod.pod, n.labels, n.name) for n in table.nodes], bool))
+        return table.cached_mask(key, lambda: np.array([required_matches(pod.pod, n.labels, n.name) for n in table.nodes], bool))[rows]
 
     def score_vector(self, state, pod, table, idx):
         prefs = (((pod.pod.get("spec") or {}).get("affinity") or {}).get("nodeAffinity") or {}).get(

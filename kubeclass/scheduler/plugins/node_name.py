@@ -17,11 +17,12 @@ class NodeName(Plugin):
             return unresolvable(REASON)
         return None
 
-    def filter_vector(self, state, pod, table):
+    def filter_vector(self, state, pod, table, rows):
         want = (pod.pod.get("spec") or {}).get("nodeName")
         if not want:
             return None
-        m = np.zeros(table.n, bool)
-        if want in table.index:
-            m[table.index[want]] = True
+        m = np.zeros(rows.stop - rows.start, bool)
+        i = table.index.get(want)
+        if i is not None and rows.start <= i < rows.stop:
+            m[i - rows.start] = True
         return m

@@ -21,7 +21,7 @@ class NodePorts(Plugin):
                     return unschedulable(REASON)
         return None
 
-    def filter_vector(self, state, pod, table):
+    def filter_vector(self, state, pod, table, rows):
         if not pod.host_ports:
             return None
-        return np.array([self.filter(state, pod, n) is None for n in table.nodes], bool)
+        return np.array([self.filter(state, pod, n) is None for n in table.nodes[rows]], bool)

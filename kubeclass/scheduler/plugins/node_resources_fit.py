@@ -24,35 +24,38 @@ class NodeResourcesFit(Plugin):
         return None
 
     def score(self, state, pod, node):
-        total = 0
+        """leastRequestedScore / mostRequestedScore per resource, averaged over the resources the node has."""
+        total = counted = 0
         for alloc_r, used in (("cpu", node.nonzero_cpu + pod.nonzero_cpu), ("memory", node.nonzero_mem + pod.nonzero_mem)):
             alloc = node.allocatable.get(alloc_r, 0)
             if alloc <= 0:
                 continue
+            counted += 1
             if self.strategy == "MostAllocated":
                 total += min(used, alloc) * MAX_NODE_SCORE // alloc
             else:
                 total += 0 if used > alloc else (alloc - used) * MAX_NODE_SCORE // alloc
-        return total // 2
+        return total // counted if counted else 0
 
-    def filter_vector(self, state, pod, table):
-        mask = table.pods[: table.n] + 1 <= table.col(table.alloc, "pods") // 1000
+    def filter_vector(self, state, pod, table, rows):
+        mask = table.pods[rows] < table.max_pods()[rows]
         for r, v in pod.requests.items():
             if v > 0:
-                mask &= table.col(table.alloc, r) - table.col(table.req, r) >= v
+                mask &= table.col(table.alloc, r)[rows] - table.col(table.req, r)[rows] >= v
         return mask
 
     def score_vector(self, state, pod, table, idx):
-        total = np.zeros(len(idx))
-        for r, used in (("cpu", table.nz_cpu[idx] + pod.nonzero_cpu), ("memory", table.nz_mem[idx] + pod.nonzero_mem)):
-            alloc = table.col_f(table.alloc, r)[idx]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                if self.strategy == "MostAllocated":
-                    s = np.floor(np.minimum(used, alloc) * MAX_NODE_SCORE / alloc)
-                else:
-                    s = np.floor(np.maximum(alloc - used, 0) * MAX_NODE_SCORE / alloc)
-            total += np.where(alloc > 0, s, 0)
-        return (total // 2).astype(np.int64)
+        """The same integer arithmetic as `score` (int64: exact for nodes below ~92 TB of memory, which is
+        held in milli-bytes)."""
+        total = np.zeros(len(idx), np.int64)
+        for r, nz, add in (("cpu", table.nz_cpu, pod.nonzero_cpu), ("memory", table.nz_mem, pod.nonzero_mem)):
+            alloc = table.col(table.alloc, r)[idx]
+            used = nz[idx] + add
+            if self.strategy == "MostAllocated":
+                total += np.minimum(used, alloc) * MAX_NODE_SCORE // table.divisor(r)[idx]
+            else:
+                total += np.maximum(alloc - used, 0) * MAX_NODE_SCORE // table.divisor(r)[idx]
+        return total // table.scored_resources()[idx]
 
 
 def insufficient(pod, node) -> list[str]:

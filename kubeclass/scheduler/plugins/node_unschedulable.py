@@ -21,8 +21,8 @@ class NodeUnschedulable(Plugin):
             return None
         return unresolvable(REASON)
 
-    def filter_vector(self, state, pod, table):
+    def filter_vector(self, state, pod, table, rows):
         tol = any(tolerates(t, TAINT) for t in (pod.pod.get("spec") or {}).get("tolerations") or [])
         if tol:
             return None
-        return table.cached_mask(("unschedulable",), lambda: np.array([not n.unschedulable for n in table.nodes], bool))
+        return table.cached_mask(("unschedulable",), lambda: np.array([not n.unschedulable for n in table.nodes], bool))[rows]

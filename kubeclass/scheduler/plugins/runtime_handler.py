@@ -28,10 +28,10 @@ class RuntimeHandler(Plugin):
             return None
         return unresolvable(f'node(s) didn\'t have the runtime handler "{h}"')
 
-    def filter_vector(self, state, pod, table):
+    def filter_vector(self, state, pod, table, rows):
         self.pre_filter(state, pod)
         h = state["runtime_handler"]
         if h is None:
             return None
         return table.cached_mask(("handler", h), lambda: np.array(
-            [n.runtime_handlers is None or h in n.runtime_handlers for n in table.nodes], bool))
+            [n.runtime_handlers is None or h in n.runtime_handlers for n in table.nodes], bool))[rows]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import orjson
 
-from ..framework import Plugin, default_normalize, default_normalize_vector, unresolvable
+from ..framework import MAX_NODE_SCORE, Plugin, default_normalize, default_normalize_vector, unresolvable
 
 
 def tolerates(tol: dict, taint: dict) -> bool:
@@ -53,14 +53,16 @@ class TaintToleration(Plugin):
     def normalize(self, state, pod, scores):
         default_normalize(scores, reverse=True)
 
-    def filter_vector(self, state, pod, table):
+    def filter_vector(self, state, pod, table, rows):
         tols = (pod.pod.get("spec") or {}).get("tolerations") or []
         key = ("taints", orjson.dumps(tols))
         return table.cached_mask(key, lambda: np.array(
-            [not n.taints or first_untolerated(n.taints, tols, ("NoSchedule", "NoExecute")) is None for n in table.nodes], bool))
+            [not n.taints or first_untolerated(n.taints, tols, ("NoSchedule", "NoExecute")) is None for n in table.nodes], bool))[rows]
 
     def score_vector(self, state, pod, table, idx):
         tols = (pod.pod.get("spec") or {}).get("tolerations") or []
-        counts = table.cached_mask(("taint-score", orjson.dumps(tols)), lambda: np.array(
-            [self.score(state, pod, n) for n in table.nodes], np.int64))
+        key = orjson.dumps(tols)
+        counts = table.cached_mask(("taint-score", key), lambda: np.array([self.score(state, pod, n) for n in table.nodes], np.int64))
+        if not table.cached_mask(("taint-score-any", key), counts.any):
+            return np.full(len(idx), MAX_NODE_SCORE, np.int64)   # no untolerated PreferNoSchedule taint anywhere
         return default_normalize_vector(counts[idx], reverse=True)
