@@ -5,6 +5,7 @@ unschedulable message as upstream 1.32's FitError prints it:
 """
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass, field
 
@@ -95,6 +96,14 @@ class Diagnosis:
     post_filter_msg: str = ""
 
 
+@dataclass
+class PodClass:
+    """What the vector path knows about every node for one kind of Pod (see Framework._schedule_vector)."""
+    mask: np.ndarray    # feasible, per node row
+    score: np.ndarray   # weighted sum of the separable score plugins, per node row
+    seen: int           # how much of NodeTable.dirty is already applied
+
+
 class FitError(Exception):
     def __init__(self, pod: PodInfo, num_nodes: int, diagnosis: Diagnosis):
         self.pod, self.num_nodes, self.diagnosis = pod, num_nodes, diagnosis
@@ -176,9 +185,15 @@ class Framework:
                 return st
         return None
 
-    @property
+    @functools.cached_property
     def vectorized(self) -> bool:
         return all(hasattr(p, "filter_vector") for p in self.filters) and all(hasattr(p, "score_vector") for p, _ in self.scorers)
+
+    @functools.cached_property
+    def _score_split(self) -> tuple[list, list]:
+        """The score plugins whose per-node scores a PodClass can keep (separable) and the others."""
+        sep = [(p, w) for p, w in self.scorers if getattr(p, "separable", False)]
+        return sep, [(p, w) for p, w in self.scorers if not getattr(p, "separable", False)]
 
     def schedule(self, cache: Cache, pod: PodInfo, explain: bool = False, rng: random.Random | None = None) -> tuple[CycleState, Result]:
         """One scheduling cycle up to host selection. Raises FitError (after PostFilter) when nothing fits."""
@@ -191,14 +206,25 @@ class Framework:
     def _schedule_vector(self, cache: Cache, pod: PodInfo, rng: random.Random | None) -> tuple[CycleState, Result] | None:
         """The same cycle on the columnar table. As upstream, nodes are visited from a start index that
         rotates over the cluster until numFeasibleNodesToFind feasible ones are found (all of them with
-        --percentage-of-nodes-to-score 100), and only those are scored; the filters run over row ranges
-        of about that size rather than node by node. Returns None when nothing fits, so the per-node path
-        can build the diagnosis with each node's reasons."""
+        --percentage-of-nodes-to-score 100), and only those are scored.
+
+        Pods alike for every plugin (same requests, tolerations, selectors, handler, ports: a `PodClass`)
+        share a whole-cluster feasibility mask and sum of per-node scores, brought up to date only on the
+        rows whose pods changed since the class was last scheduled; a workload of alike Pods then pays
+        for a few rows per cycle. Returns None when nothing fits, so the per-node path can build the
+        diagnosis with each node's reasons."""
         state = CycleState()
         if self.pre_filter(state, pod) is not None:
             return None
         table = cache.table
         n = table.n
+        pc = self._pod_class(state, pod, table)
+        if pc is not None:
+            def feasible(rows):
+                return pc.mask[rows]
+        else:
+            def feasible(rows):
+                return self._filter_rows(state, pod, table, rows)
         want = num_feasible_to_find(n, self.percentage)
         start = self._next_start % n
         chunk = max(want + want // 4, 256)
@@ -208,12 +234,7 @@ class Framework:
         evaluated = n
         while scanned < n:
             end = min(pos + chunk, n, pos + n - scanned)
-            rows = slice(pos, end)
-            mask = None
-            for p in self.filters:
-                m = p.filter_vector(state, pod, table, rows)   # type: ignore[attr-defined]
-                if m is not None:
-                    mask = m if mask is None else mask & m
+            mask = feasible(slice(pos, end))
             hits = np.arange(pos, end) if mask is None else np.flatnonzero(mask) + pos
             if count + len(hits) >= want:
                 hits = hits[: want - count]
@@ -234,13 +255,68 @@ class Framework:
         if count == 1:
             result.node = table.names[int(idx[0])]
             return state, result
-        total = np.zeros(count, np.int64)
-        for p, weight in self.scorers:
-            total += weight * p.score_vector(state, pod, table, idx)   # type: ignore[attr-defined]
+        if pc is not None:
+            total = pc.score[idx]
+            scorers = self._score_split[1]
+        else:
+            total = np.zeros(count, np.int64)
+            scorers = self.scorers
+        for p, weight in scorers:
+            s = p.score_vector(state, pod, table, idx)   # type: ignore[attr-defined]
+            if not isinstance(s, int):   # an int: the same score for every node, which changes no choice
+                total += weight * s
         best = np.flatnonzero(total == total.max())
         pick = int(best[0]) if len(best) == 1 else int(best[(rng or random).randrange(len(best))])
         result.node = table.names[int(idx[pick])]
         return state, result
+
+    def _filter_rows(self, state: CycleState, pod: PodInfo, table, rows) -> np.ndarray | None:
+        """Every filter over some rows (a slice or an index array): the feasible mask, None if all pass."""
+        mask = None
+        for p in self.filters:
+            m = p.filter_vector(state, pod, table, rows)   # type: ignore[attr-defined]
+            if m is not None:
+                mask = m if mask is None else mask & m
+        return mask
+
+    def _separable_scores(self, state: CycleState, pod: PodInfo, table, rows) -> np.ndarray:
+        total = np.zeros(len(rows), np.int64)
+        for p, weight in self._score_split[0]:
+            total += weight * p.score_vector(state, pod, table, rows)   # type: ignore[attr-defined]
+        return total
+
+    def _pod_class(self, state: CycleState, pod: PodInfo, table) -> PodClass | None:
+        keys = []
+        for p in self.filters:
+            fk = getattr(p, "filter_key", None)
+            if fk is None:
+                return None   # a plugin that cannot say which pods it treats alike: no sharing
+            keys.append(fk(state, pod))
+        for p, _ in self._score_split[0]:
+            keys.append(p.score_key(state, pod))   # type: ignore[attr-defined]
+        key = tuple(keys)
+        pc = table.pod_classes.get(key)
+        if pc is None:
+            rows = np.arange(table.n)
+            mask = self._filter_rows(state, pod, table, slice(0, table.n))
+            pc = PodClass(np.ones(table.n, bool) if mask is None else mask.copy(),
+                          self._separable_scores(state, pod, table, rows), len(table.dirty))
+            table.pod_classes[key] = pc
+        elif pc.seen < len(table.dirty):
+            rows = set(table.dirty[pc.seen:])
+            pc.seen = len(table.dirty)
+            if len(rows) <= 16:   # a few rows: node by node is cheaper than numpy calls
+                separable = self._score_split[0]
+                for i in rows:
+                    ni = table.nodes[i]
+                    pc.mask[i] = self.run_filters(state, pod, ni).ok
+                    pc.score[i] = sum(w * p.score(state, pod, ni) for p, w in separable)
+            else:
+                ids = np.fromiter(rows, np.int64)
+                mask = self._filter_rows(state, pod, table, ids)
+                pc.mask[ids] = True if mask is None else mask
+                pc.score[ids] = self._separable_scores(state, pod, table, ids)
+        return pc
 
     def _schedule_nodes(self, cache: Cache, pod: PodInfo, explain: bool = False, rng: random.Random | None = None) -> tuple[CycleState, Result]:
         state = CycleState()

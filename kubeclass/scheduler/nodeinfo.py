@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import orjson
+
 from ..api import quantity
 from ..api.podresources import pod_requests
 
@@ -12,6 +14,11 @@ from ..api.podresources import pod_requests
 # requests: 100m cpu, 200Mi memory)
 DEFAULT_MILLI_CPU = 100
 DEFAULT_MEMORY = 200 * 1024 * 1024 * 1000
+
+
+# effective requests by the JSON of the containers' resources and the overhead: a workload's alike
+# Pods parse their quantities once (PodInfo is built on every add, update and bind of a Pod)
+_REQUESTS: dict[bytes, dict[str, int]] = {}
 
 
 def milli(v) -> int:
@@ -32,7 +39,13 @@ class PodInfo:
     def of(cls, pod: dict) -> "PodInfo":
         md = pod.get("metadata") or {}
         spec = pod.get("spec") or {}
-        req = {r: q.milli() for r, q in pod_requests(pod).items()}
+        sig = orjson.dumps([[c.get("resources") for c in spec.get("containers") or ()],
+                            [c.get("resources") for c in spec.get("initContainers") or ()], spec.get("overhead")])
+        req = _REQUESTS.get(sig)
+        if req is None:
+            if len(_REQUESTS) > 4096:
+                _REQUESTS.clear()
+            req = _REQUESTS[sig] = {r: q.milli() for r, q in pod_requests(pod).items()}
         ports = []
         for c in (spec.get("containers") or []) + (spec.get("initContainers") or []):
             for p in c.get("ports") or []:
@@ -40,7 +53,7 @@ class PodInfo:
                     ports.append((p.get("hostIP") or "0.0.0.0", p.get("protocol") or "TCP", int(p["hostPort"])))
         cpu = req.get("cpu") or DEFAULT_MILLI_CPU
         mem = req.get("memory") or DEFAULT_MEMORY
-        return cls(pod, f"{md.get('namespace', '')}/{md.get('name', '')}", req, cpu, mem, ports, int(spec.get("priority") or 0))
+        return cls(pod, f"{md.get('namespace', '')}/{md.get('name', '')}", dict(req), cpu, mem, ports, int(spec.get("priority") or 0))
 
     @property
     def uid(self) -> str:
@@ -156,6 +169,17 @@ class Cache:
     def add_pod(self, pod: dict, node_name: str, assumed: bool = False) -> None:
         pi = PodInfo.of(pod)
         old = self.pod_node.get(pi.uid)
+        if old == node_name:
+            ni = self.nodes.get(node_name)
+            cur = ni.pods.get(pi.uid) if ni is not None else None
+            if cur is not None and cur.requests == pi.requests and cur.host_ports == pi.host_ports:
+                # the same pod again (the binding of an assumed pod, a status update): nothing to recount
+                ni.pods[pi.uid] = pi
+                if assumed:
+                    self.assumed.add(pi.uid)
+                else:
+                    self.assumed.discard(pi.uid)
+                return
         if old is not None and old != node_name:
             self.remove_pod(pi.uid)
         self.pod_node[pi.uid] = node_name

@@ -25,6 +25,9 @@ class NodeTable:
         self.nz_mem = np.zeros(0, _I)
         self.version = 0                 # bumps when a node is added, removed or changed (not on pod changes)
         self._masks: dict[tuple, np.ndarray] = {}
+        # rows whose pods changed, in order; a pod class (framework.PodClass) catches up from its position
+        self.dirty: list[int] = []
+        self.pod_classes: dict[tuple, object] = {}
 
     # ---- storage
     def _grow(self, need: int) -> None:
@@ -51,6 +54,14 @@ class NodeTable:
     def changed(self) -> None:
         self.version += 1
         self._masks.clear()
+        self.pod_classes.clear()
+        self.dirty.clear()
+
+    def _touched(self, i: int) -> None:
+        if len(self.dirty) >= 65536:   # classes not used for that long start over
+            self.pod_classes.clear()
+            self.dirty.clear()
+        self.dirty.append(i)
 
     def upsert(self, ni: NodeInfo) -> None:
         i = self.index.get(ni.name)
@@ -103,6 +114,7 @@ class NodeTable:
         self.pods[i] = len(ni.pods)
         self.nz_cpu[i] = ni.nonzero_cpu
         self.nz_mem[i] = ni.nonzero_mem
+        self._touched(i)
 
     def add_pod(self, name: str, pi: PodInfo, sign: int = 1) -> None:
         i = self.index.get(name)
@@ -113,11 +125,19 @@ class NodeTable:
         self.pods[i] += sign
         self.nz_cpu[i] += sign * pi.nonzero_cpu
         self.nz_mem[i] += sign * pi.nonzero_mem
+        self._touched(i)
 
     # ---- views
     def col(self, d: dict, r: str) -> np.ndarray:
         a = d.get(r)
         return a[: self.n] if a is not None else np.zeros(self.n, _I)
+
+    def row_ids(self, rows) -> np.ndarray:
+        """Row numbers of a slice or an index array."""
+        return np.arange(rows.start, rows.stop) if isinstance(rows, slice) else rows
+
+    def row_nodes(self, rows) -> list[NodeInfo]:
+        return self.nodes[rows] if isinstance(rows, slice) else [self.nodes[i] for i in rows]
 
     def max_pods(self) -> np.ndarray:
         return self.cached_mask(("max-pods",), lambda: self.col(self.alloc, "pods") // 1000)

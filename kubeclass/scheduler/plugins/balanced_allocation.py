@@ -22,6 +22,11 @@ class BalancedAllocation(Plugin):
         std = abs(fr[0] - fr[1]) / 2
         return int((1 - std) * MAX_NODE_SCORE)
 
+    separable = True   # a node's score depends on that node alone
+
+    def score_key(self, state, pod):
+        return pod.requests.get("cpu", 0), pod.requests.get("memory", 0)
+
     def score_vector(self, state, pod, table, idx):
         fr = [np.minimum((table.col(table.req, r)[idx] + pod.requests.get(r, 0)) / table.divisor_f(r)[idx], 1.0)
               for r in ("cpu", "memory")]

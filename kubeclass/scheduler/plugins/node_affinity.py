@@ -69,6 +69,11 @@ class NodeAffinity(Plugin):
     def normalize(self, state, pod, scores):
         default_normalize(scores)
 
+    def filter_key(self, state, pod):
+        spec = pod.pod.get("spec") or {}
+        required = (((spec.get("affinity") or {}).get("nodeAffinity") or {}).get("requiredDuringSchedulingIgnoredDuringExecution"))
+        return orjson.dumps([spec.get("nodeSelector"), required])
+
     def filter_vector(self, state, pod, table, rows):
         spec = pod.pod.get("spec") or {}
         required = (((spec.get("affinity") or {}).get("nodeAffinity") or {}).get("requiredDuringSchedulingIgnoredDuringExecution"))
@@ -81,7 +86,7 @@ class NodeAffinity(Plugin):
         prefs = (((pod.pod.get("spec") or {}).get("affinity") or {}).get("nodeAffinity") or {}).get(
             "preferredDuringSchedulingIgnoredDuringExecution") or []
         if not prefs:
-            return np.zeros(len(idx), np.int64)
+            return 0
         raw = table.cached_mask(("affinity-score", orjson.dumps(prefs)), lambda: np.array(
             [self.score(state, pod, n) for n in table.nodes], np.int64))
         return default_normalize_vector(raw[idx])

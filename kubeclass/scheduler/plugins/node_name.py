@@ -1,8 +1,6 @@
 """NodeName: a Pod that names its node fits only there."""
 from __future__ import annotations
 
-import numpy as np
-
 from ..framework import Plugin, unresolvable
 
 REASON = "node(s) didn't match the requested node name"
@@ -21,8 +19,7 @@ class NodeName(Plugin):
         want = (pod.pod.get("spec") or {}).get("nodeName")
         if not want:
             return None
-        m = np.zeros(rows.stop - rows.start, bool)
-        i = table.index.get(want)
-        if i is not None and rows.start <= i < rows.stop:
-            m[i - rows.start] = True
-        return m
+        return table.row_ids(rows) == table.index.get(want, -1)
+
+    def filter_key(self, state, pod):
+        return (pod.pod.get("spec") or {}).get("nodeName")

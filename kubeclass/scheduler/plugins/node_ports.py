@@ -24,4 +24,7 @@ class NodePorts(Plugin):
     def filter_vector(self, state, pod, table, rows):
         if not pod.host_ports:
             return None
-        return np.array([self.filter(state, pod, n) is None for n in table.nodes[rows]], bool)
+        return np.array([self.filter(state, pod, n) is None for n in table.row_nodes(rows)], bool)
+
+    def filter_key(self, state, pod):
+        return tuple(pod.host_ports)

@@ -37,6 +37,14 @@ class NodeResourcesFit(Plugin):
                 total += 0 if used > alloc else (alloc - used) * MAX_NODE_SCORE // alloc
         return total // counted if counted else 0
 
+    separable = True   # a node's score depends on that node alone (no normalisation across nodes)
+
+    def filter_key(self, state, pod):
+        return tuple(pod.requests.items())
+
+    def score_key(self, state, pod):
+        return pod.nonzero_cpu, pod.nonzero_mem
+
     def filter_vector(self, state, pod, table, rows):
         mask = table.pods[rows] < table.max_pods()[rows]
         for r, v in pod.requests.items():

@@ -21,8 +21,10 @@ class NodeUnschedulable(Plugin):
             return None
         return unresolvable(REASON)
 
+    def filter_key(self, state, pod):
+        return any(tolerates(t, TAINT) for t in (pod.pod.get("spec") or {}).get("tolerations") or [])
+
     def filter_vector(self, state, pod, table, rows):
-        tol = any(tolerates(t, TAINT) for t in (pod.pod.get("spec") or {}).get("tolerations") or [])
-        if tol:
+        if self.filter_key(state, pod):
             return None
         return table.cached_mask(("unschedulable",), lambda: np.array([not n.unschedulable for n in table.nodes], bool))[rows]

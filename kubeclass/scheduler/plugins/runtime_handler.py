@@ -28,6 +28,9 @@ class RuntimeHandler(Plugin):
             return None
         return unresolvable(f'node(s) didn\'t have the runtime handler "{h}"')
 
+    def filter_key(self, state, pod):
+        return state["runtime_handler"]   # set by pre_filter, which runs first
+
     def filter_vector(self, state, pod, table, rows):
         self.pre_filter(state, pod)
         h = state["runtime_handler"]

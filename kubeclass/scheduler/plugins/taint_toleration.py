@@ -53,6 +53,9 @@ class TaintToleration(Plugin):
     def normalize(self, state, pod, scores):
         default_normalize(scores, reverse=True)
 
+    def filter_key(self, state, pod):
+        return orjson.dumps((pod.pod.get("spec") or {}).get("tolerations") or [])
+
     def filter_vector(self, state, pod, table, rows):
         tols = (pod.pod.get("spec") or {}).get("tolerations") or []
         key = ("taints", orjson.dumps(tols))
@@ -64,5 +67,5 @@ class TaintToleration(Plugin):
         key = orjson.dumps(tols)
         counts = table.cached_mask(("taint-score", key), lambda: np.array([self.score(state, pod, n) for n in table.nodes], np.int64))
         if not table.cached_mask(("taint-score-any", key), counts.any):
-            return np.full(len(idx), MAX_NODE_SCORE, np.int64)   # no untolerated PreferNoSchedule taint anywhere
+            return MAX_NODE_SCORE   # no untolerated PreferNoSchedule taint anywhere: the same for every node
         return default_normalize_vector(counts[idx], reverse=True)
