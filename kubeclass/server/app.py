@@ -400,14 +400,16 @@ class APIServer:
         first = [True]
         bookmarks = parse_bool(ctx.query.get("allowWatchBookmarks", ""))
 
-        def frame(typ: str, obj: dict | None, raw: bytes | None) -> bytes:
+        def frame(typ: str, e) -> bytes:
+            """One watch event line for a stored Entry (parsed only for a table or a version conversion)."""
             if as_table:
+                obj = e.obj
                 t = tables.table(res, [obj], obj["metadata"].get("resourceVersion", ""), include, columns=first[0])
                 first[0] = False
                 return encode({"type": typ, "object": t}) + b"\n"
-            if raw is not None and not convert:
-                return b'{"type":"' + typ.encode() + b'","object":' + raw + b"}\n"
-            return encode({"type": typ, "object": res.encode_out(obj)}) + b"\n"
+            if not convert:
+                return b'{"type":"' + typ.encode() + b'","object":' + e.raw + b"}\n"
+            return encode({"type": typ, "object": res.encode_out(e.obj)}) + b"\n"
 
         disconnected = asyncio.Event()
 
@@ -422,7 +424,7 @@ class APIServer:
         timeout = float(ctx.query.get("timeoutSeconds") or random.uniform(1800, 3600))
         deadline = time.monotonic() + timeout
         try:
-            out = b"".join(frame(t, e.obj if (as_table or convert) else None, e.raw) for t, e in initial)
+            out = b"".join(frame(t, e) for t, e in initial)
             if out:
                 await send({"type": "http.response.body", "body": out, "more_body": True})
             while not disconnected.is_set():
@@ -455,19 +457,19 @@ class APIServer:
     @staticmethod
     def _event_frame(ev, ls, fs, frame) -> bytes | None:
         if ls.empty() and fs.empty():
-            return frame(ev.type, ev.entry.obj, ev.entry.raw)
+            return frame(ev.type, ev.entry)
         cur = ev.entry.obj
         cur_ok = ls.matches(cur.get("metadata", {}).get("labels")) and fs.matches(cur)
         if ev.type == "ADDED":
-            return frame("ADDED", cur, ev.entry.raw) if cur_ok else None
+            return frame("ADDED", ev.entry) if cur_ok else None
         if ev.type == "DELETED":
-            return frame("DELETED", cur, ev.entry.raw) if cur_ok else None
+            return frame("DELETED", ev.entry) if cur_ok else None
         prev = ev.prev.obj if ev.prev is not None else None
         prev_ok = prev is not None and ls.matches(prev.get("metadata", {}).get("labels")) and fs.matches(prev)
         if cur_ok and prev_ok:
-            return frame("MODIFIED", cur, ev.entry.raw)
+            return frame("MODIFIED", ev.entry)
         if cur_ok:
-            return frame("ADDED", cur, ev.entry.raw)
+            return frame("ADDED", ev.entry)
         if prev_ok:
-            return frame("DELETED", cur, ev.entry.raw)
+            return frame("DELETED", ev.entry)
         return None

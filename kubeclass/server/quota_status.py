@@ -71,6 +71,8 @@ class QuotaStatus:
         async for ev in w:
             key = ev.key
             if key.startswith("/registry/pods/"):
+                if not self.store.list(f"/registry/resourcequotas/{key.split('/', 4)[3]}/")[0]:
+                    continue   # no quota counts this namespace's pods (a quota added later recounts them)
                 prev = ev.prev.obj if ev.prev is not None else None
                 cur = ev.entry.obj
                 terminal = (cur.get("status") or {}).get("phase") in ("Succeeded", "Failed")

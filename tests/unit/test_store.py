@@ -56,3 +56,34 @@ def test_concurrent_creates_group_commit(tmp_path):
         assert sorted(r.rev for r in res) == list(range(1, 2001))
         await s.close()
     run(main())
+
+
+def test_one_batch_writing_a_key_several_times(tmp_path):
+    """Ops on the same key queued together land in one transaction (multi-row statements at its end):
+    create, update, delete and create again; a delete right after an update stores the updated value;
+    the file reopens to the last state and the full history."""
+    async def main():
+        s = SQLiteStore(str(tmp_path / "db"))
+        k = "/registry/pods/ns/a"
+        first = s.create(k, {"metadata": {"name": "a"}, "v": 1})
+        upd = s.update(k, {"metadata": {"name": "a"}, "v": 2}, None)
+        dele = s.delete(k)
+        again = s.create(k, {"metadata": {"name": "a"}, "v": 3})
+        other = [s.create(f"/registry/pods/ns/o{i}", {"metadata": {"name": f"o{i}"}}) for i in range(2500)]
+        gone = s.create("/registry/pods/ns/gone", {"metadata": {"name": "gone"}})
+        gone_del = s.delete("/registry/pods/ns/gone")
+        res = await asyncio.gather(first, upd, dele, again, gone, gone_del, *other)
+        assert [r.rev for r in res[:4]] == [1, 2, 3, 4]
+        assert res[2].obj["v"] == 2 and res[2].obj["metadata"]["resourceVersion"] == "3"
+        assert s.get(k).obj["v"] == 3
+        rev = s.revision
+        await s.close()
+        s2 = SQLiteStore(str(tmp_path / "db"))
+        assert s2.revision == rev
+        assert s2.get(k).obj["v"] == 3 and s2.get("/registry/pods/ns/gone") is None
+        assert len(s2.list("/registry/pods/ns/")[0]) == 2501
+        w = s2.watch(k, 0)
+        assert [(e.type, e.entry.rev) for e in (w.queue.get_nowait() for _ in range(4))] == \
+            [("ADDED", 1), ("MODIFIED", 2), ("DELETED", 3), ("ADDED", 4)]
+        await s2.close()
+    run(main())
