@@ -2,6 +2,7 @@
 and the per-kind strategy (defaults, validation, table columns), as upstream 1.32 serves them."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -78,8 +79,12 @@ class Resource:
         """Resource name in messages: `runtimeclasses.node.k8s.io`, `pods`."""
         return f"{self.plural}.{self.group}" if self.group else self.plural
 
+    @functools.cached_property
+    def _key_base(self) -> str:
+        return f"/registry/{self.plural if not self.group or self.group in _PLAIN_GROUPS else self.plural + '.' + self.group}/"
+
     def key_prefix(self, namespace: str | None) -> str:
-        base = f"/registry/{self.plural if not self.group or self.group in _PLAIN_GROUPS else self.plural + '.' + self.group}/"
+        base = self._key_base
         if self.namespaced and namespace:
             return base + namespace + "/"
         return base

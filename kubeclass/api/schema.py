@@ -220,56 +220,122 @@ def _compile(schema: dict) -> tuple:
     return got
 
 
-def _fast(value: Any, schema: dict) -> Any:
-    c = _COMPILED.get(id(schema)) or _compile(schema)
+_STR_LEAF, _ANY_LEAF, _CALL = range(3)
+_DECODERS: dict[int, tuple] = {}
+
+
+def _entry(schema: dict) -> tuple:
+    """How an object's decoder treats one property: strings and free-form values checked inline (most
+    leaves), anything else through its own decoder function."""
+    got = _DECODERS.get(id(schema))
+    if got is None:
+        c = _compile(schema)
+        t = c[0]
+        if t == _STR:
+            got = (_STR_LEAF, None, schema)
+        elif t == _ANY:
+            got = (_ANY_LEAF, None, schema)
+        else:
+            got = (_CALL, _make_decoder(c), schema)   # holds the schema, so its id() is never reused
+        _DECODERS[id(schema)] = got
+    return got
+
+
+def _make_decoder(c: tuple):
+    """A function normalizing a value of the compiled schema `c` in place, raising _Slow for anything
+    the path-reporting walk must handle (a type error, an unknown field, a bad quantity). Object
+    decoders resolve their properties on first use, so recursive schemas are fine."""
     t = c[0]
     if t == _OBJ:
-        if type(value) is not dict:
-            raise _Slow
         props, addl = c[1], c[2]
-        for k, v in list(value.items()):
-            if v is None:
-                del value[k]
-            elif props is not None and k in props:
-                value[k] = _fast(v, props[k])
-            elif addl is not None:
-                value[k] = _fast(v, addl)
-            elif props is not None:
+        table: dict[str, tuple] | None = None
+        addl_entry: tuple | None = None
+
+        def obj(value):
+            nonlocal table, addl_entry
+            if type(value) is not dict:
                 raise _Slow
-        return value
-    if t == _STR:
+            if table is None:
+                table = {k: _entry(sub) for k, sub in (props or {}).items()}
+                addl_entry = _entry(addl) if addl is not None else None
+            nulls = None
+            for k, v in value.items():
+                if v is None:
+                    nulls = (nulls or []) + [k]
+                    continue
+                e = table.get(k) or addl_entry
+                if e is None:
+                    if props is not None:
+                        raise _Slow
+                    continue
+                kind = e[0]
+                if kind == _STR_LEAF:
+                    if type(v) is not str:
+                        raise _Slow
+                elif kind == _CALL:
+                    value[k] = e[1](v)   # an existing key: the dict does not change size
+            if nulls:
+                for k in nulls:
+                    del value[k]
+            return value
+        return obj
+    if t == _ARR:
+        items = c[1]
+
+        def arr(value):
+            if type(value) is not list:
+                raise _Slow
+            kind, f, _ = _entry(items)
+            if kind == _STR_LEAF:
+                for v in value:
+                    if type(v) is not str and v is not None:
+                        raise _Slow
+                return [v for v in value if v is not None] if None in value else value
+            if kind == _ANY_LEAF:
+                return [v for v in value if v is not None]
+            return [f(v) for v in value if v is not None]
+        return arr
+    if t == _QTY:
+        def qty(value):
+            try:
+                return quantity.canonical(value)
+            except quantity.QuantityError:
+                raise _Slow
+        return qty
+    if t == _INT:
+        def integer(value):
+            if type(value) is int:
+                return value
+            raise _Slow
+        return integer
+    if t == _BOOL:
+        def boolean(value):
+            if type(value) is bool:
+                return value
+            raise _Slow
+        return boolean
+    if t == _INTSTR:
+        def intstr(value):
+            if type(value) in (int, str):
+                return value
+            raise _Slow
+        return intstr
+    if t == _NUM:
+        def number(value):
+            if type(value) in (int, float):
+                return value
+            raise _Slow
+        return number
+    return lambda value: value
+
+
+def _fast(value: Any, schema: dict) -> Any:
+    kind, f, _ = _entry(schema)
+    if kind == _STR_LEAF:
         if type(value) is not str:
             raise _Slow
         return value
-    if t == _ARR:
-        if type(value) is not list:
-            raise _Slow
-        items = c[1]
-        return [_fast(v, items) for v in value if v is not None]
-    if t == _QTY:
-        try:
-            return quantity.canonical(value)
-        except quantity.QuantityError:
-            raise _Slow
-    if t == _ANY:
-        return value
-    if t == _INT:
-        if type(value) is int:
-            return value
-        raise _Slow
-    if t == _BOOL:
-        if type(value) is bool:
-            return value
-        raise _Slow
-    if t == _INTSTR:
-        if type(value) in (int, str):
-            return value
-        raise _Slow
-    if t == _NUM:
-        if type(value) in (int, float):
-            return value
-        raise _Slow
-    return value
+    return value if kind == _ANY_LEAF else f(value)
 
 
 def _walk(value: Any, schema: dict, path: str, unknown: list[str], kind: str) -> Any:

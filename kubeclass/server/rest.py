@@ -82,8 +82,8 @@ class StoreLister:
         return e.obj if e else None
 
     def list(self, group: str, resource: str, namespace: str | None = None) -> list[dict]:
-        r = self._res(group, resource)
-        return [e.obj for _, e in self.store.list(r.key_prefix(namespace))[0]] if r else []
+        r = registry.STORAGE.get((group, resource))
+        return self.store.list_objects(r.key_prefix(namespace)) if r else []
 
 
 class REST:
@@ -118,6 +118,12 @@ class REST:
         obj = res.decode_in(obj)
         obj.setdefault("metadata", {})
         return obj
+
+    def respond_entry(self, ctx: Context, res: Resource, status: int, ent: Entry) -> Result:
+        """A stored object as the response: its stored bytes, unless a table or another version is wanted."""
+        if not (res.from_storage and res.version != res.storage_version) and not tables.wants_table(ctx.accept):
+            return Result(status, ent.raw, warnings=ctx.warnings)
+        return self.respond(ctx, res, status, ent.obj)
 
     def respond(self, ctx: Context, res: Resource, status: int, obj: dict) -> Result:
         if tables.wants_table(ctx.accept):
@@ -210,8 +216,8 @@ class REST:
         finally:
             for lock in reversed(locks):
                 lock.release()
-        await self._committed(res, ent.obj, attrs)
-        return self.respond(ctx, res, 201, ent.obj)
+        await self._committed(res, obj, attrs)   # obj is what was stored (the store set its resourceVersion)
+        return self.respond_entry(ctx, res, 201, ent)
 
     # ------------------------------------------------------------------ read
     async def get(self, ctx: Context, res: Resource) -> Result:
@@ -355,8 +361,8 @@ class REST:
             raise errors.conflict(res.plural, res.group, ctx.name or "", errors.MODIFIED)
         except KeyNotFound:
             raise errors.not_found(res.plural, res.group, ctx.name or "")
-        await self._committed(res, ent.obj, attrs)
-        return self.respond(ctx, res, 200, ent.obj)
+        await self._committed(res, new, attrs)   # new is what was stored
+        return self.respond_entry(ctx, res, 200, ent)
 
     def _merge_system_fields(self, ctx: Context, res: Resource, obj: dict, old: dict) -> dict:
         if ctx.subresource == "status":

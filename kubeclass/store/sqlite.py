@@ -155,6 +155,7 @@ class SQLiteStore:
         # cache: bucket -> {rest: Entry}; writer's view: key -> rev
         self._cache: dict[str, dict[str, Entry]] = collections.defaultdict(dict)
         self._sorted: dict[str, list[tuple[str, Entry]]] = {}
+        self._objects: dict[str, dict[str, list[dict]]] = {}   # bucket -> prefix -> parsed objects
         self._wrev: dict[str, int] = {}
         for key, rev, value in self._db.execute("SELECT key, rev, value FROM kv"):
             b, rest = _bucket(key)
@@ -193,6 +194,19 @@ class SQLiteStore:
             hi = bisect.bisect_left(pairs, (b + sub[:-1] + chr(ord(sub[-1]) + 1),), lo)
             return pairs[lo:hi], self.cache_rev
         return pairs, self.cache_rev
+
+    def list_objects(self, prefix: str) -> list[dict]:
+        """The parsed objects under prefix (shared: callers must not mutate them), kept until the next
+        write to their bucket: admission reads the same few kinds (LimitRanges, quotas, policies) on
+        every request, and most of the time nothing there changed."""
+        b = _bucket(prefix)[0] if prefix.count("/") >= 3 else prefix
+        if not self._cache.get(b):
+            return []
+        per = self._objects.setdefault(b, {})
+        out = per.get(prefix)
+        if out is None:
+            out = per[prefix] = [e.obj for _, e in self.list(prefix)[0]]
+        return out
 
     def watch(self, prefix: str, from_rev: int) -> _Watcher:
         """Events with revision > from_rev under prefix. Raises Compacted if history is gone."""
@@ -335,6 +349,7 @@ class SQLiteStore:
             bucket = self._cache[b]
             ev.prev = bucket.get(rest)
             self._sorted.pop(b, None)
+            self._objects.pop(b, None)
             if ev.type == "DELETED":
                 bucket.pop(rest, None)
             else:
