@@ -1,6 +1,8 @@
 """Validators core/v1 types share (tolerations, resource lists, node selectors), as upstream words them."""
 from __future__ import annotations
 
+import functools
+
 from . import names, quantity
 from .errors import FieldError, GoRepr, duplicate, go_quote, invalid, not_supported
 
@@ -72,28 +74,40 @@ def _is_extended(name: str) -> bool:
 
 
 def validate_resource_name(name: str, path: str, container: bool) -> list[FieldError]:
-    errs = [invalid(path, GoRepr(name), m) for m in names.qualified_name(name)]
+    return [invalid(path, GoRepr(name), m) for m in _resource_name_problems(name, container)]
+
+
+@functools.lru_cache(maxsize=4096)
+def _resource_name_problems(name: str, container: bool) -> tuple[str, ...]:
+    errs = list(names.qualified_name(name))
     if "/" not in name:
         if name not in STANDARD_RESOURCES and not name.startswith("hugepages-"):
-            errs.append(invalid(path, GoRepr(name), "must be a standard resource type or fully qualified"))
+            errs.append("must be a standard resource type or fully qualified")
         if container and name not in STANDARD_CONTAINER_RESOURCES and not name.startswith("hugepages-"):
-            errs.append(invalid(path, GoRepr(name), "must be a standard resource for containers"))
+            errs.append("must be a standard resource for containers")
     elif container and not _is_native(name) and not _is_extended(name):
-        errs.append(invalid(path, GoRepr(name), "doesn't follow extended resource name standard"))
-    return errs
+        errs.append("doesn't follow extended resource name standard")
+    return tuple(errs)
 
 
-def validate_quantity_value(name: str, value: str, path: str) -> list[FieldError]:
-    errs = []
+def validate_quantity_value(name: str, value, path: str) -> list[FieldError]:
+    probs = _quantity_problems(name, value) if type(value) in (str, int, float) else _quantity_problems.__wrapped__(name, value)
+    return [invalid(path, GoRepr(value) if go else value, m) for go, m in probs]
+
+
+@functools.lru_cache(maxsize=16384)
+def _quantity_problems(name: str, value) -> tuple[tuple[bool, str], ...]:
+    """(show the value Go-quoted, message) for what is wrong with one quantity of resource `name`."""
     try:
         q = quantity.parse(value)
     except quantity.QuantityError as e:
-        return [invalid(path, value, str(e))]
+        return ((False, str(e)),)
+    out = []
     if q.value < 0:
-        errs.append(invalid(path, value, "must be greater than or equal to 0"))
+        out.append((False, "must be greater than or equal to 0"))
     if (name in INTEGER_RESOURCES or ("/" in name and _is_extended(name))) and q.milli() % 1000 != 0:
-        errs.append(invalid(path, GoRepr(value), "must be an integer"))
-    return errs
+        out.append((True, "must be an integer"))
+    return tuple(out)
 
 
 def validate_resource_list(rl: dict, path: str, container: bool = True) -> list[FieldError]:

@@ -1,6 +1,8 @@
-"""Name, label and annotation validation with apimachinery's exact messages."""
+"""Name, label and annotation validation with apimachinery's exact messages. The checks of a single name
+are memoized (the same names, label keys and resource names recur in every object) and return tuples."""
 from __future__ import annotations
 
+import functools
 import re
 
 from .errors import FieldError, invalid, too_long
@@ -48,7 +50,12 @@ def max_len_error(n: int) -> str:
     return f"must be no more than {n} characters"
 
 
-def dns1123_label(value: str) -> list[str]:
+@functools.lru_cache(maxsize=16384)
+def dns1123_label(value: str) -> tuple[str, ...]:
+    return tuple(_dns1123_label(value))
+
+
+def _dns1123_label(value: str) -> list[str]:
     errs = []
     if len(value) > 63:
         errs.append(max_len_error(63))
@@ -60,7 +67,12 @@ def dns1123_label(value: str) -> list[str]:
     return errs
 
 
-def dns1123_subdomain(value: str) -> list[str]:
+@functools.lru_cache(maxsize=16384)
+def dns1123_subdomain(value: str) -> tuple[str, ...]:
+    return tuple(_dns1123_subdomain(value))
+
+
+def _dns1123_subdomain(value: str) -> list[str]:
     errs = []
     if len(value) > 253:
         errs.append(max_len_error(253))
@@ -79,7 +91,12 @@ def path_segment_name(value: str) -> list[str]:
     return []
 
 
-def qualified_name(value: str) -> list[str]:
+@functools.lru_cache(maxsize=16384)
+def qualified_name(value: str) -> tuple[str, ...]:
+    return tuple(_qualified_name(value))
+
+
+def _qualified_name(value: str) -> list[str]:
     errs = []
     parts = value.split("/")
     if len(parts) == 1:

@@ -48,25 +48,22 @@ def set_defaults(pod: dict) -> None:
 
 def qos_class(pod: dict) -> str:
     spec = pod.get("spec", {})
-    requests: dict = {}
-    limits: dict = {}
+    nonzero = False
     guaranteed = True
     for c in (spec.get("containers") or []) + (spec.get("initContainers") or []):
         res = c.get("resources") or {}
         req, lim = res.get("requests") or {}, res.get("limits") or {}
-        for k, v in req.items():
-            if k in ("cpu", "memory") and quantity.parse(v).value != 0:
-                requests[k] = v
-        for k, v in lim.items():
-            if k in ("cpu", "memory") and quantity.parse(v).value != 0:
-                limits[k] = v
-        if not all(r in lim for r in ("cpu", "memory")):
+        for rl in (req, lim):
+            for k in ("cpu", "memory"):
+                if k in rl and quantity.value(rl[k]) != 0:
+                    nonzero = True
+        if "cpu" not in lim or "memory" not in lim:
             guaranteed = False
         else:
             for r in ("cpu", "memory"):
-                if r in req and quantity.parse(req[r]) != quantity.parse(lim[r]):
+                if r in req and quantity.value(req[r]) != quantity.value(lim[r]):
                     guaranteed = False
-    if not requests and not limits:
+    if not nonzero:
         return "BestEffort"
     return "Guaranteed" if guaranteed else "Burstable"
 

@@ -138,6 +138,13 @@ def parse(s) -> Quantity:
     return Quantity.parse(s)
 
 
+def value(s) -> Fraction:
+    """The exact value of a quantity (string or number), without building a Quantity."""
+    if type(s) is str:
+        return _parse_str(s)[0]
+    return Quantity.parse(s).value
+
+
 def canonical(s) -> str:
     """Canonical string of a quantity; memoized, since the same few strings recur in every object."""
     if type(s) is str:

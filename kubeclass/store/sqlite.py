@@ -155,11 +155,13 @@ class SQLiteStore:
         # cache: bucket -> {rest: Entry}; writer's view: key -> rev
         self._cache: dict[str, dict[str, Entry]] = collections.defaultdict(dict)
         self._sorted: dict[str, list[tuple[str, Entry]]] = {}
-        self._objects: dict[str, dict[str, list[dict]]] = {}   # bucket -> prefix -> parsed objects
+        self._objects: dict[str, list[dict]] = {}       # prefix -> parsed objects (list_objects)
+        self._object_prefixes: dict[str, list[str]] = {}   # bucket -> its prefixes in _objects
+        self._flat: dict[str, Entry] = {}                  # key -> entry: the same cache, for get()
         self._wrev: dict[str, int] = {}
         for key, rev, value in self._db.execute("SELECT key, rev, value FROM kv"):
             b, rest = _bucket(key)
-            self._cache[b][rest] = Entry(value, rev)
+            self._cache[b][rest] = self._flat[key] = Entry(value, rev)
             self._wrev[key] = rev
         self._history: collections.deque[tuple[int, Event]] = collections.deque(maxlen=HISTORY)
         for rev, key, typ, value in self._db.execute("SELECT rev, key, type, value FROM log ORDER BY rev"):
@@ -177,8 +179,7 @@ class SQLiteStore:
         return self.cache_rev
 
     def get(self, key: str) -> Entry | None:
-        b, rest = _bucket(key)
-        return self._cache.get(b, {}).get(rest)
+        return self._flat.get(key)
 
     def list(self, prefix: str) -> tuple[list[tuple[str, Entry]], int]:
         b, sub = _bucket(prefix) if prefix.count("/") >= 3 else (prefix, "")
@@ -199,13 +200,11 @@ class SQLiteStore:
         """The parsed objects under prefix (shared: callers must not mutate them), kept until the next
         write to their bucket: admission reads the same few kinds (LimitRanges, quotas, policies) on
         every request, and most of the time nothing there changed."""
-        b = _bucket(prefix)[0] if prefix.count("/") >= 3 else prefix
-        if not self._cache.get(b):
-            return []
-        per = self._objects.setdefault(b, {})
-        out = per.get(prefix)
+        out = self._objects.get(prefix)
         if out is None:
-            out = per[prefix] = [e.obj for _, e in self.list(prefix)[0]]
+            b = _bucket(prefix)[0] if prefix.count("/") >= 3 else prefix
+            out = self._objects[prefix] = [e.obj for _, e in self.list(prefix)[0]] if self._cache.get(b) else []
+            self._object_prefixes.setdefault(b, []).append(prefix)
         return out
 
     def watch(self, prefix: str, from_rev: int) -> _Watcher:
@@ -349,11 +348,13 @@ class SQLiteStore:
             bucket = self._cache[b]
             ev.prev = bucket.get(rest)
             self._sorted.pop(b, None)
-            self._objects.pop(b, None)
+            for p in self._object_prefixes.pop(b, ()):
+                self._objects.pop(p, None)
             if ev.type == "DELETED":
                 bucket.pop(rest, None)
+                self._flat.pop(ev.key, None)
             else:
-                bucket[rest] = ev.entry
+                bucket[rest] = self._flat[ev.key] = ev.entry
             self.cache_rev = ev.entry.rev
             self._history.append((ev.entry.rev, ev))
             for w in list(self._watchers):

@@ -31,16 +31,16 @@ def test_quantity_arithmetic_is_exact():
 
 def test_dns_label_messages():
     """apimachinery IsDNS1123Label: dotted values that are valid subdomains say `must not contain dots`."""
-    assert names.dns1123_label("a.b") == ["must not contain dots"]
-    assert names.dns1123_label("x" * 64) == ["must be no more than 63 characters"]
-    assert names.dns1123_label("UP") == [names.LABEL_MSG]
+    assert list(names.dns1123_label("a.b")) == ["must not contain dots"]
+    assert list(names.dns1123_label("x" * 64)) == ["must be no more than 63 characters"]
+    assert list(names.dns1123_label("UP")) == [names.LABEL_MSG]
     assert "(e.g. 'my-name',  or '123-abc'," in names.LABEL_MSG
-    assert names.dns1123_label("bar-baz") == []
+    assert list(names.dns1123_label("bar-baz")) == []
 
 
 def test_qualified_name_messages():
-    assert names.qualified_name("example.com/ok") == []
-    assert names.qualified_name("/x") == ["prefix part must be non-empty"]
+    assert list(names.qualified_name("example.com/ok")) == []
+    assert list(names.qualified_name("/x")) == ["prefix part must be non-empty"]
     assert names.qualified_name("a/b/c")[0].startswith("a qualified name must consist")
 
 
