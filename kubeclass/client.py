@@ -22,6 +22,7 @@ import aiohttp
 import orjson
 import yaml
 
+from .api.meta import now_rfc3339  # noqa: F401 - components stamp times through the client module
 from .httpclient import HTTPClient, TransportError
 
 log = logging.getLogger("kubeclass.client")
@@ -76,10 +77,6 @@ def _tmp(data: bytes) -> str:
     with os.fdopen(fd, "wb") as f:
         f.write(data)
     return path
-
-
-def now_rfc3339() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def now_micro() -> str:
