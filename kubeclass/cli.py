@@ -102,7 +102,7 @@ async def serve(args) -> int:
     await api.start()
     config = uvicorn.Config(api, host=args.bind, port=args.port, ssl_certfile=crt, ssl_keyfile=key, log_level="warning",
                             lifespan="off", loop="none", http="httptools", timeout_keep_alive=120, access_log=False,
-                            proxy_headers=False, timeout_graceful_shutdown=3)
+                            proxy_headers=False, timeout_graceful_shutdown=3, server_header=False)
     server = _Server(config)
     loop = asyncio.get_running_loop()
     components: list[asyncio.Task] = []

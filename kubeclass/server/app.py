@@ -130,10 +130,11 @@ class APIServer:
                     return
         if scope["type"] != "http":
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}   # ASGI names are lower-case
         method = scope["method"]
         path = scope["path"]
-        query = {k: v[-1] for k, v in urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True).items()}
+        qs = scope.get("query_string")
+        query = {k: v[-1] for k, v in urllib.parse.parse_qs(qs.decode("latin-1"), keep_blank_values=True).items()} if qs else {}
         start = time.monotonic()
         try:
             body = await self._read_body(receive, headers)
@@ -145,7 +146,8 @@ class APIServer:
             result = Result(500, encode(errors.internal("an unexpected error occurred; see the server log").status()))
         if result is None:  # streamed
             return
-        hdrs = [(b"content-type", result.content_type.encode()), (b"cache-control", b"no-cache, private")]
+        hdrs = [(b"content-type", result.content_type.encode()), (b"cache-control", b"no-cache, private"),
+                (b"content-length", b"%d" % len(result.body))]
         for w in result.warnings:
             hdrs.append((b"warning", ('299 - "' + w.replace('"', '\\"') + '"').encode()))
         await send({"type": "http.response.start", "status": result.status, "headers": hdrs})
