@@ -54,29 +54,12 @@ async def _compactor(store, interval: float) -> None:
         prev = store.revision
 
 
-def _uvicorn_server_class():
-    import contextlib
-
-    import uvicorn
-
-    class Server(uvicorn.Server):
-        """uvicorn re-raises SIGINT/SIGTERM after its shutdown, which would kill the process before the
-        store closes; kubeclass handles the signals itself."""
-
-        @contextlib.contextmanager
-        def capture_signals(self):
-            yield
-    return Server
-
-
 async def serve(args) -> int:
-    import uvicorn
-    _Server = _uvicorn_server_class()
-
     from .api import schema
     from .server.app import APIServer
     from .server.auth import TokenFile
     from .server.certs import ensure_certs, ensure_client_cert
+    from .server.serving import HTTPSServer
     from .store.sqlite import SQLiteStore
 
     data_dir = os.path.abspath(args.data_dir)
@@ -100,10 +83,7 @@ async def serve(args) -> int:
     api = APIServer(store, TokenFile(p["tokens"]), f"{host}:{args.port}", bookmark_interval=args.bookmark_interval,
                     kubelet_client=kubelet_client)
     await api.start()
-    config = uvicorn.Config(api, host=args.bind, port=args.port, ssl_certfile=crt, ssl_keyfile=key, log_level="warning",
-                            lifespan="off", loop="none", http="httptools", timeout_keep_alive=120, access_log=False,
-                            proxy_headers=False, timeout_graceful_shutdown=3, server_header=False)
-    server = _Server(config)
+    server = HTTPSServer(api, args.bind, args.port, crt, key)
     loop = asyncio.get_running_loop()
     components: list[asyncio.Task] = []
 
@@ -111,7 +91,7 @@ async def serve(args) -> int:
         # the in-process scheduler and node first: their watches on this server end with them
         for t in components:
             t.cancel()
-        server.should_exit = True
+        server.stop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, shutdown)
     compactor = loop.create_task(_compactor(store, args.compact_interval))
@@ -129,6 +109,9 @@ async def serve(args) -> int:
     print(f"export KUBECONFIG={p['kubeconfig']}", flush=True)
     try:
         await server.serve()
+    except OSError as e:
+        print(f"kubeclass: cannot listen on {args.bind}:{args.port}: {e}", file=sys.stderr, flush=True)
+        return 1
     finally:
         for t in components:
             t.cancel()

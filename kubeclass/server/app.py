@@ -1,4 +1,4 @@
-"""The API server as a plain ASGI application (served by uvicorn over TLS).
+"""The API server as a plain ASGI application (served over TLS by granian, see serving.py).
 
 Routes: /healthz /livez /readyz /version, discovery (/api, /apis, ...), /openapi/v2 and /openapi/v3,
 and every registered resource under /api/v1 and /apis/<group>/<version>, namespaced or not, with
@@ -29,6 +29,7 @@ from .rest import REST, Context, Result, encode, parse_bool
 
 log = logging.getLogger("kubeclass.server")
 MAX_BODY = 3 * 1024 * 1024
+DRAIN_BODY = 16 * 1024 * 1024
 PUBLIC = {"/healthz", "/livez", "/readyz"}
 IMMORTAL_NAMESPACES = {"default", "kube-system", "kube-public"}
 
@@ -156,8 +157,13 @@ class APIServer:
             log.debug("%s %s %d %.1fms", method, path, result.status, (time.monotonic() - start) * 1000)
 
     async def _read_body(self, receive, headers: dict) -> bytes:
+        """The request body, at most MAX_BODY bytes (413 beyond). A too-large body is still read (and
+        dropped) up to DRAIN_BODY bytes, so a client that sends it all before reading gets the 413
+        rather than a connection reset."""
         cl = headers.get("content-length")
         if cl and cl.isdigit() and int(cl) > MAX_BODY:
+            if int(cl) <= DRAIN_BODY:
+                await self._drain(receive)
             raise errors.too_large(MAX_BODY)
         chunks = []
         size = 0
@@ -168,11 +174,24 @@ class APIServer:
             b = msg.get("body", b"")
             size += len(b)
             if size > MAX_BODY:
+                if msg.get("more_body"):
+                    await self._drain(receive, DRAIN_BODY - size)
                 raise errors.too_large(MAX_BODY)
             chunks.append(b)
             if not msg.get("more_body"):
                 break
         return b"".join(chunks)
+
+    @staticmethod
+    async def _drain(receive, limit: int = 0) -> None:
+        size = 0
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect" or not msg.get("more_body"):
+                return
+            size += len(msg.get("body", b""))
+            if limit and size > limit:
+                return
 
     # ------------------------------------------------------------------ dispatch
     async def handle(self, method, path, query, headers, body, receive, send) -> Result | None:
@@ -393,6 +412,9 @@ class APIServer:
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", ctype.encode()), (b"cache-control", b"no-cache, private"),
                                 (b"transfer-encoding", b"chunked")]})
+        # an empty chunk: servers that hold the status line until the first body part send it now, so a
+        # client sees the watch established before any event
+        await send({"type": "http.response.body", "body": b"", "more_body": True})
         if isinstance(watcher, Compacted):
             st = StatusError(410, "Expired", str(watcher)).status()
             await send({"type": "http.response.body", "body": encode({"type": "ERROR", "object": st}) + b"\n", "more_body": False})

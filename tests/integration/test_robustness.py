@@ -2,7 +2,12 @@
 all get a Status (never a traceback), and the stored data is intact afterwards."""
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
+
+from conftest import ROOT
 
 PATHS = ["/api/v1/namespaces/default/pods", "/apis/node.k8s.io/v1/runtimeclasses", "/api/v1/nodes/x",
          "/apis/node.k8s.io/v1alpha1/runtimeclasses/x", "/api/v1/namespaces/default/pods/x/status",
@@ -32,3 +37,16 @@ def test_garbage_never_crashes(cluster):
     assert st == 200 and body["metadata"]["name"] == "survivor"
     assert cluster.request("GET", "/readyz", token=None)[0] == 200
     cluster.request("DELETE", "/api/v1/namespaces/default/serviceaccounts/survivor")
+
+
+def test_a_second_server_on_a_taken_port_exits_with_a_clear_error(cluster, tmp_path):
+    """The listener binds with SO_REUSEPORT; kubeclass checks the address first so a second server
+    never silently shares the port with the first."""
+    r = subprocess.run([sys.executable, "-m", "kubeclass.cli", "up", "--data-dir", str(tmp_path / "second"),
+                        "--port", str(cluster.port), "--no-node", "--no-scheduler", "--no-simulator"],
+                       capture_output=True, text=True, timeout=60, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT})
+    assert r.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{cluster.port}" in r.stderr and "Address already in use" in r.stderr
+    assert "Traceback" not in r.stderr
+    st, _, _ = cluster.request("GET", "/api/v1/namespaces")
+    assert st == 200
