@@ -1,9 +1,12 @@
 """SQLite backend: one file, WAL, one global revision counter, group commit on a writer thread.
 
-Layout: `kv` holds the current value of every key; `log` holds every change (for watch history), and
-is compacted in the background so the file does not grow without bound. A write is acknowledged
-only after its transaction commits (WAL + synchronous=NORMAL: survives kill -9 of the process;
-`durable=True` selects synchronous=FULL for power loss too).
+Layout (as kine's): one `log` row per change, keyed by revision; the current value of a key is its
+newest row, and opening the file replays the log. Compaction deletes the rows a newer row of the same
+key superseded, and tombstones, at or below the compacted revision, so the file does not grow without
+bound. (Until session 5 a `kv` table kept current values too: every write was two rows, and the
+writer thread's CPU per write nearly halved without it; an old file is migrated when opened.) A write
+is acknowledged only after its transaction commits (WAL + synchronous=NORMAL: survives kill -9 of the
+process; `durable=True` selects synchronous=FULL for power loss too).
 
 Reads never touch SQLite: the event loop keeps a cache of current values, applied strictly in
 revision order after each commit, together with an in-memory event history for watches.
@@ -27,7 +30,6 @@ from . import Compacted, Entry, Event, KeyExists, KeyNotFound, RevisionConflict
 log = logging.getLogger("kubeclass.store")
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, rev INTEGER NOT NULL, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS log (rev INTEGER PRIMARY KEY, key TEXT NOT NULL, type INTEGER NOT NULL, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
 """
@@ -98,44 +100,38 @@ class _Watcher:
 
 
 class _Batch:
-    """One transaction's writes, sent to SQLite as a few multi-row statements at the end: every
-    statement releases and re-takes the GIL around SQLite's work, and under load each re-take waits
-    for the event loop thread, so one statement per row would make the writer crawl."""
+    """One transaction's log rows, sent to SQLite as multi-row INSERTs at the end: every statement
+    releases and re-takes the GIL around SQLite's work, and under load each re-take waits for the
+    event loop thread, so one statement per row would make the writer crawl."""
 
     ROWS = 2000   # rows per statement (4 parameters each: far below SQLite's 32766)
 
     def __init__(self) -> None:
         self.log: list[tuple] = []                  # (rev, key, type, value)
-        self.kv: dict[str, tuple] = {}              # key -> (key, rev, value), the last write wins
-        self.gone: set[str] = set()                 # keys deleted (and not written again) in this batch
+        self.values: dict[int, bytes] = {}          # rev -> value written in this batch
 
-    def current(self, db, key: str) -> bytes:
-        row = self.kv.get(key)
-        if row is not None:
-            return row[2]
-        return db.execute("SELECT value FROM kv WHERE key=?", (key,)).fetchone()[0]
+    def value_at(self, db, rev: int) -> bytes:
+        v = self.values.get(rev)
+        if v is not None:
+            return v
+        return db.execute("SELECT value FROM log WHERE rev=?", (rev,)).fetchone()[0]
 
-    def put(self, key: str, rev: int, typ: int, raw: bytes) -> None:
+    def add(self, rev: int, key: str, typ: int, raw: bytes) -> None:
         self.log.append((rev, key, typ, raw))
-        self.kv[key] = (key, rev, raw)
-        self.gone.discard(key)
-
-    def delete(self, key: str, rev: int, raw: bytes) -> None:
-        self.log.append((rev, key, DELETED, raw))
-        self.kv.pop(key, None)
-        self.gone.add(key)
+        self.values[rev] = raw
 
     def flush(self, db) -> None:
-        for sql, rows, width in (("INSERT INTO log(rev, key, type, value) VALUES ", self.log, 4),
-                                 ("INSERT OR REPLACE INTO kv(key, rev, value) VALUES ", list(self.kv.values()), 3)):
-            one = "(" + ",".join("?" * width) + ")"
-            for i in range(0, len(rows), self.ROWS):
-                chunk = rows[i:i + self.ROWS]
-                db.execute(sql + ",".join([one] * len(chunk)), [v for row in chunk for v in row])
-        gone = list(self.gone)
-        for i in range(0, len(gone), self.ROWS):
-            chunk = gone[i:i + self.ROWS]
-            db.execute("DELETE FROM kv WHERE key IN (" + ",".join("?" * len(chunk)) + ")", chunk)
+        rows = self.log
+        for i in range(0, len(rows), self.ROWS):
+            chunk = rows[i:i + self.ROWS]
+            db.execute("INSERT INTO log(rev, key, type, value) VALUES " + ",".join(["(?,?,?,?)"] * len(chunk)),
+                       [v for row in chunk for v in row])
+
+
+def _delete_revs(db, revs: list[int]) -> None:
+    for i in range(0, len(revs), _Batch.ROWS):
+        chunk = revs[i:i + _Batch.ROWS]
+        db.execute("DELETE FROM log WHERE rev IN (" + ",".join("?" * len(chunk)) + ")", chunk)
 
 
 class SQLiteStore:
@@ -159,19 +155,46 @@ class SQLiteStore:
         self._object_prefixes: dict[str, list[str]] = {}   # bucket -> its prefixes in _objects
         self._flat: dict[str, Entry] = {}                  # key -> entry: the same cache, for get()
         self._wrev: dict[str, int] = {}
-        for key, rev, value in self._db.execute("SELECT key, rev, value FROM kv"):
-            b, rest = _bucket(key)
-            self._cache[b][rest] = self._flat[key] = Entry(value, rev)
-            self._wrev[key] = rev
+        # log rows that compaction may delete once at or below the compacted revision: superseded by a
+        # newer row of their key, or tombstones (writer thread; rebuilt here from the log)
+        self._superseded: list[int] = []
+        self._migrate()
         self._history: collections.deque[tuple[int, Event]] = collections.deque(maxlen=HISTORY)
+        flat = self._flat
         for rev, key, typ, value in self._db.execute("SELECT rev, key, type, value FROM log ORDER BY rev"):
-            self._history.append((rev, Event(_TYPES[typ], key, Entry(value, rev))))
+            prev = self._wrev.get(key)
+            if prev is not None:
+                self._superseded.append(prev)
+            ent = Entry(value, rev)
+            if typ == DELETED:
+                self._wrev.pop(key, None)
+                flat.pop(key, None)
+                self._superseded.append(rev)
+            else:
+                self._wrev[key] = rev
+                flat[key] = ent
+            if rev > self.compacted_rev:
+                self._history.append((rev, Event(_TYPES[typ], key, ent)))
+        for key, ent in flat.items():
+            b, rest = _bucket(key)
+            self._cache[b][rest] = ent
         self.cache_rev = self._rev
         self._watchers: set[_Watcher] = set()
         self._queue: queue.Queue = queue.Queue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=self._writer, name="sqlite-writer", daemon=True)
         self._thread.start()
+
+    def _migrate(self) -> None:
+        """A file from before the log-only layout: current values whose log rows were compacted away
+        live only in `kv`; copy them into the log (as the rows they were) and drop `kv`."""
+        if self._db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='kv'").fetchone() is None:
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        self._db.execute("INSERT OR IGNORE INTO log(rev, key, type, value) SELECT rev, key, 1, value FROM kv")
+        self._db.execute("DROP TABLE kv")
+        self._db.execute("COMMIT")
+        log.info("store %s: migrated to the log-only layout", self.path)
 
     # ---------------------------------------------------------------- reads (event loop thread)
     @property
@@ -273,6 +296,7 @@ class SQLiteStore:
             events = []
             start_rev = self._rev
             wrev_undo: dict[str, int | None] = {}
+            superseded_undo = list(self._superseded)
             w = _Batch()
             try:
                 db.execute("BEGIN IMMEDIATE")
@@ -292,6 +316,7 @@ class SQLiteStore:
                 except sqlite3.Error:
                     pass
                 self._rev = start_rev
+                self._superseded = superseded_undo
                 for k, v in wrev_undo.items():
                     if v is None:
                         self._wrev.pop(k, None)
@@ -307,7 +332,9 @@ class SQLiteStore:
     def _apply_op(self, db, w: _Batch, op, key, obj, expected, events, undo) -> Entry | None:
         cur = self._wrev.get(key)
         if op == "compact":
-            db.execute("DELETE FROM log WHERE rev <= ?", (expected,))
+            keep = [r for r in self._superseded if r > expected]
+            _delete_revs(db, [r for r in self._superseded if r <= expected])
+            self._superseded = keep
             db.execute("INSERT OR REPLACE INTO meta(k, v) VALUES ('compact', ?)", (expected,))
             db.execute("PRAGMA incremental_vacuum")
             self.compacted_rev = max(self.compacted_rev, expected)
@@ -323,19 +350,21 @@ class SQLiteStore:
         undo.setdefault(key, cur)
         self._rev += 1
         rev = self._rev
+        if cur is not None:
+            self._superseded.append(cur)
         if op == "delete":
-            old = w.current(db, key)
-            o = orjson.loads(old)
+            o = orjson.loads(w.value_at(db, cur))
             o.setdefault("metadata", {})["resourceVersion"] = str(rev)
             raw = orjson.dumps(o)
-            w.delete(key, rev, raw)
+            w.add(rev, key, DELETED, raw)
+            self._superseded.append(rev)   # the tombstone itself goes once compacted past
             del self._wrev[key]
             ent = Entry(raw, rev, o)
             events.append(Event("DELETED", key, ent))
             return ent
         obj.setdefault("metadata", {})["resourceVersion"] = str(rev)
         raw = orjson.dumps(obj)
-        w.put(key, rev, ADDED if op == "create" else MODIFIED, raw)
+        w.add(rev, key, ADDED if op == "create" else MODIFIED, raw)
         self._wrev[key] = rev
         ent = Entry(raw, rev)
         events.append(Event("ADDED" if op == "create" else "MODIFIED", key, ent))

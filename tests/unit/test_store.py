@@ -87,3 +87,58 @@ def test_one_batch_writing_a_key_several_times(tmp_path):
             [("ADDED", 1), ("MODIFIED", 2), ("DELETED", 3), ("ADDED", 4)]
         await s2.close()
     run(main())
+
+
+def test_compaction_keeps_only_current_rows_and_reopens(tmp_path):
+    """Log-only layout: compaction deletes superseded rows and tombstones at or below its revision,
+    never a key's current row; the reopened file replays to the same state."""
+    import sqlite3
+
+    async def main():
+        s = SQLiteStore(str(tmp_path / "db"))
+        a = await s.create("/registry/x/a", {"metadata": {"name": "a"}, "v": 1})
+        a = await s.update("/registry/x/a", {"metadata": {"name": "a"}, "v": 2}, a.rev)
+        b = await s.create("/registry/x/b", {"metadata": {"name": "b"}})
+        await s.delete("/registry/x/b", b.rev)
+        c = await s.create("/registry/x/c", {"metadata": {"name": "c"}})
+        await s.compact(s.revision - 1)          # c's row is above the compacted revision
+        c2 = await s.update("/registry/x/c", {"metadata": {"name": "c"}, "v": 9}, c.rev)
+        rows = sqlite3.connect(str(tmp_path / "db")).execute("SELECT rev, key FROM log ORDER BY rev").fetchall()
+        assert rows == [(a.rev, "/registry/x/a"), (c.rev, "/registry/x/c"), (c2.rev, "/registry/x/c")]
+        await s.compact(s.revision)
+        rows = sqlite3.connect(str(tmp_path / "db")).execute("SELECT rev FROM log ORDER BY rev").fetchall()
+        assert rows == [(a.rev,), (c2.rev,)]
+        await s.close()
+        s2 = SQLiteStore(str(tmp_path / "db"))
+        assert s2.get("/registry/x/a").obj["v"] == 2 and s2.get("/registry/x/b") is None
+        assert s2.get("/registry/x/c").obj["v"] == 9 and s2.revision == c2.rev
+        await s2.close()
+    run(main())
+
+
+def test_a_file_with_the_old_kv_table_is_migrated(tmp_path):
+    import sqlite3
+    path = str(tmp_path / "db")
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE kv (key TEXT PRIMARY KEY, rev INTEGER NOT NULL, value BLOB NOT NULL);
+        CREATE TABLE log (rev INTEGER PRIMARY KEY, key TEXT NOT NULL, type INTEGER NOT NULL, value BLOB NOT NULL);
+        CREATE TABLE meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
+        INSERT INTO meta VALUES ('rev', 7), ('compact', 5);
+        INSERT INTO kv VALUES ('/registry/x/old', 3, '{"metadata":{"name":"old","resourceVersion":"3"}}');
+        INSERT INTO kv VALUES ('/registry/x/new', 7, '{"metadata":{"name":"new","resourceVersion":"7"}}');
+        INSERT INTO log VALUES (7, '/registry/x/new', 1, '{"metadata":{"name":"new","resourceVersion":"7"}}');
+    """)
+    db.commit()
+    db.close()
+
+    async def main():
+        s = SQLiteStore(path)
+        assert s.revision == 7
+        assert s.get("/registry/x/old").rev == 3 and s.get("/registry/x/new").rev == 7
+        e = await s.create("/registry/x/more", {"metadata": {"name": "more"}})
+        assert e.rev == 8
+        await s.close()
+    run(main())
+    tables = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "kv" not in tables
