@@ -95,7 +95,9 @@ def test_seed_001_overhead_example_and_deployment_template(nc):
     apply(nc, tpl_pod)
     q = nc.wait_phase("secure-api-0", ("Running",))
     assert cgroups.read_limits(q["metadata"]["uid"]) == {"memory": (256 + 64) * 2**20, "cpu_quota": 25000}
-    assert nc.logs("secure-api-0") == "myregistry/secure-api:v1.2.0 stand-in ready\n"
+    # Running is reported once the container started; its first line may still be on its way to the log
+    assert wait_for(lambda: nc.logs("secure-api-0"), 10, what="the stand-in's first line") == \
+        "myregistry/secure-api:v1.2.0 stand-in ready\n"
     nc.ok("delete", "pod", "overhead-example", "secure-api-0", "--grace-period=1")
 
 
