@@ -1,6 +1,6 @@
 """A lean HTTP/1.1 client for the API calls components make in bulk (the scheduler's bindings and events,
 the node agent's status updates): a few keep-alive connections with requests pipelined on them, responses
-parsed by httptools (the parser uvicorn uses). Measured against our API server over TLS, a request costs
+parsed by httptools (the C parser from the uvloop project). Measured against our API server over TLS, a request costs
 the caller 0.105 ms of CPU here against 0.343 ms through aiohttp (bench numbers in the README); watches
 and anything streamed stay on aiohttp.
 
