@@ -3,8 +3,8 @@
 Layout (as kine's): one `log` row per change, keyed by revision; the current value of a key is its
 newest row, and opening the file replays the log. Compaction deletes the rows a newer row of the same
 key superseded, and tombstones, at or below the compacted revision, so the file does not grow without
-bound. (Until session 5 a `kv` table kept current values too: every write was two rows, and the
-writer thread's CPU per write nearly halved without it; an old file is migrated when opened.) A write
+bound. (Until session 5 a `kv` table kept current values too: every write was two rows and twice the
+bytes through SQLite; an old file is migrated when opened.) A write
 is acknowledged only after its transaction commits (WAL + synchronous=NORMAL: survives kill -9 of the
 process; `durable=True` selects synchronous=FULL for power loss too).
 
@@ -296,7 +296,7 @@ class SQLiteStore:
             events = []
             start_rev = self._rev
             wrev_undo: dict[str, int | None] = {}
-            superseded_undo = list(self._superseded)
+            superseded_before, superseded_len = self._superseded, len(self._superseded)   # compaction swaps the list
             w = _Batch()
             try:
                 db.execute("BEGIN IMMEDIATE")
@@ -316,7 +316,8 @@ class SQLiteStore:
                 except sqlite3.Error:
                     pass
                 self._rev = start_rev
-                self._superseded = superseded_undo
+                del superseded_before[superseded_len:]
+                self._superseded = superseded_before
                 for k, v in wrev_undo.items():
                     if v is None:
                         self._wrev.pop(k, None)
