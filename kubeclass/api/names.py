@@ -50,12 +50,17 @@ def max_len_error(n: int) -> str:
     return f"must be no more than {n} characters"
 
 
-@functools.lru_cache(maxsize=16384)
-def dns1123_label(value: str) -> tuple[str, ...]:
-    return tuple(_dns1123_label(value))
+def _memoized(check):
+    """A check of one name, memoized; callers get its messages as a tuple (shared between them)."""
+    @functools.lru_cache(maxsize=16384)
+    @functools.wraps(check)
+    def memo(value: str) -> tuple[str, ...]:
+        return tuple(check(value))
+    return memo
 
 
-def _dns1123_label(value: str) -> list[str]:
+@_memoized
+def dns1123_label(value: str) -> list[str]:
     errs = []
     if len(value) > 63:
         errs.append(max_len_error(63))
@@ -67,12 +72,8 @@ def _dns1123_label(value: str) -> list[str]:
     return errs
 
 
-@functools.lru_cache(maxsize=16384)
-def dns1123_subdomain(value: str) -> tuple[str, ...]:
-    return tuple(_dns1123_subdomain(value))
-
-
-def _dns1123_subdomain(value: str) -> list[str]:
+@_memoized
+def dns1123_subdomain(value: str) -> list[str]:
     errs = []
     if len(value) > 253:
         errs.append(max_len_error(253))
@@ -91,12 +92,8 @@ def path_segment_name(value: str) -> list[str]:
     return []
 
 
-@functools.lru_cache(maxsize=16384)
-def qualified_name(value: str) -> tuple[str, ...]:
-    return tuple(_qualified_name(value))
-
-
-def _qualified_name(value: str) -> list[str]:
+@_memoized
+def qualified_name(value: str) -> list[str]:
     errs = []
     parts = value.split("/")
     if len(parts) == 1:
