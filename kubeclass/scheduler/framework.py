@@ -297,9 +297,9 @@ class Framework:
         key = tuple(keys)
         pc = table.pod_classes.get(key)
         if pc is None:
-            rows = np.arange(table.n)
-            mask = self._filter_rows(state, pod, table, slice(0, table.n))
-            pc = PodClass(np.ones(table.n, bool) if mask is None else mask.copy(),
+            rows = np.arange(table.n)   # an index array: the masks come back as copies the class may own
+            mask = self._filter_rows(state, pod, table, rows)
+            pc = PodClass(np.ones(table.n, bool) if mask is None else mask,
                           self._separable_scores(state, pod, table, rows), len(table.dirty))
             table.pod_classes[key] = pc
         elif pc.seen < len(table.dirty):

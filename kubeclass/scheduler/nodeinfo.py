@@ -169,17 +169,6 @@ class Cache:
     def add_pod(self, pod: dict, node_name: str, assumed: bool = False) -> None:
         pi = PodInfo.of(pod)
         old = self.pod_node.get(pi.uid)
-        if old == node_name:
-            ni = self.nodes.get(node_name)
-            cur = ni.pods.get(pi.uid) if ni is not None else None
-            if cur is not None and cur.requests == pi.requests and cur.host_ports == pi.host_ports:
-                # the same pod again (the binding of an assumed pod, a status update): nothing to recount
-                ni.pods[pi.uid] = pi
-                if assumed:
-                    self.assumed.add(pi.uid)
-                else:
-                    self.assumed.discard(pi.uid)
-                return
         if old is not None and old != node_name:
             self.remove_pod(pi.uid)
         self.pod_node[pi.uid] = node_name
@@ -190,9 +179,13 @@ class Cache:
         ni = self.nodes.get(node_name)
         if ni is None:
             self._pending_pods.setdefault(node_name, {})[pi.uid] = pi
-        else:
-            ni.add_pod(pi)
-            self.table.refresh_pods(ni)
+            return
+        cur = ni.pods.get(pi.uid)
+        if cur is not None and cur.requests == pi.requests and cur.host_ports == pi.host_ports:
+            ni.pods[pi.uid] = pi   # the same pod again (an assumed pod's binding, a status update): nothing to recount
+            return
+        ni.add_pod(pi)
+        self.table.refresh_pods(ni)
 
     def remove_pod(self, uid: str) -> None:
         node = self.pod_node.pop(uid, None)

@@ -1,7 +1,8 @@
 """Columnar node state (numpy), kept beside the per-node `NodeInfo`s so a scheduling cycle can filter and
 score every node at once: allocatable and requested per resource, pod counts, the non-zero requests used
 for scoring. Label-, taint- and handler-derived masks are cached per pod signature until a node changes
-(`version`), so a workload of alike Pods pays for them once."""
+(`changed`), so a workload of alike Pods pays for them once; `dirty` lists the rows whose pods changed,
+for the framework's PodClasses to catch up on."""
 from __future__ import annotations
 
 import numpy as np
@@ -23,8 +24,7 @@ class NodeTable:
         self.pods = np.zeros(0, _I)
         self.nz_cpu = np.zeros(0, _I)
         self.nz_mem = np.zeros(0, _I)
-        self.version = 0                 # bumps when a node is added, removed or changed (not on pod changes)
-        self._masks: dict[tuple, np.ndarray] = {}
+        self._masks: dict[tuple, np.ndarray] = {}   # node-derived vectors, dropped when a node changes
         # rows whose pods changed, in order; a pod class (framework.PodClass) catches up from its position
         self.dirty: list[int] = []
         self.pod_classes: dict[tuple, object] = {}
@@ -52,7 +52,7 @@ class NodeTable:
         return a
 
     def changed(self) -> None:
-        self.version += 1
+        """A node was added, removed or changed (not its pods): everything derived from nodes goes."""
         self._masks.clear()
         self.pod_classes.clear()
         self.dirty.clear()

@@ -70,17 +70,20 @@ class NodeAffinity(Plugin):
         default_normalize(scores)
 
     def filter_key(self, state, pod):
-        spec = pod.pod.get("spec") or {}
-        required = (((spec.get("affinity") or {}).get("nodeAffinity") or {}).get("requiredDuringSchedulingIgnoredDuringExecution"))
-        return orjson.dumps([spec.get("nodeSelector"), required])
+        """The Pod's nodeSelector and required terms as JSON (`null` for each it lacks), once per cycle."""
+        key = state.get("affinity_key")
+        if key is None:
+            spec = pod.pod.get("spec") or {}
+            required = (((spec.get("affinity") or {}).get("nodeAffinity") or {}).get("requiredDuringSchedulingIgnoredDuringExecution"))
+            key = state["affinity_key"] = orjson.dumps([spec.get("nodeSelector") or None, required])
+        return key
 
     def filter_vector(self, state, pod, table, rows):
-        spec = pod.pod.get("spec") or {}
-        required = (((spec.get("affinity") or {}).get("nodeAffinity") or {}).get("requiredDuringSchedulingIgnoredDuringExecution"))
-        if not spec.get("nodeSelector") and required is None:
-            return None
-        key = ("affinity", orjson.dumps([spec.get("nodeSelector"), required]))
-        return table.cached_mask(key, lambda: np.array([required_matches(pod.pod, n.labels, n.name) for n in table.nodes], bool))[rows]
+        key = self.filter_key(state, pod)
+        if key == b"[null,null]":
+            return None   # neither a nodeSelector nor required terms: every node matches
+        return table.cached_mask(("affinity", key), lambda: np.array(
+            [required_matches(pod.pod, n.labels, n.name) for n in table.nodes], bool))[rows]
 
     def score_vector(self, state, pod, table, idx):
         prefs = (((pod.pod.get("spec") or {}).get("affinity") or {}).get("nodeAffinity") or {}).get(

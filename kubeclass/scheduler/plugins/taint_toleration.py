@@ -54,17 +54,20 @@ class TaintToleration(Plugin):
         default_normalize(scores, reverse=True)
 
     def filter_key(self, state, pod):
-        return orjson.dumps((pod.pod.get("spec") or {}).get("tolerations") or [])
+        """The Pod's tolerations as JSON: what the cached masks and scores of alike Pods are keyed by
+        (computed once per cycle, in the cycle state)."""
+        key = state.get("tolerations_key")
+        if key is None:
+            key = state["tolerations_key"] = orjson.dumps((pod.pod.get("spec") or {}).get("tolerations") or [])
+        return key
 
     def filter_vector(self, state, pod, table, rows):
         tols = (pod.pod.get("spec") or {}).get("tolerations") or []
-        key = ("taints", orjson.dumps(tols))
-        return table.cached_mask(key, lambda: np.array(
+        return table.cached_mask(("taints", self.filter_key(state, pod)), lambda: np.array(
             [not n.taints or first_untolerated(n.taints, tols, ("NoSchedule", "NoExecute")) is None for n in table.nodes], bool))[rows]
 
     def score_vector(self, state, pod, table, idx):
-        tols = (pod.pod.get("spec") or {}).get("tolerations") or []
-        key = orjson.dumps(tols)
+        key = self.filter_key(state, pod)
         counts = table.cached_mask(("taint-score", key), lambda: np.array([self.score(state, pod, n) for n in table.nodes], np.int64))
         if not table.cached_mask(("taint-score-any", key), counts.any):
             return MAX_NODE_SCORE   # no untolerated PreferNoSchedule taint anywhere: the same for every node
