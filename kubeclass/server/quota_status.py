@@ -71,7 +71,7 @@ class QuotaStatus:
         async for ev in w:
             key = ev.key
             if key.startswith("/registry/pods/"):
-                if not self.store.list(f"/registry/resourcequotas/{key.split('/', 4)[3]}/")[0]:
+                if not self._has_quota(key.split("/", 4)[3]):
                     continue   # no quota counts this namespace's pods (a quota added later recounts them)
                 prev = ev.prev.obj if ev.prev is not None else None
                 cur = ev.entry.obj
@@ -87,9 +87,12 @@ class QuotaStatus:
                     self._wake.set()
             elif ev.type == "DELETED":
                 ns = ev.entry.obj.get("metadata", {}).get("namespace")
-                if ns and self.store.list(f"/registry/resourcequotas/{ns}/")[0]:
+                if ns and self._has_quota(ns):
                     self._dirty.add(ns)   # an object a quota may count is gone
                     self._wake.set()
+
+    def _has_quota(self, ns: str) -> bool:
+        return bool(self.store.list_objects(f"/registry/resourcequotas/{ns}/"))
 
     async def _worker(self) -> None:
         while True:
