@@ -205,7 +205,7 @@ async def main() -> None:
         port = 20000 + os.getpid() % 20000
         prof = ["-m", "cProfile", "-o", os.environ["KUBECLASS_PROFILE_SERVER"]] if os.environ.get("KUBECLASS_PROFILE_SERVER") else []
         server = subprocess.Popen([sys.executable, *prof, "-m", "kubeclass.cli", "up", "--no-scheduler", "--no-node", "--no-simulator", "--data-dir", d, "--port", str(port)],
-                                  cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}, stdout=subprocess.DEVNULL, stderr=open("/tmp/prof/server.log", "wb"))
+                                  cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         args.server_pid = server.pid
         try:
             kc = os.path.join(d, "kubeconfig")
