@@ -69,6 +69,27 @@ def ensure_pod(uid: str, limits: dict) -> None:
         _write(os.path.join(cpu, "cpu.shares"), str(limits.get("cpu_shares", 2)))
 
 
+def procs_files(uid: str) -> list[str]:
+    """The cgroup.procs files that put a process in the Pod's cgroup (v1: one per hierarchy it has)."""
+    rel = pod_path(uid).lstrip("/")
+    if is_v2():
+        return [os.path.join(ROOT, rel, "cgroup.procs")]
+    return [p for p in (os.path.join(ROOT, c, rel, "cgroup.procs") for c in ("memory", "cpu", "pids")) if os.path.exists(p)]
+
+
+def raise_memory(uid: str, at_least: int) -> None:
+    """Raise the Pod's memory limit, where it has one, to at_least bytes (a VM Pod's cgroup also holds
+    QEMU; the guest's own cgroups enforce the containers' limits)."""
+    rel = pod_path(uid).lstrip("/")
+    path = os.path.join(ROOT, rel, "memory.max") if is_v2() else os.path.join(ROOT, "memory", rel, "memory.limit_in_bytes")
+    try:
+        cur = open(path).read().strip()
+    except OSError:
+        return
+    if cur != "max" and int(cur) < at_least and int(cur) < 1 << 62:
+        _write(path, str(at_least))
+
+
 def read_limits(uid: str) -> dict:
     """The Pod cgroup's memory limit (bytes) and CPU quota (us per 100 ms), as tests and `describe` check."""
     rel = pod_path(uid).lstrip("/")

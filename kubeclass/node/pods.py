@@ -19,10 +19,12 @@ import time
 
 from ..client import ApiError, Client, now_rfc3339, path_for
 from ..httpclient import TransportError
-from . import bundle, cgroups, volumes
+from . import bundle, cgroups, mounts, volumes
 from .handlers import Handler, HandlerTable
 from .images import ImageError, ImageStore
-from .runtimes import Runtime, RuntimeError_, Sandbox, container_state, pause_rootfs
+from .poddir import glob_workdirs, read_json
+from .runtimes import Runtime, RuntimeError_, container_state
+from .sandbox import PodSandbox, make as make_sandbox, wait_exit
 
 log = logging.getLogger("kubeclass.node")
 
@@ -73,8 +75,9 @@ class PodWorker:
         self.containers = [Container(c, True) for c in spec.get("initContainers") or []] + \
                           [Container(c, False) for c in spec.get("containers") or []]
         self.handler: Handler | None = None
-        self.runtime: Runtime | None = None
+        self.sandbox: PodSandbox | None = None
         self.sandbox_ready = False
+        self.sandbox_stopped = False   # a finished Pod's sandbox is stopped (kept: its containers' files)
         self.pending_events: list = []
         self.sources: volumes.Sources | None = None   # this sync's ConfigMaps and Secrets (see sync)
         self.volumes_at = 0.0   # when the API-backed volumes were last written (0: not yet)
@@ -108,6 +111,10 @@ class PodWorker:
 
     def restart_policy(self) -> str:
         return (self.pod.get("spec") or {}).get("restartPolicy", "Always")
+
+    def state(self, workdir: str) -> dict:
+        """A container attempt's state, as its sandbox tells it."""
+        return self.sandbox.container_state(workdir) if self.sandbox is not None else container_state(workdir)
 
     # ------------------------------------------------------------------ the loop
     async def run(self) -> None:
@@ -156,25 +163,27 @@ class PodWorker:
             if not attempts:
                 continue
             c.attempt = attempts[-1]
-            meta = _read_json(os.path.join(c.workdir(self.dir), "meta.json"))
+            meta = read_json(os.path.join(c.workdir(self.dir), "meta.json"))
             c.cid, c.started_at, c.image_id = meta.get("cid", ""), meta.get("started", ""), meta.get("image_id", "")
             c.start_error = meta.get("start_error", "")
             if len(attempts) > 1:
-                prev = _read_json(os.path.join(c.workdir(self.dir, attempts[-2]), "meta.json"))
-                st = container_state(c.workdir(self.dir, attempts[-2]))
+                prev = read_json(os.path.join(c.workdir(self.dir, attempts[-2]), "meta.json"))
+                st = self.state(c.workdir(self.dir, attempts[-2]))
                 if st["state"] == "exited":
                     c.last_state = {"terminated": self.terminated(st, prev.get("started", ""), prev.get("cid", ""),
                                                                   prev.get("start_error", ""))}
-            st = container_state(c.workdir(self.dir))
+            st = self.state(c.workdir(self.dir))
             if c.init and st["state"] == "exited" and st["exit"] == 0:
                 c.done = True
         if os.path.exists(os.path.join(self.dir, "sandbox.json")):
             self.sandbox_ready = True
-            meta = _read_json(os.path.join(self.dir, "sandbox.json"))
+            meta = read_json(os.path.join(self.dir, "sandbox.json"))
             self.start_time = meta.get("startTime", "")
+            self.sandbox_stopped = bool(meta.get("stopped"))
             h = self.mgr.table.handlers.get(meta.get("handler", ""))
             if h is not None:
-                self.handler, self.runtime = h, self.mgr.runtime(h)
+                self.handler, self.sandbox = h, self.mgr.sandbox(self, h)
+                self.sandbox.adopt(meta)
 
     async def sync(self) -> None:
         md = self.pod["metadata"]
@@ -183,13 +192,27 @@ class PodWorker:
             await self.confirm_deletion()
             self.finished = True
             return
+        if self.sandbox_ready and self.sandbox is not None and not self.sandbox_stopped:
+            lost = self.sandbox.lost()
+            if lost:
+                # as kubelet when a sandbox dies: a new one is made and the containers restart per policy
+                self.event("SandboxChanged", "Pod sandbox changed, it will be killed and re-created.", once=False)
+                self.event("Failed", lost, "Warning")
+                await self.sandbox.stop()
+                self.sandbox_ready = False
+                os.unlink(os.path.join(self.dir, "sandbox.json"))
         if self.failed is None and not self.sandbox_ready:
             await self.start_sandbox()
         # one fetch per ConfigMap / Secret per sync, shared by the volumes and every container's env
         self.sources = volumes.Sources(self.mgr.client, md.get("namespace", "default"))
-        if self.failed is None and self.sandbox_ready and await self.mount_volumes():
+        if self.failed is None and self.sandbox_ready and not self.sandbox_stopped and await self.mount_volumes():
             await self.sync_containers()
-        await self.post_status()
+        phase = await self.post_status()
+        if phase in ("Succeeded", "Failed") and self.sandbox_ready and not self.sandbox_stopped and self.sandbox is not None:
+            # as kubelet: a Pod that has finished keeps its logs and statuses, not its sandbox (a VM's memory)
+            await self.sandbox.stop()
+            self.sandbox_stopped = True
+            self.save_sandbox_meta()
 
     # ------------------------------------------------------------------ sandbox
     async def start_sandbox(self) -> None:
@@ -211,25 +234,25 @@ class PodWorker:
             return self.fail_sandbox(f"rpc error: code = Unknown desc = failed to get sandbox runtime: {why}",
                                      f'this node has no runtime for handler "{handler_name or self.mgr.table.default}"'
                                      f'{detail} (RuntimeClass "{rc_name}")' if rc_name else f"no default runtime{detail}")
-        self.handler, self.runtime = h, self.mgr.runtime(h)
+        self.handler, self.sandbox = h, self.mgr.sandbox(self, h)
         os.makedirs(self.dir, exist_ok=True)
         self.write_etc_files()
         try:
             cgroups.ensure_pod(self.uid, bundle.pod_limits(self.pod))
-            if self.runtime.flavor == "runsc":
-                if not self.gvisor_single():
-                    await self.start_gvisor_sandbox()
-            else:
-                # its readiness is awaited just before the first container starts, so that the image and
-                # bundle work overlaps the sandbox's start
-                Sandbox(self.dir).spawn(self.hostname(), host_network=bool(spec.get("hostNetwork")))
+            await self.sandbox.run()
         except (RuntimeError_, OSError) as e:
             self.event("FailedCreatePodSandBox", f"Failed to create pod sandbox: {e}", "Warning")
             return
-        with open(os.path.join(self.dir, "sandbox.json"), "w") as f:
-            json.dump({"handler": h.name, "startTime": self.start_time}, f)
+        self.save_sandbox_meta()
         self.sandbox_ready = True
-        log.info("pod %s: sandbox ready, runtime handler %r (%s)", self.name, h.name, h.binary)
+        log.info("pod %s: sandbox ready, runtime handler %r (%s)", self.name, h.name, self.sandbox.describe())
+
+    def save_sandbox_meta(self) -> None:
+        assert self.handler is not None and self.sandbox is not None
+        meta = {"handler": self.handler.name, "startTime": self.start_time, "stopped": self.sandbox_stopped, **self.sandbox.meta()}
+        with open(os.path.join(self.dir, "sandbox.json.tmp"), "w") as f:
+            json.dump(meta, f)
+        os.replace(os.path.join(self.dir, "sandbox.json.tmp"), os.path.join(self.dir, "sandbox.json"))
 
     def fail_sandbox(self, err: str, message: str) -> None:
         self.event("FailedCreatePodSandBox", f"Failed to create pod sandbox: {err}", "Warning", once=True)
@@ -238,33 +261,6 @@ class PodWorker:
     def hostname(self) -> str:
         spec = self.pod.get("spec") or {}
         return (spec.get("hostname") or self.pod["metadata"]["name"])[:63]
-
-    def gvisor_single(self) -> bool:
-        """A Pod with one container (no init containers) runs under runsc as its own gVisor sandbox, without
-        a pause container: one sandbox start instead of two (the pause one costs ~140 ms here)."""
-        return len(self.containers) == 1
-
-    def sandbox_id(self) -> str:
-        return f"kc-{self.uid}-sandbox"
-
-    async def start_gvisor_sandbox(self) -> None:
-        assert self.runtime is not None
-        workdir = os.path.join(self.dir, "sandbox")
-        if os.path.isdir(workdir):   # a failed earlier try
-            await self.runtime.delete(self.sandbox_id())
-            shutil.rmtree(workdir, ignore_errors=True)
-        os.makedirs(workdir)
-        cfg = bundle.spec({"metadata": self.pod["metadata"], "spec": {}}, {"name": "pause", "command": ["/sleep", "2147483647"]},
-                          {}, pause_rootfs(self.mgr.data_dir), env={"PATH": bundle.DEFAULT_PATH}, ns_paths={},
-                          cgroups_path=cgroups.pod_path(self.uid) + "/sandbox", hostname=self.hostname(),
-                          mounts=self.etc_mounts(), readonly_root=True,
-                          annotations={"io.kubernetes.cri.container-type": "sandbox",
-                                       "io.kubernetes.cri.sandbox-id": self.sandbox_id(),
-                                       "io.kubernetes.cri.sandbox-name": self.pod["metadata"]["name"],
-                                       "io.kubernetes.cri.sandbox-namespace": self.pod["metadata"].get("namespace", "")})
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            json.dump(cfg, f)
-        await self.runtime.launch(self.sandbox_id(), workdir, workdir, os.path.join(workdir, "sandbox.log"))
 
     def write_etc_files(self) -> None:
         etc = os.path.join(self.dir, "etc")
@@ -294,7 +290,7 @@ class PodWorker:
             if c.done:
                 continue
             await self.sync_one(c, policy if policy != "Always" else "OnFailure")
-            st = container_state(c.workdir(self.dir)) if c.attempt >= 0 else {"state": "none"}
+            st = self.state(c.workdir(self.dir)) if c.attempt >= 0 else {"state": "none"}
             if st["state"] == "exited" and st["exit"] == 0:
                 c.done = True
                 continue
@@ -305,7 +301,7 @@ class PodWorker:
 
     async def sync_one(self, c: Container, policy: str) -> None:
         if c.attempt >= 0:
-            st = container_state(c.workdir(self.dir))
+            st = self.state(c.workdir(self.dir))
             if st["state"] in ("running", "created"):
                 if st["state"] == "running" and c.backoff and time.time() - _epoch(c.started_at) > BACKOFF_RESET:
                     c.backoff = 0.0
@@ -331,7 +327,7 @@ class PodWorker:
         await self.start_container(c)
 
     async def start_container(self, c: Container) -> None:
-        assert self.runtime is not None and self.handler is not None
+        assert self.sandbox is not None and self.handler is not None
         image = c.spec.get("image", "")
         try:
             digest = await self.ensure_image(c, image)
@@ -351,37 +347,20 @@ class PodWorker:
             refs = await volumes.env_values(self.sources, c.spec)
             env = bundle.environment(self.pod, c.spec, image_config, self.mgr.node_name, self.mgr.address, refs)
             mounts = self.etc_mounts() + self.volume_mounts(c)
-            annotations = {}
-            ns_paths = {}
-            hostname = None
-            if self.runtime.flavor == "runsc" and self.gvisor_single():
-                hostname = self.hostname()
-            elif self.runtime.flavor == "runsc":
-                annotations = {"io.kubernetes.cri.container-type": "container", "io.kubernetes.cri.sandbox-id": self.sandbox_id(),
-                               "io.kubernetes.cri.container-name": c.name}
-            else:
-                ns_paths = Sandbox(self.dir).ns_paths()
-                if not ns_paths:
-                    raise RuntimeError_("the pod sandbox is gone")
-            cfg = bundle.spec(self.pod, c.spec, image_config, rootfs, env=env, ns_paths=ns_paths,
-                              cgroups_path=f"{cgroups.pod_path(self.uid)}/{cid}", hostname=hostname, mounts=mounts,
-                              annotations=annotations)
+            cfg = bundle.spec(self.pod, c.spec, image_config, rootfs, env=env, cgroups_path=f"{cgroups.pod_path(self.uid)}/{cid}",
+                              mounts=mounts, **self.sandbox.container_options(c.name))
         except (bundle.BundleError, volumes.SourceError, ImageError, OSError, RuntimeError_) as e:
             self.cleanup_attempt(c, attempt)
             c.waiting = ("CreateContainerConfigError", str(e))
             self.event("Failed", f"Error: {e}", "Warning", container=c, once=True)
             c.retry_at = time.monotonic() + BACKOFF_START
             return
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            json.dump(cfg, f)
         c.attempt, c.cid = attempt, cid
         c.image_id = digest
         self.event("Created", f"Created container: {c.name}", container=c)
         c.start_error = ""
         try:
-            if self.runtime.flavor != "runsc":
-                await Sandbox(self.dir).wait_ready()
-            await self.runtime.launch(cid, workdir, workdir, log_path)
+            await self.sandbox.start_container(cid, workdir, log_path, cfg)
         except RuntimeError_ as e:
             c.start_error = str(e)
         c.started_at = now_rfc3339()
@@ -391,7 +370,7 @@ class PodWorker:
         if c.start_error:
             self.event("Failed", f"Error: {c.start_error}", "Warning", container=c)
         else:
-            self.event("Started", f'Started container {c.name} (runtime handler "{self.handler.name}", {os.path.basename(self.handler.binary)})',
+            self.event("Started", f'Started container {c.name} (runtime handler "{self.handler.name}", {self.sandbox.describe()})',
                        container=c)
 
     async def ensure_image(self, c: Container, image: str) -> str:
@@ -491,16 +470,17 @@ class PodWorker:
             return {"exitCode": 128, "reason": "StartError", "message": start_error, "startedAt": "1970-01-01T00:00:00Z",
                     "finishedAt": st.get("finished") or now_rfc3339(), "containerID": f"kubeclass://{cid}" if cid else None}
         code = st.get("exit", 0)
-        return {"exitCode": code, "reason": "Completed" if code == 0 else "Error", "startedAt": started or None,
+        reason = "OOMKilled" if st.get("oom") else "Completed" if code == 0 else "Error"
+        return {"exitCode": code, "reason": reason, "startedAt": started or None,
                 "finishedAt": st.get("finished") or now_rfc3339(), "containerID": f"kubeclass://{cid}" if cid else None}
 
     def cleanup_attempt(self, c: Container, attempt: int) -> None:
         """Remove an ended attempt's runtime state (its log stays for `kubectl logs --previous`)."""
         workdir = c.workdir(self.dir, attempt)
         umount_rootfs(workdir)
-        cid = _read_json(os.path.join(workdir, "meta.json")).get("cid")
-        if cid and self.runtime is not None:
-            self.mgr.spawn(self.runtime.delete(cid))   # the runtime's record of the ended container
+        cid = read_json(os.path.join(workdir, "meta.json")).get("cid")
+        if cid and self.sandbox is not None:
+            self.mgr.spawn(self.sandbox.remove_container(cid))   # the runtime's record of the ended container
         if attempt >= 1:
             # keep one previous attempt's directory (its meta and exit files), drop older ones
             older = c.workdir(self.dir, attempt - 1)
@@ -512,21 +492,14 @@ class PodWorker:
 
     # ------------------------------------------------------------------ termination
     async def terminate(self, grace: int) -> None:
-        if self.runtime is None:
+        if self.sandbox is None:
             return
-        running = [c for c in self.containers if c.attempt >= 0 and container_state(c.workdir(self.dir))["state"] != "exited"]
+        running = [c for c in self.containers if c.attempt >= 0 and self.state(c.workdir(self.dir))["state"] != "exited"]
         for c in running:
             self.event("Killing", f"Stopping container {c.name}", container=c, once=True)
         await asyncio.gather(*(self.stop_container(c, grace) for c in running))
-        await asyncio.gather(*(self.runtime.delete(c.cid) for c in self.containers if c.cid and c not in running))
-        if self.runtime.flavor == "runsc":
-            workdir = os.path.join(self.dir, "sandbox")
-            if os.path.isdir(workdir):
-                await self.runtime.kill(self.sandbox_id(), "KILL")
-                await _wait_exit(workdir, 5)
-                await self.runtime.delete(self.sandbox_id())
-        else:
-            Sandbox(self.dir).stop()
+        await asyncio.gather(*(self.sandbox.remove_container(c.cid) for c in self.containers if c.cid and c not in running))
+        await self.sandbox.stop()
         for c in self.containers:
             if c.attempt >= 0:
                 umount_rootfs(c.workdir(self.dir))
@@ -536,17 +509,17 @@ class PodWorker:
         cgroups.remove_pod(self.uid)
 
     async def stop_container(self, c: Container, grace: int) -> None:
-        assert self.runtime is not None
+        assert self.sandbox is not None
         workdir = c.workdir(self.dir)
-        await self.runtime.kill(c.cid, "TERM")
-        if not await _wait_exit(workdir, max(grace, 0)):
-            await self.runtime.kill(c.cid, "KILL", all_procs=True)
-            await _wait_exit(workdir, 10)
-        await self.runtime.delete(c.cid)
+        await self.sandbox.kill(c.cid, "TERM")
+        if not await wait_exit(workdir, max(grace, 0), self.state):
+            await self.sandbox.kill(c.cid, "KILL", all_procs=True)
+            await wait_exit(workdir, 10, self.state)
+        await self.sandbox.remove_container(c.cid)
 
     async def confirm_deletion(self) -> None:
         """As kubelet, once the containers are gone: delete with grace 0 and the Pod's uid as precondition."""
-        shutil.rmtree(self.dir, ignore_errors=True)
+        remove_pod_dir(self.dir)
         md = self.pod["metadata"]
         try:
             await self.mgr.client.delete(path_for("", "v1", "pods", md["namespace"], md["name"]),
@@ -565,7 +538,7 @@ class PodWorker:
             out["lastState"] = c.last_state
         else:
             out["lastState"] = {}
-        st = container_state(c.workdir(self.dir)) if c.attempt >= 0 else {"state": "none"}
+        st = self.state(c.workdir(self.dir)) if c.attempt >= 0 else {"state": "none"}
         if c.attempt >= 0 and c.cid:
             out["containerID"] = f"kubeclass://{c.cid}"
         if st["state"] == "running" and not c.waiting[0]:
@@ -616,7 +589,7 @@ class PodWorker:
             return "Failed"
         return "Running"
 
-    async def post_status(self) -> None:
+    async def post_status(self) -> str:
         init = [self.container_status(c) for c in self.containers if c.init]
         main = [self.container_status(c) for c in self.containers if not c.init]
         phase = self.phase(main, init)
@@ -658,11 +631,12 @@ class PodWorker:
             status["qosClass"] = qos
         comparable = json.dumps(status, sort_keys=True)
         if comparable == self.last_status:
-            return
+            return phase
         md = self.pod["metadata"]
         await self.mgr.client.patch(path_for("", "v1", "pods", md["namespace"], md["name"], "status"),
                                     {"status": status}, kind="merge")
         self.last_status = comparable
+        return phase
 
 
 class PodManager:
@@ -677,6 +651,10 @@ class PodManager:
         self.images = ImageStore(os.path.join(data_dir, "images"))
         self.workers: dict[str, PodWorker] = {}
         self._runtimes: dict[str, Runtime] = {}
+        self._guest = None
+        self.vm_kernel: str | None = None
+        self.vm_initrd: str | None = None
+        self.vm_pool = None
         self._classes: dict[str, dict] = {}
         self._classes_synced = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
@@ -693,6 +671,16 @@ class PodManager:
         if rt is None:
             rt = self._runtimes[h.name] = Runtime(h, self.data_dir)
         return rt
+
+    def sandbox(self, ctx, h: Handler) -> PodSandbox:
+        return make_sandbox(ctx, h, None if h.flavor == "vm" else self.runtime(h))
+
+    async def guest(self):
+        """The kernel and initramfs VM Pods boot (the initramfs is built on first use if missing)."""
+        from .vm import guestimage
+        if self._guest is None:
+            self._guest = await asyncio.to_thread(guestimage.find, self.vm_kernel, self.vm_initrd)
+        return self._guest
 
     async def runtime_class(self, name: str) -> dict | None:
         try:
@@ -758,20 +746,20 @@ class PodManager:
             if uid in live or uid in self.workers:
                 continue
             d = os.path.join(base, uid)
-            for h in self.table.available():
-                rt = self.runtime(h)
-                for cdir in _glob_workdirs(d):
-                    meta = _read_json(os.path.join(cdir, "meta.json"))
-                    if meta.get("cid"):
-                        if container_state(cdir)["state"] == "running":
-                            subprocess.run(rt.argv() + ["kill", meta["cid"], "KILL"], capture_output=True)
-                        subprocess.run(rt.argv() + ["delete", "--force", meta["cid"]], capture_output=True)
-            Sandbox(d).stop()
-            for cdir in _glob_workdirs(d):
+            meta = read_json(os.path.join(d, "sandbox.json"))
+            h = self.table.handlers.get(meta.get("handler", ""))
+            if h is not None:
+                sb = self.sandbox(_Orphan(d, uid), h)
+                sb.adopt(meta)
+                sb.reap()
+            else:
+                from .runtimes import Sandbox
+                Sandbox(d).stop()
+            for cdir in glob_workdirs(d):
                 umount_rootfs(cdir)
             volumes.unmount_all(d)
             cgroups.remove_pod(uid)
-            shutil.rmtree(d, ignore_errors=True)
+            remove_pod_dir(d)
 
     async def run(self) -> None:
         os.makedirs(os.path.join(self.data_dir, "pods"), exist_ok=True)
@@ -798,37 +786,19 @@ def mount_rootfs(lower: str, workdir: str) -> str:
     return merged
 
 
+def remove_pod_dir(pod_dir: str) -> None:
+    """Remove a Pod's directory, never through a mount left in it (a hostPath bind would take the host's
+    files with it)."""
+    if mounts.unmount_all(pod_dir):
+        shutil.rmtree(pod_dir, ignore_errors=True)
+    else:
+        log.warning("%s still has mounts; left in place", pod_dir)
+
+
 def umount_rootfs(workdir: str) -> None:
     merged = os.path.join(workdir, "rootfs")
     if os.path.ismount(merged):
         subprocess.run(["umount", "-l", merged], capture_output=True)
-
-
-def _glob_workdirs(pod_dir: str) -> list[str]:
-    out = []
-    base = os.path.join(pod_dir, "containers")
-    if os.path.isdir(base):
-        for name in os.listdir(base):
-            for a in os.listdir(os.path.join(base, name)):
-                out.append(os.path.join(base, name, a))
-    return out
-
-
-async def _wait_exit(workdir: str, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if container_state(workdir)["state"] != "running":
-            return True
-        await asyncio.sleep(0.05)
-    return container_state(workdir)["state"] != "running"
-
-
-def _read_json(path: str) -> dict:
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return {}
 
 
 def _epoch(ts: str) -> float:
@@ -844,3 +814,12 @@ def _dur(secs: float) -> str:
     if secs >= 1:
         return f"{secs:.3f}".rstrip("0").rstrip(".") + "s"
     return f"{secs * 1000:.0f}ms"
+
+
+class _Orphan:
+    """What a sandbox needs of a Pod that is gone (gc_orphans): its directory and uid."""
+
+    def __init__(self, pod_dir: str, uid: str):
+        self.dir, self.uid = pod_dir, uid
+        self.containers: list = []
+        self.pod: dict = {"metadata": {"uid": uid, "name": ""}, "spec": {}}

@@ -241,23 +241,35 @@ def _runtime_message(msg: str) -> str:
 def exit_file(workdir: str) -> str | None:
     d = os.path.join(workdir, "exits")
     try:
-        names = [n for n in os.listdir(d) if not n.endswith(".tmp")]
+        names = [n for n in os.listdir(d) if not n.endswith((".tmp", ".oom"))]
     except OSError:
         return None
     return os.path.join(d, names[0]) if names else None
 
 
-def container_state(workdir: str) -> dict:
-    """What conmon's files say: {"state": "created"|"running"|"exited", "pid", "exit", "finished"}."""
+def read_exit(workdir: str) -> dict | None:
+    """The ended state the exit file records ({"state": "exited", "exit", "finished"}, and "oom" when a
+    "<exit file>.oom" marker says the memory cgroup killed it), or None while there is none."""
     path = exit_file(workdir)
     code = _read(path) if path else None
-    if code is not None:
-        try:
-            exit_code = int(code)
-        except ValueError:
-            exit_code = 255
-        finished = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(os.path.getmtime(path)))
-        return {"state": "exited", "exit": exit_code, "finished": finished}
+    if code is None:
+        return None
+    try:
+        exit_code = int(code)
+    except ValueError:
+        exit_code = 255
+    finished = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(os.path.getmtime(path)))
+    st = {"state": "exited", "exit": exit_code, "finished": finished}
+    if os.path.exists(path + ".oom"):
+        st["oom"] = True
+    return st
+
+
+def container_state(workdir: str) -> dict:
+    """What conmon's files say: {"state": "created"|"running"|"exited", "pid", "exit", "finished"}."""
+    st = read_exit(workdir)
+    if st is not None:
+        return st
     pid = _read(os.path.join(workdir, "pid"))
     if pid and pid.isdigit() and _alive(int(pid)):
         return {"state": "running", "pid": int(pid)}
