@@ -63,6 +63,13 @@ async def serve(args) -> int:
     from .store.sqlite import SQLiteStore
 
     data_dir = os.path.abspath(args.data_dir)
+    node_opts = None
+    if args.cmd == "up" and not args.no_node:
+        try:
+            node_opts = node_options(args, os.path.join(data_dir, "node"))
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
     os.makedirs(data_dir, mode=0o700, exist_ok=True)
     p = _paths(data_dir)
     hosts = [args.bind] if args.bind not in ("0.0.0.0", "::") else []
@@ -103,7 +110,7 @@ async def serve(args) -> int:
             server, functools.partial(run_simulator, p["kubeconfig"], args), "kubeclass.simulator")))
     if args.cmd == "up" and not args.no_node:
         components.append(loop.create_task(_after_server_start(
-            server, functools.partial(run_node, p["kubeconfig"], node_options(args, os.path.join(data_dir, "node"))),
+            server, functools.partial(run_node, p["kubeconfig"], node_opts),
             "kubeclass.node")))
     print(f"kubeclass API server listening on {server_url} (data in {data_dir})", flush=True)
     print(f"export KUBECONFIG={p['kubeconfig']}", flush=True)
@@ -180,7 +187,20 @@ def node_options(args, data_dir: str):
                         labels=parse_labels(getattr(args, "labels", "") or ""),
                         taints=parse_taints(getattr(args, "register_with_taints", "") or ""),
                         runtime_config=getattr(args, "runtime_config", None), address=getattr(args, "address", "127.0.0.1"),
-                        port=getattr(args, "node_port", 10250))
+                        port=getattr(args, "node_port", 10250), vm_pool=getattr(args, "vm_pool", 0),
+                        vm_pool_memory=_mib(getattr(args, "vm_pool_memory", "512Mi")),
+                        vm_kernel=getattr(args, "vm_kernel", None), vm_initrd=getattr(args, "vm_initrd", None))
+
+
+def _mib(q: str) -> int:
+    from .api import quantity
+    try:
+        v = quantity.value(q)
+    except ValueError:
+        raise ValueError(f"--vm-pool-memory: {q!r} is not a quantity (e.g. 512Mi)") from None
+    if v < 128 << 20:
+        raise ValueError(f"--vm-pool-memory: {q} is less than the 128Mi a VM needs")
+    return int(-(-v // (1 << 20)))
 
 
 async def run_node(kubeconfig_path: str, opts) -> None:
@@ -201,6 +221,12 @@ def _add_node_flags(s, prefix_name: bool = False) -> None:
     s.add_argument("--runtime-config", default=None,
                    help="containerd config.toml, crio.conf or a crio.conf.d directory (default: /etc/containerd/"
                         "config.toml, then /etc/crio/crio.conf, then runc/crun/runsc found on PATH)")
+    s.add_argument("--vm-pool", type=int, default=0,
+                   help="keep N booted idle VMs per VM (Kata) handler for Pods that fit them (default 0)")
+    s.add_argument("--vm-pool-memory", default="512Mi", help="the memory of a pooled VM (Pods needing more boot their own)")
+    s.add_argument("--vm-kernel", default=None, help="the guest kernel of VM Pods (an ELF vmlinux or a bzImage; default: "
+                                                     "Debian's, extracted by scripts/install.sh)")
+    s.add_argument("--vm-initrd", default=None, help="the guest initramfs (with kubeclass's guest agent as /init)")
 
 
 async def cmd_node(args) -> int:

@@ -36,6 +36,10 @@ class AgentOptions:
     port: int = 10250
     status_report: float = 300.0   # kubelet's nodeStatusReportFrequency
     lease_renew: float = LEASE_RENEW
+    vm_pool: int = 0               # booted idle VMs kept per VM handler
+    vm_pool_memory: int = 512      # MiB
+    vm_kernel: str | None = None
+    vm_initrd: str | None = None
 
 
 class Agent:
@@ -149,14 +153,25 @@ class Agent:
         from .logserver import LogServer
         from .pods import PodManager
         self.pods = PodManager(self.client, self.opts.name, self.table, self.opts.data_dir, self.opts.address)
+        self.pods.vm_kernel, self.pods.vm_initrd = self.opts.vm_kernel, self.opts.vm_initrd
+        vm_handlers = [h for h in self.table.available() if h.flavor == "vm"]
+        pool = None
+        if self.opts.vm_pool > 0 and vm_handlers:
+            from .vm.pool import VmPool
+            pool = self.pods.vm_pool = VmPool(self.opts.data_dir, vm_handlers, self.opts.vm_pool, self.pods.guest,
+                                              self.opts.vm_pool_memory)
         logs = LogServer(self.pods, self.client.config.ca_data, os.path.join(self.opts.data_dir, "pki"), self.opts.name,
                          self.opts.address, self.opts.port)
         await logs.start()
         tasks = [asyncio.ensure_future(self._lease_loop()), asyncio.ensure_future(self._status_loop()),
                  asyncio.ensure_future(self.pods.run())]
+        if pool is not None:
+            tasks.append(asyncio.ensure_future(pool.run()))
         try:
             await asyncio.gather(*tasks)
         finally:
             for t in tasks:
                 t.cancel()
             await logs.stop()
+            if pool is not None:
+                await asyncio.shield(pool.close())

@@ -1,8 +1,11 @@
 """Runtime handlers from the configuration operators already have: containerd's `config.toml` (versions 1,
 2 and 3) and CRI-O's `crio.conf` plus `crio.conf.d/` drop-ins; without either, the OCI runtimes found on
 PATH. Each handler (a RuntimeClass `handler`) maps to an OCI runtime binary with a runc-compatible CLI
-(runc, crun, runsc) that the node agent runs; a handler it cannot run is kept in the table, unavailable,
-with the reason (and is not published in the Node's status.runtimeHandlers).
+(runc, crun, runsc) that the node agent runs, or to kubeclass's VM runtime (QEMU + a guest kernel, see
+kubeclass/node/vm) for the handlers that name Kata Containers (Kata is not packaged for these machines:
+containerd's `io.containerd.kata*.v2` types, CRI-O's `runtime_type = "vm"` and CRI-O handlers whose
+runtime_path is Kata's). A handler it cannot run is kept in the table, unavailable, with the reason (and is
+not published in the Node's status.runtimeHandlers).
 
 Pure logic apart from looking binaries up on PATH and reading the files (../shared/reference/
 anchors-and-configs.md section 4 has the formats).
@@ -21,6 +24,20 @@ CONTAINERD_CRI_V3 = ("plugins", "io.containerd.cri.v1.runtime", "containerd")   
 # containerd shim types whose OCI runtime we can drive directly (the shim is containerd's; we are our own)
 RUNC_TYPES = {"io.containerd.runc.v2", "io.containerd.runc.v1", "io.containerd.runtime.v1.linux"}
 RUNSC_TYPES = {"io.containerd.runsc.v1"}
+KATA_BINARIES = {"kata-runtime", "containerd-shim-kata-v2"}   # Kata's runtime_path in CRI-O configurations
+QEMU = "qemu-system-x86_64"
+
+
+def is_kata_type(rtype: str) -> bool:
+    """containerd's Kata shims: io.containerd.kata.v2 and io.containerd.kata-<hypervisor>.v2."""
+    return rtype == "io.containerd.kata.v2" or (rtype.startswith("io.containerd.kata-") and rtype.endswith(".v2"))
+
+
+def vm_machine(name: str, rtype: str) -> str:
+    """The QEMU machine a Kata handler gets: microvm (virtio-mmio, no PCI, direct kernel boot: the closest
+    stand-in for Firecracker's device model that QEMU has, never Firecracker itself) for Firecracker
+    handlers (kata-fc), q35 for the others."""
+    return "microvm" if ("-fc" in name or "firecracker" in name or "-fc." in rtype or name == "fc") else "q35"
 
 
 class ConfigError(ValueError):
@@ -40,10 +57,15 @@ class Handler:
     reason: str = ""
     default: bool = False
     source: str = ""               # the file it came from, or "PATH"
+    machine: str = ""              # VM handlers: the QEMU machine type (q35, microvm)
+    accel: str = ""                # VM handlers: "kvm" or "tcg" (emulated CPU), once known
 
     @property
     def flavor(self) -> str:
-        """runc, crun, runsc or oci (another runc-compatible CLI): how the agent calls it."""
+        """runc, crun, runsc, vm (kubeclass's VM runtime) or oci (another runc-compatible CLI): how the
+        agent runs it."""
+        if self.machine:
+            return "vm"
         base = os.path.basename(self.binary or self.name)
         for f in ("runsc", "crun", "runc"):
             if f in base:
@@ -165,6 +187,8 @@ def _containerd_runtime(name: str, rt: dict, path: str, search_path: str | None)
         _check_binary(h, "runsc", search_path)
         if h.config_path:
             _runsc_config(h)
+    elif is_kata_type(rtype):
+        vm_handler(h, vm_machine(name, rtype), search_path)
     else:
         h.available = False
         h.reason = (f"runtime_type {rtype!r} needs containerd's shim (containerd-shim-"
@@ -223,7 +247,9 @@ def crio_handlers(main: str | None, drop_in_dir: str | None, search_path: str | 
             rt = {**rt, **{k: dflt[k] for k in ("runtime_path", "runtime_type", "runtime_root", "runtime_config_path") if k in dflt}}
         rtype = rt.get("runtime_type") or "oci"
         h = Handler(name, rtype, root=str(rt.get("runtime_root") or ""), source=source)
-        if rtype == "oci":
+        if rtype == "vm" or os.path.basename(str(rt.get("runtime_path") or "")) in KATA_BINARIES:
+            vm_handler(h, vm_machine(name, rtype), search_path)
+        elif rtype == "oci":
             _check_binary(h, str(rt.get("runtime_path") or name), search_path)
         else:
             h.binary = str(rt.get("runtime_path") or "")
@@ -251,8 +277,27 @@ def detected_handlers(search_path: str | None = None) -> HandlerTable:
         h = Handler(name, rtype, source="PATH")
         _check_binary(h, name, search_path)
         table.handlers[name] = h
+    for name in ("kata-qemu", "kata-fc"):
+        h = Handler(name, "io.containerd.{}.v2".format(name), source="PATH")
+        vm_handler(h, vm_machine(name, ""), search_path)
+        table.handlers[name] = h
     table.handlers["runc"].default = True
     return table
+
+
+def vm_handler(h: Handler, machine: str, search_path: str | None) -> None:
+    """A handler run by kubeclass's VM runtime: available when QEMU and a guest kernel are on this node."""
+    from .vm import guestimage
+    h.machine = machine
+    h.binary = _which(QEMU, search_path) or QEMU
+    if not os.path.isabs(h.binary):
+        h.available = False
+        h.reason = f"{QEMU} not found on PATH (apt-get install qemu-system-x86): the VM runtime runs Kata handlers"
+        return
+    missing = guestimage.missing()
+    if missing:
+        h.available = False
+        h.reason = missing
 
 
 def load(runtime_config: str | None = None, search_path: str | None = None) -> HandlerTable:
@@ -285,10 +330,19 @@ def table_text(table: HandlerTable) -> str:
     """`kubeclass node handlers`: a crictl-info-like table."""
     rows = [("HANDLER", "RUNTIME TYPE", "BINARY", "AVAILABLE", "DEFAULT", "REASON")]
     for h in sorted(table.handlers.values(), key=lambda h: h.name):
+        reason = h.reason
+        if h.flavor == "vm" and h.available:
+            reason = f"vm ({vm_description(h)})"
         rows.append((h.name, h.runtime_type, h.binary or "<none>", "true" if h.available else "false",
-                     "*" if h.default else "", h.reason))
+                     "*" if h.default else "", reason))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)] + [0]
     out = ["   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     for w in table.warnings:
         out.append(f"warning: {w}")
     return "\n".join(out) + "\n"
+
+
+def vm_description(h: Handler) -> str:
+    """e.g. "qemu 7.2 microvm, TCG": what really runs a VM handler's Pods."""
+    from .vm import qemu
+    return f"qemu {qemu.version(h.binary)} {h.machine}, {(h.accel or qemu.accelerator()).upper()}"

@@ -4,13 +4,16 @@ table, and a Lease in kube-node-lease renewed as a heartbeat. Real kubectl, real
 from __future__ import annotations
 
 import json
+import shutil
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 
 from conftest import ROOT, Cluster, wait_for
+from kubeclass.node.vm import guestimage
 
 
 def get_json(cluster, *args):
@@ -51,8 +54,10 @@ def test_node_agent_registers_with_handlers_labels_taints_and_lease(cluster, tmp
         conds = {c["type"]: (c["status"], c["reason"]) for c in st["conditions"]}
         assert conds == {"MemoryPressure": ("False", "KubeletHasSufficientMemory"), "DiskPressure": ("False", "KubeletHasNoDiskPressure"),
                          "PIDPressure": ("False", "KubeletHasSufficientPID"), "Ready": ("True", "KubeletReady")}
-        # kata-qemu needs a containerd shim: not published; the default handler is published as ""
-        assert [h["name"] for h in st["runtimeHandlers"]] == ["runc", "runsc", ""]
+        # kata-qemu runs on the VM runtime where QEMU and a guest kernel are (scripts/install.sh puts them
+        # there), and is not published where they are not; the default handler is published as ""
+        vm = shutil.which("qemu-system-x86_64") is not None and not guestimage.missing()
+        assert [h["name"] for h in st["runtimeHandlers"]] == (["kata-qemu"] if vm else []) + ["runc", "runsc", ""]
         assert st["runtimeHandlers"][0]["features"] == {"recursiveReadOnlyMounts": False, "userNamespaces": False}
         assert st["nodeInfo"]["containerRuntimeVersion"].startswith("kubeclass://")
         assert st["nodeInfo"]["kernelVersion"] == os.uname().release
@@ -84,10 +89,15 @@ def test_node_handlers_command(tmp_path):
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0].split()[:3] == ["HANDLER", "RUNTIME", "TYPE"]
-    # without /etc/containerd or /etc/crio: runc, crun, runsc detected on PATH, runc the default
+    # without /etc/containerd or /etc/crio: runc, crun, runsc detected on PATH, runc the default, and the
+    # Kata handlers on the VM runtime (QEMU and the guest kernel are installed by scripts/install.sh)
     if not os.path.exists("/etc/containerd/config.toml") and not os.path.exists("/etc/crio/crio.conf"):
-        assert [l.split()[0] for l in lines[1:]] == ["crun", "runc", "runsc"]
+        assert [l.split()[0] for l in lines[1:]] == ["crun", "kata-fc", "kata-qemu", "runc", "runsc"]
         assert next(l for l in lines if l.startswith("runc ")).split()[-1] == "*"
+        if shutil.which("qemu-system-x86_64") and not guestimage.missing():
+            fc = next(l for l in lines if l.startswith("kata-fc "))
+            assert "true" in fc.split() and re.search(r"vm \(qemu \d+\.\d+ microvm, (TCG|KVM)\)$", fc), fc
+            assert re.search(r"vm \(qemu \d+\.\d+ q35, (TCG|KVM)\)$", next(l for l in lines if l.startswith("kata-qemu ")))
     bad = tmp_path / "config.toml"
     bad.write_text("version = 2\n[plugins\n")
     out = subprocess.run([sys.executable, "-m", "kubeclass.cli", "node", "handlers", "--runtime-config", str(bad)],

@@ -12,15 +12,35 @@ import seeds
 from kubeclass.node import handlers as H
 
 
-@pytest.fixture
-def path(tmp_path):
-    """A PATH holding fake runc and runsc (no crun), so availability does not depend on the host."""
-    d = tmp_path / "bin"
-    d.mkdir()
-    for name in ("runc", "runsc"):
+def fake_bin(d, *names: str) -> None:
+    d.mkdir(exist_ok=True)
+    for name in names:
         f = d / name
         f.write_text("#!/bin/sh\nexit 0\n")
         f.chmod(f.stat().st_mode | stat.S_IXUSR)
+
+
+@pytest.fixture
+def path(tmp_path):
+    """A PATH holding fake runc and runsc (no crun, no QEMU), so availability does not depend on the host."""
+    d = tmp_path / "bin"
+    fake_bin(d, "runc", "runsc")
+    return str(d)
+
+
+@pytest.fixture
+def vm_path(tmp_path, monkeypatch):
+    """A PATH with runc, runsc and QEMU, and a guest kernel directory: the VM runtime is available."""
+    d = tmp_path / "vmbin"
+    fake_bin(d, "runc", "runsc", "qemu-system-x86_64")
+    guest = tmp_path / "guest"
+    (guest / "6.1.0-test").mkdir(parents=True)
+    (guest / "6.1.0-test" / "vmlinux").write_bytes(b"\x7fELF")
+    (guest / "6.1.0-test" / "initrd.cpio").write_bytes(b"070701")
+    (guest / "current").symlink_to("6.1.0-test")
+    monkeypatch.setenv("KUBECLASS_GUEST_DIR", str(guest))
+    monkeypatch.setattr(H.shutil, "which", lambda name, path=None: os.path.join(str(d), name)
+                        if os.path.exists(os.path.join(str(d), name)) else ("/usr/bin/crun" if name == "crun" else None))
     return str(d)
 
 
@@ -64,8 +84,9 @@ version = 2
     assert t.version == 2
     r = t.handlers["runc"]
     assert (r.binary, r.systemd_cgroup, r.available, r.default) == (runc, True, True, True)
-    k = t.handlers["kata"]
-    assert not k.available and "containerd-shim-kata-v2" in k.reason
+    k = t.handlers["kata"]          # Kata's shim type: the VM runtime, which needs QEMU (not on this PATH)
+    assert k.flavor == "vm" and k.machine == "q35"
+    assert not k.available and k.reason.startswith("qemu-system-x86_64 not found on PATH")
     assert [h.name for h in t.available()] == ["runc"]
 
 
@@ -109,9 +130,47 @@ def test_seed_001_containerd_config(tmp_path, path):
     assert t.handlers["runc"].systemd_cgroup and t.handlers["runc"].available
     assert t.handlers["runsc"].available and t.handlers["runsc"].runtime_type == "io.containerd.runsc.v1"
     for k in ("kata-qemu", "kata-fc"):
-        assert not t.handlers[k].available
-        assert f"containerd-shim-{k}-v2" in t.handlers[k].reason
+        assert not t.handlers[k].available and t.handlers[k].flavor == "vm"
+        assert "qemu-system-x86_64 not found on PATH (apt-get install qemu-system-x86)" in t.handlers[k].reason
     assert sorted(h.name for h in t.available()) == ["runc", "runsc"]
+    assert (t.handlers["kata-qemu"].machine, t.handlers["kata-fc"].machine) == ("q35", "microvm")
+
+
+def test_seed_001_containerd_config_with_qemu(tmp_path, vm_path):
+    """On a node with QEMU and a guest kernel, the seed's Kata handlers run on the VM runtime."""
+    text = [b for b in seeds.config_blocks("001") if "containerd" in b][0]
+    t = H.containerd_handlers(write(tmp_path, "config.toml", text), vm_path)
+    assert sorted(h.name for h in t.available()) == ["kata-fc", "kata-qemu", "runc", "runsc"]
+    q, fc = t.handlers["kata-qemu"], t.handlers["kata-fc"]
+    assert (q.flavor, q.machine, q.binary) == ("vm", "q35", os.path.join(vm_path, "qemu-system-x86_64"))
+    assert (fc.flavor, fc.machine) == ("vm", "microvm")
+
+
+def test_vm_handlers_without_a_guest_kernel(tmp_path, vm_path, monkeypatch):
+    monkeypatch.setenv("KUBECLASS_GUEST_DIR", str(tmp_path / "nothing"))
+    t = H.detected_handlers(vm_path)
+    k = t.handlers["kata-qemu"]
+    assert not k.available and k.reason == f"no guest kernel in {tmp_path / 'nothing'} (scripts/install.sh extracts Debian's linux-image)"
+
+
+def test_detection_offers_kata_handlers_where_qemu_is(vm_path):
+    t = H.detected_handlers(vm_path)
+    assert {h.name: (h.available, h.machine) for h in t.handlers.values() if h.flavor == "vm"} == \
+        {"kata-qemu": (True, "q35"), "kata-fc": (True, "microvm")}
+
+
+def test_crio_kata_handlers_run_on_the_vm_runtime(tmp_path, vm_path):
+    """CRI-O: runtime_type "vm", and an "oci" handler whose runtime_path is Kata's (seed 001's drop-in)."""
+    write(tmp_path, "crio.conf.d/10-runtimes.conf", [b for b in seeds.config_blocks("001") if "crio" in b][0])
+    write(tmp_path, "crio.conf.d/20-kata.conf", """
+[crio.runtime.runtimes.kata]
+runtime_path = "/usr/bin/containerd-shim-kata-v2"
+runtime_type = "vm"
+""")
+    t = H.crio_handlers(None, str(tmp_path / "crio.conf.d"), vm_path)
+    for name in ("kata-qemu", "kata"):
+        h = t.handlers[name]
+        assert (h.flavor, h.machine, h.available) == ("vm", "q35", True), name
 
 
 def test_seed_000_snippets(tmp_path, path):
@@ -136,8 +195,9 @@ def test_seed_001_crio_drop_in(tmp_path, path):
     assert (t.handlers["runsc"].binary, t.handlers["runsc"].root) == ("/usr/local/bin/runsc", "/run/runsc")
     assert t.handlers["kata-qemu"].root == "/run/kata"
     for h in t.handlers.values():
-        if h.name != "crun":
+        if h.name not in ("crun", "kata-qemu"):
             assert h.available == os.access(h.binary, os.X_OK)
+    assert t.handlers["kata-qemu"].flavor == "vm"          # runtime_path is Kata's: the VM runtime
     assert not t.handlers["crun"].available and t.handlers["crun"].reason == "binary 'crun' not found on PATH"
 
 
@@ -184,7 +244,7 @@ inherit_default_runtime = true
     assert t.default == "runc"                                   # 20 beats 00
     r = t.handlers["runc"]
     assert (r.binary, r.root, r.available) == (os.path.join(path, "runc"), "/run/00", True)   # 10 beats 00 beats main
-    assert not t.handlers["kata"].available and "runtime_type 'vm'" in t.handlers["kata"].reason
+    assert not t.handlers["kata"].available and t.handlers["kata"].flavor == "vm"   # runtime_type "vm": no QEMU on PATH
     g = t.handlers["gvisor"]                                     # inherits path, type and root from the default
     assert (g.binary, g.root) == (os.path.join(path, "runc"), "/run/00")
 
@@ -208,7 +268,8 @@ privileged_without_host_devices = false
 def test_detection_without_configuration(path):
     t = H.detected_handlers(path)
     assert t.default == "runc" and t.source == "detected"
-    assert {h.name: h.available for h in t.handlers.values()} == {"runc": True, "crun": False, "runsc": True}
+    assert {h.name: h.available for h in t.handlers.values()} == {"runc": True, "crun": False, "runsc": True,
+                                                                   "kata-qemu": False, "kata-fc": False}
 
 
 def test_runsc_config_path_flags(tmp_path, path):
@@ -253,4 +314,4 @@ def test_table_text(tmp_path, path):
     runc = next(l for l in out if l.startswith("runc "))
     assert runc.split() == ["runc", "io.containerd.runc.v2", os.path.join(path, "runc"), "true", "*"]
     kata = next(l for l in out if l.startswith("kata-qemu "))
-    assert "false" in kata.split() and "containerd-shim-kata-qemu-v2" in kata
+    assert "false" in kata.split() and "qemu-system-x86_64 not found on PATH" in kata

@@ -1,0 +1,591 @@
+/* kubeclass guest agent: PID 1 of a VM Pod's guest (kubeclass/node/vm).
+ *
+ * It mounts the guest's pseudo filesystems, loads the kernel modules listed in /modules.list, mounts the
+ * host's share (9p, tag "kcshare", at the path given by kc.share= on the kernel command line), finds the
+ * virtio-serial port named "kubeclass.agent" and serves the node agent on it. Each container of the Pod
+ * runs under the OCI runtime shipped in the initramfs (crun), in its own mount and PID namespace and guest
+ * cgroup, sharing the VM's network, IPC and UTS namespaces. Like conmon on the host, the agent holds each
+ * container's stdout and stderr and writes them in the CRI log format to the log file the host named (on
+ * the share, so `kubectl logs` reads it where it reads a runc container's), and writes the exit code to the
+ * exit file the host named, then "oom" beside it when the guest's memory cgroup killed the container.
+ *
+ * Protocol (docs: kubeclass/node/vm/protocol.py), one line per message, fields separated by tabs:
+ *   host -> guest   ID VERB ARG...
+ *   guest -> host   ID ok [DATA...] | ID err MESSAGE
+ * Verbs: ping; setup HOSTNAME UNIX_NANOS; run CID BUNDLE CONFIG LOG EXITFILE PIDFILE RUNTIMELOG;
+ *        kill CID SIGNO; stats; poweroff.
+ * Exec will use further virtio-serial ports (one raw byte stream per session), so this line protocol stays.
+ * Written to be small: one static binary, no allocation beyond fixed tables, no threads.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define VERSION "1"
+#define MAXC 64
+#define LINE 16384          /* CRI partial-record size, as conmon's buffer */
+#define PATHMAX 1024
+
+struct stream {
+    int fd;
+    char buf[LINE];
+    size_t len;
+};
+
+struct ctr {
+    int used;
+    char cid[128];
+    pid_t pid;              /* the crun process */
+    char log[PATHMAX], exitfile[PATHMAX], pidfile[PATHMAX], cgparent[PATHMAX];
+    long oom_before;
+    int logfd;
+    struct stream out, err;
+    int reaped, status;
+    struct timespec reaped_at;
+};
+
+static struct ctr ctrs[MAXC];
+static int ctl = -1;
+static char share[PATHMAX] = "/run/kubeclass/share";
+
+static void say(const char *fmt, ...) {
+    char b[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(b, sizeof b, fmt, ap);
+    va_end(ap);
+    int fd = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        char m[1100];
+        int k = snprintf(m, sizeof m, "<3>kubeclass-agent: %.*s", n, b);
+        (void)!write(fd, m, k);
+        close(fd);
+    }
+}
+
+/* a write that may wait up to about 2 s for a full or disconnected port, then gives up */
+static void writeall(int fd, const char *p, size_t n) {
+    int waits = 0;
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN && waits++ < 20) { struct pollfd q = {fd, POLLOUT, 0}; if (poll(&q, 1, 100) <= 0) usleep(100000); continue; }
+            return;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+static void reply(const char *id, const char *fmt, ...) {
+    char b[4096];
+    int n = snprintf(b, sizeof b, "%s\t", id);
+    va_list ap;
+    va_start(ap, fmt);
+    n += vsnprintf(b + n, sizeof b - n - 1, fmt, ap);
+    va_end(ap);
+    if (n > (int)sizeof b - 2) n = sizeof b - 2;
+    b[n++] = '\n';
+    if (ctl >= 0) writeall(ctl, b, n);
+}
+
+static int write_file(const char *path, const char *data) {
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t w = write(fd, data, strlen(data));
+    close(fd);
+    return w < 0 ? -1 : 0;
+}
+
+static int write_atomic(const char *path, const char *data) {
+    char tmp[PATHMAX + 8];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return -1;
+    writeall(fd, data, strlen(data));
+    fsync(fd);
+    close(fd);
+    return rename(tmp, path);
+}
+
+/* ------------------------------------------------------------------ boot */
+
+static char cmdline[4096];
+
+static void read_cmdline(void) {
+    int fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    ssize_t n = read(fd, cmdline, sizeof cmdline - 1);
+    close(fd);
+    if (n > 0) cmdline[n] = 0;
+    cmdline[strcspn(cmdline, "\n")] = 0;
+}
+
+/* "<module>.<param>=<value>" words of the kernel command line become that module's parameters, as modprobe
+ * passes them (microvm's virtio_mmio.device=... entries) */
+static void module_params(const char *path, char *out, size_t size) {
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    char mod[64];
+    size_t m = strcspn(base, ".");
+    if (m >= sizeof mod) m = sizeof mod - 1;
+    memcpy(mod, base, m);
+    mod[m] = 0;
+    for (char *s = mod; *s; s++) if (*s == '-') *s = '_';
+    out[0] = 0;
+    size_t used = 0;
+    for (const char *w = cmdline; *w;) {
+        size_t len = strcspn(w, " ");
+        if (len > m + 1 && strncmp(w, mod, m) == 0 && w[m] == '.' && used + len - m + 1 < size) {
+            if (used) out[used++] = ' ';
+            memcpy(out + used, w + m + 1, len - m - 1);
+            used += len - m - 1;
+            out[used] = 0;
+        }
+        w += len;
+        while (*w == ' ') w++;
+    }
+}
+
+static void load_modules(void) {
+    FILE *f = fopen("/modules.list", "re");
+    if (!f) return;
+    char line[PATHMAX];
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = 0;
+        if (!line[0]) continue;
+        int fd = open(line, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) { say("module %s: %s", line, strerror(errno)); continue; }
+        char params[1024];
+        module_params(line, params, sizeof params);
+        if (syscall(SYS_finit_module, fd, params, 0) != 0 && errno != EEXIST)
+            say("module %s: %s", line, strerror(errno));
+        close(fd);
+    }
+    fclose(f);
+}
+
+static void cmdline_share(void) {
+    char *p = strstr(cmdline, "kc.share=");
+    if (!p) return;
+    p += 9;
+    size_t k = strcspn(p, " ");
+    if (k > 0 && k < sizeof share) { memcpy(share, p, k); share[k] = 0; }
+}
+
+static void mkdirs(const char *path) {
+    char p[PATHMAX];
+    snprintf(p, sizeof p, "%s", path);
+    for (char *s = p + 1; *s; s++)
+        if (*s == '/') { *s = 0; mkdir(p, 0755); *s = '/'; }
+    mkdir(p, 0755);
+}
+
+static void loopback_up(void) {
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0) return;
+    struct ifreq r;
+    memset(&r, 0, sizeof r);
+    strcpy(r.ifr_name, "lo");
+    if (ioctl(s, SIOCGIFFLAGS, &r) == 0) {
+        r.ifr_flags |= IFF_UP | IFF_RUNNING;
+        ioctl(s, SIOCSIFFLAGS, &r);
+    }
+    close(s);
+}
+
+static int open_port(void) {
+    /* /sys/class/virtio-ports/vportNpM/name holds the port's name; its device node is /dev/vportNpM */
+    for (int tries = 0; tries < 500; tries++) {
+        DIR *d = opendir("/sys/class/virtio-ports");
+        if (d) {
+            struct dirent *e;
+            while ((e = readdir(d))) {
+                if (e->d_name[0] == '.') continue;
+                char p[300], name[64] = {0};
+                snprintf(p, sizeof p, "/sys/class/virtio-ports/%s/name", e->d_name);
+                int fd = open(p, O_RDONLY | O_CLOEXEC);
+                if (fd < 0) continue;
+                ssize_t n = read(fd, name, sizeof name - 1);
+                close(fd);
+                if (n > 0 && strncmp(name, "kubeclass.agent", 15) == 0) {
+                    snprintf(p, sizeof p, "/dev/%s", e->d_name);
+                    closedir(d);
+                    return open(p, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+                }
+            }
+            closedir(d);
+        }
+        usleep(10000);
+    }
+    return -1;
+}
+
+static void boot(void) {
+    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+    mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+    mount("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755");
+    mkdir("/dev/pts", 0755);
+    mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "ptmxmode=0666,mode=0620,gid=5");
+    mkdir("/dev/shm", 01777);
+    mount("shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
+    mkdir("/run", 0755);
+    mount("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755");
+    mkdir("/tmp", 01777);
+    mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
+    mount("cgroup2", "/sys/fs/cgroup", "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, "nsdelegate");
+    write_file("/sys/fs/cgroup/cgroup.subtree_control", "+cpu +memory +pids");
+    write_file("/proc/sys/kernel/dmesg_restrict", "0");   /* the guest kernel serves this Pod alone */
+    read_cmdline();
+    load_modules();
+    loopback_up();
+    cmdline_share();
+    mkdirs(share);
+    if (mount("kcshare", share, "9p", 0, "trans=virtio,version=9p2000.L,msize=524288,cache=mmap,access=client") != 0)
+        say("mount 9p share at %s: %s", share, strerror(errno));
+}
+
+/* ------------------------------------------------------------------ containers */
+
+static struct ctr *find(const char *cid) {
+    for (int i = 0; i < MAXC; i++)
+        if (ctrs[i].used && strcmp(ctrs[i].cid, cid) == 0) return &ctrs[i];
+    return NULL;
+}
+
+static void cri_write(struct ctr *c, const char *stream, int full, const char *p, size_t n) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    char head[96];
+    int h = snprintf(head, sizeof head, "%04d-%02d-%02dT%02d:%02d:%02d.%09ldZ %s %c ", tm.tm_year + 1900, tm.tm_mon + 1,
+                     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec, stream, full ? 'F' : 'P');
+    char rec[LINE + 128];
+    memcpy(rec, head, h);
+    memcpy(rec + h, p, n);
+    rec[h + n] = '\n';
+    if (c->logfd >= 0) writeall(c->logfd, rec, h + n + 1);
+}
+
+/* read what a stream has; complete lines become F records, a full buffer a P record; at EOF the rest */
+static void drain(struct ctr *c, struct stream *s, const char *name) {
+    for (;;) {
+        ssize_t n = read(s->fd, s->buf + s->len, sizeof s->buf - s->len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno == EAGAIN) break;
+        if (n <= 0) {
+            if (s->len) cri_write(c, name, 0, s->buf, s->len);
+            s->len = 0;
+            close(s->fd);
+            s->fd = -1;
+            return;
+        }
+        s->len += (size_t)n;
+        size_t start = 0;
+        for (size_t i = 0; i < s->len; i++)
+            if (s->buf[i] == '\n') { cri_write(c, name, 1, s->buf + start, i - start); start = i + 1; }
+        if (start == 0 && s->len == sizeof s->buf) { cri_write(c, name, 0, s->buf, s->len); s->len = 0; continue; }
+        memmove(s->buf, s->buf + start, s->len - start);
+        s->len -= start;
+    }
+}
+
+static long oom_kills(const char *cgdir) {
+    char p[PATHMAX + 32], b[512] = {0};
+    snprintf(p, sizeof p, "/sys/fs/cgroup%s/memory.events", cgdir);
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    ssize_t n = read(fd, b, sizeof b - 1);
+    close(fd);
+    if (n <= 0) return 0;
+    char *k = strstr(b, "oom_kill ");
+    return k ? atol(k + 9) : 0;
+}
+
+static void finish(struct ctr *c) {
+    int code = WIFEXITED(c->status) ? WEXITSTATUS(c->status) : 128 + WTERMSIG(c->status);
+    if (c->out.fd >= 0) drain(c, &c->out, "stdout");
+    if (c->err.fd >= 0) drain(c, &c->err, "stderr");
+    if (c->out.fd >= 0) { close(c->out.fd); c->out.fd = -1; }
+    if (c->err.fd >= 0) { close(c->err.fd); c->err.fd = -1; }
+    if (c->logfd >= 0) { fsync(c->logfd); close(c->logfd); c->logfd = -1; }
+    if (oom_kills(c->cgparent) > c->oom_before) {
+        char p[PATHMAX + 8];
+        snprintf(p, sizeof p, "%s.oom", c->exitfile);
+        write_atomic(p, "oom");
+    }
+    char b[32];
+    snprintf(b, sizeof b, "%d", code);
+    write_atomic(c->exitfile, b);
+    reply("0", "event\texit\t%s\t%d", c->cid, code);
+    c->used = 0;
+}
+
+/* crun --root /run/crun --log=file:RTLOG --log-format=json run --bundle B --config C --pid-file P --no-pivot CID
+ * (--no-pivot: the guest root is the initramfs, on which pivot_root(2) is refused; the VM is the boundary) */
+static void do_run(const char *id, char **a, int n) {
+    if (n != 7) { reply(id, "err\trun takes 7 arguments"); return; }
+    if (find(a[0])) { reply(id, "err\tcontainer %s exists", a[0]); return; }
+    struct ctr *c = NULL;
+    for (int i = 0; i < MAXC; i++) if (!ctrs[i].used) { c = &ctrs[i]; break; }
+    if (!c) { reply(id, "err\ttoo many containers"); return; }
+    memset(c, 0, sizeof *c);
+    snprintf(c->cid, sizeof c->cid, "%s", a[0]);
+    snprintf(c->log, sizeof c->log, "%s", a[3]);
+    snprintf(c->exitfile, sizeof c->exitfile, "%s", a[4]);
+    snprintf(c->pidfile, sizeof c->pidfile, "%s", a[5]);
+    /* the container's cgroup parent (the Pod's) from config.json's cgroupsPath, for the OOM count */
+    FILE *f = fopen(a[2], "re");
+    if (f) {
+        static char cfg[1 << 20];
+        size_t k = fread(cfg, 1, sizeof cfg - 1, f);
+        cfg[k] = 0;
+        fclose(f);
+        char *p = strstr(cfg, "\"cgroupsPath\"");
+        if (p && (p = strchr(p + 13, '"'))) {
+            p++;
+            size_t len = strcspn(p, "\"");
+            if (len < sizeof c->cgparent) {
+                memcpy(c->cgparent, p, len);
+                char *slash = strrchr(c->cgparent, '/');
+                if (slash) *slash = 0;
+            }
+        }
+    }
+    if (c->cgparent[0]) {
+        char d[PATHMAX + 32];
+        snprintf(d, sizeof d, "/sys/fs/cgroup%s", c->cgparent);
+        mkdirs(d);
+        /* let the container cgroups below the Pod's have the controllers */
+        for (char *s = d + strlen("/sys/fs/cgroup") + 1;; s++) {
+            char save = *s;
+            if (save == '/' || save == 0) {
+                *s = 0;
+                char sc[PATHMAX + 64];
+                snprintf(sc, sizeof sc, "%s/cgroup.subtree_control", d);
+                write_file(sc, "+cpu +memory +pids");
+                *s = save;
+            }
+            if (!save) break;
+        }
+        c->oom_before = oom_kills(c->cgparent);
+    }
+    int lf = open(c->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (lf < 0) { reply(id, "err\topen %s: %s", c->log, strerror(errno)); return; }
+    int po[2], pe[2];
+    if (pipe2(po, O_CLOEXEC) || pipe2(pe, O_CLOEXEC)) { close(lf); reply(id, "err\tpipe: %s", strerror(errno)); return; }
+    char rtlog[PATHMAX + 16];
+    snprintf(rtlog, sizeof rtlog, "file:%s", a[6]);
+    char logopt[PATHMAX + 32];
+    snprintf(logopt, sizeof logopt, "--log=%s", rtlog);
+    pid_t pid = fork();
+    if (pid == 0) {
+        sigset_t all;
+        sigemptyset(&all);
+        sigprocmask(SIG_SETMASK, &all, NULL);
+        setsid();
+        int dn = open("/dev/null", O_RDONLY);
+        dup2(dn, 0);
+        dup2(po[1], 1);
+        dup2(pe[1], 2);
+        char *argv[] = {"/usr/bin/crun", "--root", "/run/crun", logopt, "--log-format=json", "run", "--bundle", a[1],
+                        "--config", a[2], "--pid-file", a[5], "--no-new-keyring", "--no-pivot", a[0], NULL};
+        char *envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
+        execve(argv[0], argv, envp);
+        _exit(127);
+    }
+    close(po[1]);
+    close(pe[1]);
+    if (pid < 0) { close(po[0]); close(pe[0]); close(lf); reply(id, "err\tfork: %s", strerror(errno)); return; }
+    fcntl(po[0], F_SETFL, O_NONBLOCK);
+    fcntl(pe[0], F_SETFL, O_NONBLOCK);
+    c->used = 1;
+    c->pid = pid;
+    c->logfd = lf;
+    c->out.fd = po[0];
+    c->err.fd = pe[0];
+    reply(id, "ok\t%d", (int)pid);
+}
+
+static pid_t container_pid(struct ctr *c) {
+    char b[32] = {0};
+    int fd = open(c->pidfile, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    ssize_t n = read(fd, b, sizeof b - 1);
+    close(fd);
+    return n > 0 ? (pid_t)atoi(b) : 0;
+}
+
+static void do_kill(const char *id, char **a, int n) {
+    if (n != 2) { reply(id, "err\tkill takes 2 arguments"); return; }
+    struct ctr *c = find(a[0]);
+    if (!c) { reply(id, "ok\tgone"); return; }
+    int sig = atoi(a[1]);
+    pid_t p = container_pid(c);
+    if (p > 0 && kill(p, sig) == 0) { reply(id, "ok"); return; }
+    /* not started yet (or already gone): stop crun itself */
+    kill(c->pid, sig == SIGKILL ? SIGKILL : sig);
+    reply(id, "ok");
+}
+
+static void do_setup(const char *id, char **a, int n) {
+    if (n != 2) { reply(id, "err\tsetup takes 2 arguments"); return; }
+    sethostname(a[0], strlen(a[0]));
+    long long ns = atoll(a[1]);
+    if (ns > 0) {
+        struct timespec ts = {(time_t)(ns / 1000000000LL), (long)(ns % 1000000000LL)};
+        clock_settime(CLOCK_REALTIME, &ts);
+    }
+    reply(id, "ok");
+}
+
+static void do_stats(const char *id) {
+    /* MemTotal, MemAvailable (kB) and the guest's total busy CPU time (USER_HZ ticks) */
+    char b[4096] = {0};
+    long total = 0, avail = 0;
+    unsigned long long user = 0, nice = 0, sys = 0;
+    int fd = open("/proc/meminfo", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        (void)!read(fd, b, sizeof b - 1);
+        close(fd);
+        char *p = strstr(b, "MemTotal:");
+        if (p) total = atol(p + 9);
+        p = strstr(b, "MemAvailable:");
+        if (p) avail = atol(p + 13);
+    }
+    memset(b, 0, sizeof b);
+    fd = open("/proc/stat", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        (void)!read(fd, b, sizeof b - 1);
+        close(fd);
+        sscanf(b, "cpu %llu %llu %llu", &user, &nice, &sys);
+    }
+    reply(id, "ok\t%ld\t%ld\t%llu", total, avail, user + nice + sys);
+}
+
+static void do_poweroff(const char *id) {
+    for (int i = 0; i < MAXC; i++)
+        if (ctrs[i].used) { pid_t p = container_pid(&ctrs[i]); if (p > 0) kill(p, SIGKILL); kill(ctrs[i].pid, SIGKILL); }
+    reply(id, "ok");
+    sync();
+    reboot(RB_POWER_OFF);
+}
+
+static void handle(char *line) {
+    char *a[16];
+    int n = 0;
+    char *save = NULL;
+    for (char *t = strtok_r(line, "\t", &save); t && n < 16; t = strtok_r(NULL, "\t", &save)) a[n++] = t;
+    if (n < 2) return;
+    const char *id = a[0], *verb = a[1];
+    if (!strcmp(verb, "ping")) {
+        char up[64] = {0};
+        int fd = open("/proc/uptime", O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) { (void)!read(fd, up, sizeof up - 1); close(fd); up[strcspn(up, " ")] = 0; }
+        reply(id, "ok\t%s\t%s", VERSION, up);
+    } else if (!strcmp(verb, "setup")) do_setup(id, a + 2, n - 2);
+    else if (!strcmp(verb, "run")) do_run(id, a + 2, n - 2);
+    else if (!strcmp(verb, "kill")) do_kill(id, a + 2, n - 2);
+    else if (!strcmp(verb, "stats")) do_stats(id);
+    else if (!strcmp(verb, "poweroff")) do_poweroff(id);
+    else reply(id, "err\tunknown verb %s", verb);
+}
+
+/* ------------------------------------------------------------------ main loop */
+
+int main(void) {
+    if (getpid() != 1) { fprintf(stderr, "kubeclass guest agent: must run as PID 1 of a VM\n"); return 2; }
+    boot();
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGCHLD);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGPIPE);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+    ctl = open_port();
+    if (ctl < 0) { say("no virtio-serial port named kubeclass.agent"); reboot(RB_POWER_OFF); }
+    say("ready (share %s)", share);
+    static char in[65536];
+    size_t inlen = 0;
+    for (;;) {
+        struct pollfd p[2 + 2 * MAXC];
+        struct ctr *owner[2 + 2 * MAXC];
+        int np = 0;
+        p[np].fd = ctl; p[np].events = POLLIN; owner[np++] = NULL;
+        p[np].fd = sfd; p[np].events = POLLIN; owner[np++] = NULL;
+        int waiting = 0;
+        for (int i = 0; i < MAXC; i++) {
+            struct ctr *c = &ctrs[i];
+            if (!c->used) continue;
+            if (c->out.fd >= 0) { p[np].fd = c->out.fd; p[np].events = POLLIN; owner[np++] = c; }
+            if (c->err.fd >= 0) { p[np].fd = c->err.fd; p[np].events = POLLIN; owner[np++] = c; }
+            if (c->reaped) waiting = 1;
+        }
+        int r = poll(p, np, waiting ? 100 : -1);
+        if (r < 0 && errno != EINTR) { say("poll: %s", strerror(errno)); sleep(1); }
+        if (r > 0 && (p[0].revents & (POLLIN | POLLHUP))) {
+            ssize_t k = read(ctl, in + inlen, sizeof in - inlen - 1);
+            if (k > 0) {
+                inlen += (size_t)k;
+                char *s = in, *nl;
+                while ((nl = memchr(s, '\n', in + inlen - s))) { *nl = 0; handle(s); s = nl + 1; }
+                inlen -= (size_t)(s - in);
+                memmove(in, s, inlen);
+                if (inlen == sizeof in - 1) inlen = 0;   /* a line too long: dropped */
+            } else if (k == 0 || (p[0].revents & POLLHUP)) {
+                usleep(100000);   /* the host side is not connected: wait for it */
+            }
+        }
+        for (int i = 2; r > 0 && i < np; i++) {
+            if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+            struct ctr *c = owner[i];
+            if (p[i].fd == c->out.fd) drain(c, &c->out, "stdout");
+            else if (p[i].fd == c->err.fd) drain(c, &c->err, "stderr");
+        }
+        if (r > 0 && (p[1].revents & POLLIN)) {
+            struct signalfd_siginfo si;
+            while (read(sfd, &si, sizeof si) == sizeof si) {
+            }
+            int st;
+            pid_t pid;
+            while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+                for (int i = 0; i < MAXC; i++)
+                    if (ctrs[i].used && !ctrs[i].reaped && ctrs[i].pid == pid) {
+                        ctrs[i].reaped = 1;
+                        ctrs[i].status = st;
+                        clock_gettime(CLOCK_MONOTONIC, &ctrs[i].reaped_at);
+                    }
+            }
+        }
+        /* a reaped container is finished once its output is drained (at most 2 s later) */
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        for (int i = 0; i < MAXC; i++) {
+            struct ctr *c = &ctrs[i];
+            if (!c->used || !c->reaped) continue;
+            if ((c->out.fd < 0 && c->err.fd < 0) || now.tv_sec - c->reaped_at.tv_sec >= 2) finish(c);
+        }
+    }
+}

@@ -1,0 +1,283 @@
+"""One VM and the connection to its guest agent.
+
+A VM's runtime state lives in RUN_ROOT/<vmid>/ (short paths: QEMU's unix sockets are limited to 107
+bytes): qemu.pid, agent.sock (the guest agent's virtio-serial port), qmp.sock, console.log, and share/, the
+directory the guest mounts over 9p at qemu.GUEST_SHARE. A Pod's directory is bound at share/pod when the Pod
+takes the VM (so a warm VM booted before its Pod was known serves it too); see sandbox.py.
+
+The guest agent protocol (guest/agent.c): one line per message, tab-separated fields.
+  host -> guest:  ID VERB ARG...          guest -> host:  ID ok [DATA...]  |  ID err MESSAGE
+  ping                                    -> ok VERSION GUEST_UPTIME
+  setup HOSTNAME UNIX_NANOS               -> ok          (hostname and clock of the guest)
+  run CID BUNDLE CONFIG LOG EXIT PID RTLOG -> ok CRUN_PID (the container runs under crun; its output is written
+                                             to LOG in the CRI format, its exit code to EXIT, "EXIT.oom" when
+                                             the guest's memory cgroup killed it; the paths are guest paths)
+  kill CID SIGNO                          -> ok
+  stats                                   -> ok MEM_TOTAL_KB MEM_AVAILABLE_KB CPU_TICKS
+  poweroff                                -> ok          (then the guest powers off)
+The guest also sends "0 event exit CID CODE" when a container ends. Exec sessions (a later issue) get
+virtio-serial ports of their own, one raw stream per session, so this line protocol never carries bulk data.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import secrets
+import shutil
+import signal
+import time
+
+from .. import mounts
+from . import qemu
+
+log = logging.getLogger("kubeclass.node.vm")
+
+RUN_ROOT = "/run/kubeclass/vms"
+BOOT_TIMEOUT = 120.0
+
+
+class VmError(Exception):
+    """A VM that could not be booted or talked to; the message says why (with its console's last lines)."""
+
+
+class AgentConnection:
+    """Requests to the guest agent over its virtio-serial port (QEMU's unix socket on the host side)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.pending: dict[str, asyncio.Future] = {}
+        self.ids = itertools.count(1)
+        self.task: asyncio.Task | None = None
+        self.lock = asyncio.Lock()
+
+    @property
+    def connected(self) -> bool:
+        return self.writer is not None and not self.writer.is_closing()
+
+    async def connect(self) -> None:
+        async with self.lock:
+            if self.connected:
+                return
+            self.reader, self.writer = await asyncio.open_unix_connection(self.path)
+            self.task = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        assert self.reader is not None
+        try:
+            while True:
+                line = await self.reader.readline()
+                if not line:
+                    break
+                parts = line.decode(errors="replace").rstrip("\n").split("\t")
+                fut = self.pending.pop(parts[0], None)
+                if fut is not None and not fut.done():
+                    fut.set_result(parts[1:])
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            for fut in self.pending.values():
+                if not fut.done():
+                    fut.set_exception(VmError("the connection to the guest agent closed"))
+            self.pending.clear()
+            if self.writer is not None:
+                self.writer.close()
+            self.writer = None
+
+    async def call(self, verb: str, *args: str, timeout: float = 10) -> list[str]:
+        for a in (verb, *args):
+            if "\t" in a or "\n" in a or not a:
+                raise VmError(f"an agent request argument cannot be empty or hold a tab or newline: {a!r}")
+        if not self.connected:
+            await self.connect()
+        rid = str(next(self.ids))
+        fut = asyncio.get_running_loop().create_future()
+        self.pending[rid] = fut
+        assert self.writer is not None
+        self.writer.write(("\t".join((rid, verb, *args)) + "\n").encode())
+        try:
+            parts = await asyncio.wait_for(fut, timeout)
+        except asyncio.TimeoutError:
+            self.pending.pop(rid, None)
+            raise VmError(f"the guest agent did not answer {verb} within {timeout:g}s") from None
+        if parts and parts[0] == "ok":
+            return parts[1:]
+        raise VmError(parts[1] if len(parts) > 1 else f"{verb} failed")
+
+    async def ping_until_ready(self, timeout: float, alive) -> list[str]:
+        """Ping until the guest answers (its port opens once it has booted)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not alive():
+                raise VmError("QEMU exited")
+            try:
+                return await self.call("ping", timeout=0.25)
+            except (VmError, OSError):
+                if not self.connected:
+                    await asyncio.sleep(0.02)
+        raise VmError(f"the guest did not answer within {timeout:g}s")
+
+    def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+class Vm:
+    """A VM: booted by boot(), or found again by its id after an agent restart."""
+
+    def __init__(self, vmid: str, handler_name: str = "", machine: str = "", memory_mib: int = 0, vcpus: int = 0):
+        self.id = vmid
+        self.rundir = os.path.join(RUN_ROOT, vmid)
+        self.share = os.path.join(self.rundir, "share")
+        self.handler_name, self.machine, self.memory_mib, self.vcpus = handler_name, machine, memory_mib, vcpus
+        self.conn = AgentConnection(os.path.join(self.rundir, "agent.sock"))
+        self.boot_seconds = 0.0
+
+    def meta(self) -> dict:
+        return {"vmid": self.id, "handler": self.handler_name, "machine": self.machine, "memoryMiB": self.memory_mib,
+                "vcpus": self.vcpus}
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> "Vm":
+        return cls(meta["vmid"], meta.get("handler", ""), meta.get("machine", ""), meta.get("memoryMiB", 0), meta.get("vcpus", 0))
+
+    @property
+    def pid(self) -> int | None:
+        try:
+            with open(os.path.join(self.rundir, "qemu.pid")) as f:
+                pid = int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if _alive(pid) else None
+
+    def alive(self) -> bool:
+        return self.pid is not None
+
+    @classmethod
+    async def boot(cls, binary: str, machine: str, guest, memory_mib: int, vcpus: int, handler_name: str,
+                   cgroup_procs: list[str] | None = None) -> "Vm":
+        """Boot a VM and wait for its guest agent. KVM is tried first where the CPU has hardware
+        virtualization; a failed KVM boot falls back to TCG for this and every later VM."""
+        accel = qemu.accelerator()
+        try:
+            return await cls._boot(binary, machine, guest, memory_mib, vcpus, handler_name, cgroup_procs, accel)
+        except VmError as e:
+            if accel != "kvm":
+                raise
+            log.warning("VM boot with KVM failed (%s); using TCG from now on", e)
+            qemu.set_accelerator("tcg")
+            return await cls._boot(binary, machine, guest, memory_mib, vcpus, handler_name, cgroup_procs, "tcg")
+
+    @classmethod
+    async def _boot(cls, binary, machine, guest, memory_mib, vcpus, handler_name, cgroup_procs, accel) -> "Vm":
+        vm = cls(secrets.token_hex(6), handler_name, machine, memory_mib, vcpus)
+        os.makedirs(vm.share, exist_ok=True)
+        argv = qemu.command(binary, machine, accel, kernel=guest.kernel, initrd=guest.initrd, memory_mib=memory_mib,
+                            vcpus=vcpus, rundir=vm.rundir, share=vm.share, name=f"kubeclass-{vm.id}")
+        t0 = time.monotonic()
+        launcher = qemu.launch(argv, cgroup_procs or [], os.path.join(vm.rundir, "qemu.log"))
+        try:
+            await vm._wait_socket(launcher)
+            await vm.conn.ping_until_ready(BOOT_TIMEOUT, lambda: vm.alive() or _alive(launcher))
+        except (VmError, OSError) as e:
+            why = vm.failure(str(e))
+            await vm.destroy()
+            raise VmError(why) from None
+        vm.boot_seconds = time.monotonic() - t0
+        log.info("VM %s (%s, %s, %d MiB, %d vCPU) booted in %.2fs", vm.id, machine, accel, memory_mib, vcpus, vm.boot_seconds)
+        return vm
+
+    async def _wait_socket(self, launcher: int) -> None:
+        sock = os.path.join(self.rundir, "agent.sock")
+        deadline = time.monotonic() + 30
+        while not os.path.exists(sock):
+            if not _alive(launcher) or time.monotonic() > deadline:
+                raise VmError("QEMU did not start")
+            await asyncio.sleep(0.005)
+
+    def failure(self, why: str) -> str:
+        """A failure's message with what QEMU printed and the guest console's last lines."""
+        parts = [why]
+        try:
+            with open(os.path.join(self.rundir, "qemu.log"), errors="replace") as f:
+                q = f.read().strip()[-1000:]
+            if q:
+                parts.append(f"qemu: {q}")
+        except OSError:
+            pass
+        console = qemu.console_tail(self.rundir)
+        if console:
+            parts.append(f"console:\n{console}")
+        return "; ".join(parts[:2]) + ("\n" + parts[2] if len(parts) > 2 else "")
+
+    async def destroy(self, grace: float = 3.0) -> None:
+        """Power the VM off (the guest agent, then QMP quit, then SIGKILL) and remove its state."""
+        pid = self.pid
+        if pid is not None:
+            try:
+                await self.conn.call("poweroff", timeout=1)
+            except (VmError, OSError):
+                pass
+            if not await _wait_gone(pid, grace):
+                try:
+                    await qemu.qmp(self.rundir, {"execute": "quit"}, timeout=2)
+                except (OSError, ValueError, ConnectionError, asyncio.TimeoutError):
+                    pass
+                if not await _wait_gone(pid, 2):
+                    _kill(pid)
+                    await _wait_gone(pid, 5)
+        self.conn.close()
+        self.remove_state()
+
+    def kill_now(self) -> None:
+        """For cleanup without an event loop: SIGKILL QEMU and remove the state."""
+        pid = self.pid
+        if pid is not None:
+            _kill(pid)
+            deadline = time.monotonic() + 5
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.02)
+        self.remove_state()
+
+    def remove_state(self) -> None:
+        # share/pod is a bind of the Pod's directory: never remove through it
+        if mounts.unmount_all(self.rundir):
+            shutil.rmtree(self.rundir, ignore_errors=True)
+        else:
+            log.warning("VM %s: %s still has mounts; its state is left in place", self.id, self.rundir)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+async def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return True
+        await asyncio.sleep(0.02)
+    return not _alive(pid)

@@ -1,0 +1,269 @@
+"""A VM per Pod, as Kata Containers does it: the Pod sandbox is a QEMU VM with its own guest kernel; its
+containers run inside it under the guest agent (crun in the guest), each in its own mount and PID namespace
+and guest cgroup with the container's limits, all sharing the VM's network, IPC and UTS namespaces.
+
+The Pod's directory on the host (overlay root filesystems, volumes, /etc files, logs) reaches the guest over
+9p: it is bound at the VM's share/pod (as a shared-propagation peer, so the root filesystems mounted there
+later appear in the guest too) and the container's config.json is rewritten to the guest's paths. Logs
+and exit codes are written by the guest agent straight into the files conmon writes for runc containers,
+so `kubectl logs` and the container states work unchanged.
+
+VM size from the Pod: memory = the sum of the app containers' memory limits (else requests, else
+DEFAULT_CONTAINER_MIB each; at least the largest init container's) plus the Pod's overhead; vCPUs = the CPU
+limits (plus overhead) rounded up, at least 1, at most the host's cores. QEMU runs in the Pod's cgroup from
+before the guest starts.
+"""
+from __future__ import annotations
+
+import asyncio
+import copy
+import hashlib
+import json
+import math
+import os
+import signal
+import subprocess
+import time
+
+from ...api import quantity
+from .. import cgroups, mounts
+from ..poddir import glob_workdirs, read_json, write_exit
+from ..runtimes import RuntimeError_, exit_file, read_exit, runtime_error
+from ..sandbox import PodSandbox
+from . import qemu
+from .machine import Vm, VmError
+
+DEFAULT_CONTAINER_MIB = 128   # a container without a memory limit or request
+MIN_MEMORY_MIB = 128          # the guest kernel, the initramfs and crun need about 60 MiB
+VMM_MIB = {"tcg": 320, "kvm": 160}   # QEMU's own memory (measured: ~260 MiB RSS idle under TCG with a 64 MiB code cache)
+GUEST_POD = qemu.GUEST_SHARE + "/pod"
+
+
+def _mib(q) -> int:
+    return math.ceil(quantity.value(str(q)) / (1 << 20)) if q is not None else 0
+
+
+def vm_size(pod: dict, host_cpus: int | None = None) -> tuple[int, int]:
+    """(memory MiB, vCPUs) for a Pod's VM."""
+    spec = pod.get("spec") or {}
+
+    def mem(c: dict) -> int:
+        r = c.get("resources") or {}
+        v = (r.get("limits") or {}).get("memory") or (r.get("requests") or {}).get("memory")
+        return _mib(v) if v is not None else DEFAULT_CONTAINER_MIB
+
+    def cpu(c: dict) -> float:
+        v = ((c.get("resources") or {}).get("limits") or {}).get("cpu")
+        return float(quantity.value(str(v))) if v is not None else 0.0
+
+    apps = spec.get("containers") or []
+    inits = spec.get("initContainers") or []
+    overhead = spec.get("overhead") or {}
+    memory = max(sum(mem(c) for c in apps), max((mem(c) for c in inits), default=0)) + _mib(overhead.get("memory"))
+    memory = max(MIN_MEMORY_MIB, memory + (memory % 2))
+    cpus = sum(cpu(c) for c in apps) + (float(quantity.value(str(overhead["cpu"]))) if overhead.get("cpu") else 0.0)
+    vcpus = max(1, math.ceil(cpus - 1e-9)) if cpus else 1
+    return memory, min(vcpus, host_cpus or os.cpu_count() or 1)
+
+
+class VmSandbox(PodSandbox):
+    kind = "vm"
+
+    def __init__(self, ctx, handler, runtime=None):
+        super().__init__(ctx, handler, None)
+        self.vm: Vm | None = None
+
+    def describe(self) -> str:
+        accel = self.handler.accel or qemu.accelerator()
+        return f"qemu {qemu.version(self.handler.binary)} {self.handler.machine} VM, {accel.upper()}"
+
+    # ------------------------------------------------------------------ sandbox
+    async def run(self) -> None:
+        memory, vcpus = vm_size(self.ctx.pod)
+        uid = self.ctx.uid
+        procs = cgroups.procs_files(uid)
+        cgroups.raise_memory(uid, (memory + VMM_MIB[qemu.accelerator()]) << 20)
+        pool = getattr(self.ctx.mgr, "vm_pool", None)
+        vm = pool.take(self.handler.name, memory, vcpus) if pool is not None else None
+        if vm is not None:
+            for path in procs:
+                try:
+                    with open(path, "w") as f:
+                        f.write(str(vm.pid))
+                except (OSError, TypeError):
+                    pass
+        else:
+            try:
+                guest = await self.ctx.mgr.guest()
+                vm = await Vm.boot(self.handler.binary, self.handler.machine, guest, memory, vcpus, self.handler.name, procs)
+            except VmError as e:
+                raise RuntimeError_(f"failed to boot the Pod's VM: {e}") from None
+        self.vm = vm
+        try:
+            share_pod(self.ctx.dir, vm.share)
+            await vm.conn.call("setup", self.ctx.hostname(), str(time.time_ns()))
+        except (VmError, OSError, subprocess.CalledProcessError) as e:
+            await vm.destroy()
+            unshare_pod(self.ctx.dir)
+            raise RuntimeError_(f"failed to set up the Pod's VM: {e}") from None
+
+    def meta(self) -> dict:
+        return {"vm": self.vm.meta()} if self.vm else {}
+
+    def adopt(self, meta: dict) -> None:
+        if meta.get("vm"):
+            self.vm = Vm.from_meta(meta["vm"])
+
+    def lost(self) -> str:
+        """The VM died: its running containers are marked ended (137) and the reason given."""
+        if self.vm is None or self.vm.alive():
+            return ""
+        for wd in glob_workdirs(self.ctx.dir):
+            if os.path.exists(os.path.join(wd, "pid")) and exit_file(wd) is None:
+                cid = read_json(os.path.join(wd, "meta.json")).get("cid") or "container"
+                write_exit(os.path.join(wd, "exits", cid), 137)
+        console = qemu.console_tail(self.vm.rundir, 5)
+        return "the Pod's VM stopped" + (f"; its console's last lines:\n{console}" if console else "")
+
+    async def stop(self) -> None:
+        if self.vm is not None:
+            await self.vm.destroy()
+        unshare_pod(self.ctx.dir)
+
+    def reap(self) -> None:
+        if self.vm is not None:
+            self.vm.kill_now()
+        unshare_pod(self.ctx.dir)
+
+    # ------------------------------------------------------------------ containers
+    def guest_path(self, path: str) -> str:
+        rel = os.path.relpath(path, self.ctx.dir)
+        if rel == "." or rel.startswith(".."):
+            raise RuntimeError_(f"{path} is outside the Pod's directory")
+        return f"{GUEST_POD}/{rel}"
+
+    def guest_config(self, cfg: dict) -> dict:
+        """The container's config.json as the guest sees it: its paths under the 9p share, the VM's network,
+        IPC and UTS namespaces shared (only mount and PID namespaces of its own), no hostname (the VM's)."""
+        g = copy.deepcopy(cfg)
+        g["root"]["path"] = self.guest_path(g["root"]["path"])
+        for m in g.get("mounts") or []:
+            if m.get("type") == "bind":
+                src = m["source"]
+                if not os.path.realpath(src).startswith(os.path.realpath(self.ctx.dir) + os.sep):
+                    src = self.bind_host_path(src)
+                m["source"] = self.guest_path(src)
+        lx = g.setdefault("linux", {})
+        lx["namespaces"] = [n for n in lx.get("namespaces") or [] if n.get("type") in ("pid", "mount")]
+        g.pop("hostname", None)
+        return g
+
+    def bind_host_path(self, src: str) -> str:
+        """A hostPath volume: bound into the Pod's directory, so that it reaches the guest over the share."""
+        dest = os.path.join(self.ctx.dir, "hostpaths", hashlib.sha256(src.encode()).hexdigest()[:16])
+        if not mounts.is_mounted(dest):
+            if os.path.isdir(src):
+                os.makedirs(dest, exist_ok=True)
+            else:
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
+                open(dest, "a").close()
+            subprocess.run(["mount", "--bind", src, dest], check=True, capture_output=True)
+        return dest
+
+    async def start_container(self, cid: str, workdir: str, log_path: str, cfg: dict) -> None:
+        if self.vm is None:
+            raise RuntimeError_("the Pod has no VM")
+        exits = os.path.join(workdir, "exits")
+        os.makedirs(exits, exist_ok=True)
+        try:
+            gcfg = self.guest_config(cfg)
+        except (OSError, subprocess.CalledProcessError) as e:
+            self._failed(cid, exits, f"hostPath: {e}")
+        self._write_config(workdir, cfg)
+        self._write_config(workdir, gcfg, "config.vm.json")
+        open(log_path, "a").close()
+        g = self.guest_path
+        try:
+            await self.vm.conn.call("run", cid, g(workdir), g(os.path.join(workdir, "config.vm.json")), g(log_path),
+                                    g(os.path.join(exits, cid)), g(os.path.join(workdir, "pid")),
+                                    g(os.path.join(workdir, "runtime.log")))
+        except VmError as e:
+            self._failed(cid, exits, str(e))
+        deadline = time.monotonic() + 60
+        pid = os.path.join(workdir, "pid")
+        while True:
+            ended = exit_file(workdir) is not None
+            if ended or os.path.exists(pid):
+                break
+            if time.monotonic() > deadline or not self.vm.alive():
+                self._failed(cid, exits, "the container did not start in the VM")
+            await asyncio.sleep(0.005)
+        err = _runtime_log_error(workdir)
+        if ended and (err or not os.path.exists(pid)):
+            self._failed(cid, exits, err or runtime_error(workdir, log_path), rewrite=True)
+
+    def _failed(self, cid: str, exits: str, msg: str, rewrite: bool = False) -> None:
+        path = os.path.join(exits, cid)
+        if rewrite or not os.path.exists(path):
+            write_exit(path, 128)
+        raise RuntimeError_(msg)
+
+    def container_state(self, workdir: str) -> dict:
+        st = read_exit(workdir)
+        if st is not None:
+            return st
+        if os.path.exists(os.path.join(workdir, "pid")) and self.vm is not None and self.vm.alive():
+            return {"state": "running"}
+        return {"state": "created"}
+
+    async def kill(self, cid: str, sig: str, all_procs: bool = False) -> None:
+        if self.vm is None or not self.vm.alive():
+            return
+        try:
+            await self.vm.conn.call("kill", cid, str(int(signal.Signals["SIG" + sig])), timeout=5)
+        except VmError:
+            pass
+
+    async def remove_container(self, cid: str) -> None:
+        """`crun run` in the guest removes its container when it ends; nothing is left on the host."""
+
+
+def share_pod(pod_dir: str, share: str) -> None:
+    """Bind the Pod's directory at share/pod as a shared-propagation peer: mounts made under the Pod's
+    directory later (a container's overlay root, a secret's tmpfs) appear in the guest as well."""
+    if not mounts.is_mounted(pod_dir):
+        subprocess.run(["mount", "--bind", pod_dir, pod_dir], check=True, capture_output=True)
+    subprocess.run(["mount", "--make-shared", pod_dir], check=True, capture_output=True)
+    dest = os.path.join(share, "pod")
+    os.makedirs(dest, exist_ok=True)
+    if not mounts.is_mounted(dest):
+        subprocess.run(["mount", "--bind", pod_dir, dest], check=True, capture_output=True)
+
+
+def unshare_pod(pod_dir: str) -> None:
+    """Undo share_pod and the hostPath binds (the containers' overlays are unmounted by the Pod worker)."""
+    hp = os.path.join(pod_dir, "hostpaths")
+    for m in mounts.mounted_under(hp):
+        subprocess.run(["umount", "-l", m], capture_output=True)
+    if mounts.is_mounted(pod_dir):
+        subprocess.run(["umount", "-l", pod_dir], capture_output=True)
+
+
+def _runtime_log_error(workdir: str) -> str:
+    """crun's error (JSON log lines, level "error") when the container could not be started."""
+    try:
+        with open(os.path.join(workdir, "runtime.log")) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return ""
+    msg = ""
+    for ln in lines:
+        try:
+            rec = json.loads(ln)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and rec.get("level") in ("error", "fatal"):
+            msg = rec.get("msg", "")
+    return msg
+
+
