@@ -2,7 +2,12 @@
 scheduled -> the node agent makes the sandbox, the container's overlay rootfs and bundle, runs it with the
 handler's runtime -> status Running observed through a watch — for 50 Pods per handler (runc, runsc),
 next to a bare `<runtime> run --detach` of the same bundle measured in the same run on the same machine.
-Prints p50/p99 of each and the difference. Asserts nothing. Needs root, runc and runsc.
+
+VM handlers (`--handlers kata-qemu,kata-fc`): `--vm-pods` Pods each booted cold (a VM of their own) and
+from the warm pool (the node runs with `--vm-pool 1`; the bench waits for the pool to refill before each
+create), next to a bare boot of the same QEMU command line, kernel and initramfs to the guest agent's first
+answer, and the host RSS of an idle VM Pod's QEMU. Prints p50/p99 of each and the difference. Asserts
+nothing. Needs root, runc, runsc, and QEMU with the guest kernel for the VM handlers.
 """
 from __future__ import annotations
 
@@ -22,10 +27,13 @@ sys.path.insert(0, ROOT)
 import procs  # noqa: E402 - bench/procs.py, beside this script
 from kubeclass.client import Client, Config, path_for  # noqa: E402
 from kubeclass.node import bundle, images  # noqa: E402
+from kubeclass.node.vm import guestimage, machine, qemu  # noqa: E402
 
 IMAGE = "kubeclass.bench/busybox:1"
-CLASSES = [{"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": "runc"}, "handler": "runc"},
-           {"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": "runsc"}, "handler": "runsc"}]
+CLASSES = [{"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": h}, "handler": h}
+           for h in ("runc", "runsc", "kata-qemu", "kata-fc")]
+POOL_MIB = 256          # the warm pool's VM size; cold VM Pods ask for more memory so that they boot their own
+COLD_MEMORY = "300Mi"
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -33,7 +41,8 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(len(xs) * p))]
 
 
-async def pods_latency(client: Client, handler: str, n: int) -> list[float]:
+async def pods_latency(client: Client, handler: str, n: int, memory: str | None = None, before=None,
+                       after=None) -> list[float]:
     ns = "podstart"
     out = []
     running: dict[str, float] = {}
@@ -56,18 +65,77 @@ async def pods_latency(client: Client, handler: str, n: int) -> list[float]:
                    "spec": {"runtimeClassName": handler, "terminationGracePeriodSeconds": 0,
                             "containers": [{"name": "app", "image": IMAGE, "imagePullPolicy": "IfNotPresent",
                                             "command": ["sleep", "3600"]}]}}
+            if memory:
+                pod["spec"]["containers"][0]["resources"] = {"requests": {"memory": memory}}
+            if before is not None:
+                await before()
             t0 = time.perf_counter()
             await client.create(path_for("", "v1", "pods", ns), pod)
-            await asyncio.wait_for(waiters[name].wait(), 60)
+            await asyncio.wait_for(waiters[name].wait(), 120)
             out.append(running[name] - t0)
+            if after is not None:
+                await after(name)
     finally:
         wt.cancel()
     # clean up, so the next handler starts from an idle node
+    await delete_all(client, handler, n)
+    return out
+
+
+async def delete_all(client: Client, handler: str, n: int) -> None:
+    ns = "podstart"
     for i in range(n):
         await client.delete(path_for("", "v1", "pods", ns, f"{handler}-{i}"))
     while (await client.list(path_for("", "v1", "pods", ns)))["items"]:
         await asyncio.sleep(0.2)
-    return out
+
+
+def qemu_rss_mib(data: str, client_pod: dict) -> tuple[float, float]:
+    """(RSS, anonymous RSS) in MiB of the QEMU process of a VM Pod."""
+    with open(os.path.join(data, "node", "pods", client_pod["metadata"]["uid"], "sandbox.json")) as f:
+        vmid = json.load(f)["vm"]["vmid"]
+    with open(os.path.join(machine.RUN_ROOT, vmid, "qemu.pid")) as f:
+        pid = int(f.read())
+    st = {ln.split(":")[0]: ln.split()[1] for ln in open(f"/proc/{pid}/status") if ln.startswith(("VmRSS", "RssAnon"))}
+    return int(st["VmRSS"]) / 1024, int(st["RssAnon"]) / 1024
+
+
+async def vm_handler(client: Client, data: str, handler: str, n: int) -> None:
+    from kubeclass.node import handlers as handlers_mod
+    h = handlers_mod.detected_handlers().handlers[handler]
+    guest = guestimage.find()
+    pool_dir = os.path.join(data, "node", "vm-pool")
+
+    async def pool_ready():
+        for _ in range(600):
+            recs = [json.load(open(os.path.join(pool_dir, f))) for f in os.listdir(pool_dir)] if os.path.isdir(pool_dir) else []
+            if any(r.get("handler") == handler for r in recs):
+                return
+            await asyncio.sleep(0.1)
+        raise RuntimeError("the VM pool did not refill")
+
+    rss: list[tuple[float, float]] = []
+
+    async def idle_rss(name: str) -> None:
+        if len(rss) < 3:
+            await asyncio.sleep(3)
+            rss.append(qemu_rss_mib(data, await client.get(path_for("", "v1", "pods", "podstart", name))))
+
+    await pool_ready()
+    cold = await pods_latency(client, handler, n, memory=COLD_MEMORY, after=idle_rss)
+    warm = await pods_latency(client, handler, n, before=pool_ready)
+    bare = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        vm = await machine.Vm.boot(h.binary, h.machine, guest, 300, 1, handler)
+        bare.append(time.perf_counter() - t0)
+        await vm.destroy()
+    c50, c99, w50, w99 = pct(cold, .5) * 1e3, pct(cold, .99) * 1e3, pct(warm, .5) * 1e3, pct(warm, .99) * 1e3
+    b50, b99 = pct(bare, .5) * 1e3, pct(bare, .99) * 1e3
+    print(f"  {handler:<9} ({h.machine}, {qemu.accelerator().upper()}) Pod create->Running cold p50 {c50:7.1f} ms  p99 {c99:7.1f} ms"
+          f" | warm pool p50 {w50:6.1f} ms  p99 {w99:6.1f} ms | bare qemu boot to the guest agent p50 {b50:7.1f} ms"
+          f"  p99 {b99:7.1f} ms | cold p50 overhead {c50 - b50:+.1f} ms | idle VM Pod QEMU RSS "
+          f"{statistics.mean(r[0] for r in rss):.0f} MiB (anonymous {statistics.mean(r[1] for r in rss):.0f} MiB)", flush=True)
 
 
 def bare_latency(binary: str, handler: str, rootfs: str, work: str, n: int) -> list[float]:
@@ -105,7 +173,8 @@ def bare_latency(binary: str, handler: str, rootfs: str, work: str, n: int) -> l
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pods", type=int, default=50)
-    ap.add_argument("--handlers", default="runc,runsc")
+    ap.add_argument("--handlers", default="runc,runsc,kata-qemu,kata-fc")
+    ap.add_argument("--vm-pods", type=int, default=10, help="Pods per VM handler, cold and from the warm pool")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/podstart needs root (it runs containers)")
@@ -117,7 +186,8 @@ async def main() -> None:
                    cwd=ROOT, capture_output=True)
     port = 20000 + os.getpid() % 20000
     server = subprocess.Popen([sys.executable, "-m", "kubeclass.cli", "up", "--data-dir", data, "--port", str(port),
-                               "--node-port", str(port + 1), "--node-name", "bench-node"],
+                               "--node-port", str(port + 1), "--node-name", "bench-node", "--vm-pool", "1",
+                               "--vm-pool-memory", f"{POOL_MIB}Mi"],
                               cwd=ROOT, stdout=open(os.path.join(work, "up.log"), "wb"), stderr=subprocess.STDOUT)
     print(f"kubeclass bench/podstart: {os.cpu_count()} cores, API server + scheduler + node agent + this client on one machine; "
           f"{args.pods} Pods per handler, one at a time")
@@ -144,6 +214,9 @@ async def main() -> None:
         store = images.ImageStore(os.path.join(data, "node", "images"))
         rootfs = store.rootfs(store.lookup(IMAGE))
         for handler in args.handlers.split(","):
+            if handler.startswith("kata"):
+                await vm_handler(client, data, handler, args.vm_pods)
+                continue
             binary = shutil.which(handler)
             await pods_latency(client, handler, 3)   # warm-up
             pods = await pods_latency(client, handler, args.pods)
