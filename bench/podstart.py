@@ -3,11 +3,13 @@ scheduled -> the node agent makes the sandbox, the container's overlay rootfs an
 handler's runtime -> status Running observed through a watch — for 50 Pods per handler (runc, runsc),
 next to a bare `<runtime> run --detach` of the same bundle measured in the same run on the same machine.
 
-VM handlers (`--handlers kata-qemu,kata-fc`): `--vm-pods` Pods each booted cold (a VM of their own) and
-from the warm pool (the node runs with `--vm-pool 1`; the bench waits for the pool to refill before each
-create), next to a bare boot of the same QEMU command line, kernel and initramfs to the guest agent's first
-answer, and the host RSS of an idle VM Pod's QEMU. Prints p50/p99 of each and the difference. Asserts
-nothing. Needs root, runc, runsc, and QEMU with the guest kernel for the VM handlers.
+VM handlers (`--handlers kata-qemu,kata-fc`): `--vm-pods` Pods each booted cold (each of a VM shape not seen
+before, so no template exists; the bench waits for the template the node then makes in the background),
+started from a VM template (Pods of a shape whose template exists), and taken from the warm pool (the node
+runs with `--vm-pool 1`; the bench waits for the pool to refill before each create), next to a bare boot of
+the same QEMU command line, kernel and initramfs to the guest agent's first answer, and the host RSS of an
+idle VM Pod's QEMU, booted and restored. Prints p50/p99 of each and the differences. Asserts nothing. Needs
+root, runc, runsc, and QEMU with the guest kernel for the VM handlers.
 """
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(len(xs) * p))]
 
 
-async def pods_latency(client: Client, handler: str, n: int, memory: str | None = None, before=None,
+async def pods_latency(client: Client, handler: str, n: int, memory=None, before=None,
                        after=None) -> list[float]:
     ns = "podstart"
     out = []
@@ -66,7 +68,8 @@ async def pods_latency(client: Client, handler: str, n: int, memory: str | None 
                             "containers": [{"name": "app", "image": IMAGE, "imagePullPolicy": "IfNotPresent",
                                             "command": ["sleep", "3600"]}]}}
             if memory:
-                pod["spec"]["containers"][0]["resources"] = {"requests": {"memory": memory}}
+                mem = memory(i) if callable(memory) else memory
+                pod["spec"]["containers"][0]["resources"] = {"requests": {"memory": mem}}
             if before is not None:
                 await before()
             t0 = time.perf_counter()
@@ -105,6 +108,10 @@ async def vm_handler(client: Client, data: str, handler: str, n: int) -> None:
     h = handlers_mod.detected_handlers().handlers[handler]
     guest = guestimage.find()
     pool_dir = os.path.join(data, "node", "vm-pool")
+    tpl_dir = os.path.join(data, "node", "vm-templates")
+
+    def templates() -> list[str]:
+        return [f for f in os.listdir(tpl_dir) if f.startswith(h.machine + "-")] if os.path.isdir(tpl_dir) else []
 
     async def pool_ready():
         for _ in range(600):
@@ -114,28 +121,49 @@ async def vm_handler(client: Client, data: str, handler: str, n: int) -> None:
             await asyncio.sleep(0.1)
         raise RuntimeError("the VM pool did not refill")
 
-    rss: list[tuple[float, float]] = []
+    async def templates_idle():
+        """Until no template is being made (they are made in the background after a cold boot)."""
+        for _ in range(600):
+            fs = templates()
+            if not any(".tmp" in f for f in fs):
+                return
+            await asyncio.sleep(0.1)
 
-    async def idle_rss(name: str) -> None:
-        if len(rss) < 3:
-            await asyncio.sleep(3)
-            rss.append(qemu_rss_mib(data, await client.get(path_for("", "v1", "pods", "podstart", name))))
+    rss: dict[str, list[tuple[float, float]]] = {"boot": [], "template": []}
+
+    def idle_rss(kind: str):
+        async def measure(name: str) -> None:
+            await templates_idle()
+            if len(rss[kind]) < 3:
+                await asyncio.sleep(3)
+                rss[kind].append(qemu_rss_mib(data, await client.get(path_for("", "v1", "pods", "podstart", name))))
+        return measure
 
     await pool_ready()
-    cold = await pods_latency(client, handler, n, memory=COLD_MEMORY, after=idle_rss)
+    await templates_idle()
+    # a new VM shape per Pod (300Mi + 64Mi * i requested: 320, 384, ... MiB VMs), so none has a template yet
+    cold = await pods_latency(client, handler, n, memory=lambda i: f"{300 + 64 * i}Mi", after=idle_rss("boot"))
+    await templates_idle()
+    tpl = await pods_latency(client, handler, n, memory="300Mi", after=idle_rss("template"))
     warm = await pods_latency(client, handler, n, before=pool_ready)
     bare = []
     for _ in range(n):
         t0 = time.perf_counter()
-        vm = await machine.Vm.boot(h.binary, h.machine, guest, 300, 1, handler)
+        vm = await machine.Vm.boot(h.binary, h.machine, guest, 320, 1, handler)
         bare.append(time.perf_counter() - t0)
         await vm.destroy()
-    c50, c99, w50, w99 = pct(cold, .5) * 1e3, pct(cold, .99) * 1e3, pct(warm, .5) * 1e3, pct(warm, .99) * 1e3
-    b50, b99 = pct(bare, .5) * 1e3, pct(bare, .99) * 1e3
-    print(f"  {handler:<9} ({h.machine}, {qemu.accelerator().upper()}) Pod create->Running cold p50 {c50:7.1f} ms  p99 {c99:7.1f} ms"
-          f" | warm pool p50 {w50:6.1f} ms  p99 {w99:6.1f} ms | bare qemu boot to the guest agent p50 {b50:7.1f} ms"
-          f"  p99 {b99:7.1f} ms | cold p50 overhead {c50 - b50:+.1f} ms | idle VM Pod QEMU RSS "
-          f"{statistics.mean(r[0] for r in rss):.0f} MiB (anonymous {statistics.mean(r[1] for r in rss):.0f} MiB)", flush=True)
+
+    def ms(xs, p):
+        return pct(xs, p) * 1e3
+
+    def mib(kind):
+        return f"{statistics.mean(r[0] for r in rss[kind]):.0f} MiB (anonymous {statistics.mean(r[1] for r in rss[kind]):.0f})"
+    print(f"  {handler:<9} ({h.machine}, {qemu.accelerator().upper()}) Pod create->Running p50 / p99:\n"
+          f"    cold boot      {ms(cold, .5):7.1f} / {ms(cold, .99):7.1f} ms   (bare qemu boot to the guest agent "
+          f"{ms(bare, .5):7.1f} / {ms(bare, .99):7.1f} ms: p50 overhead {ms(cold, .5) - ms(bare, .5):+.1f} ms)\n"
+          f"    from template  {ms(tpl, .5):7.1f} / {ms(tpl, .99):7.1f} ms\n"
+          f"    warm pool      {ms(warm, .5):7.1f} / {ms(warm, .99):7.1f} ms\n"
+          f"    idle VM Pod QEMU RSS: booted {mib('boot')}, from template {mib('template')}", flush=True)
 
 
 def bare_latency(binary: str, handler: str, rootfs: str, work: str, n: int) -> list[float]:

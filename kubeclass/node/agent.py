@@ -40,6 +40,7 @@ class AgentOptions:
     vm_pool_memory: int = 512      # MiB
     vm_kernel: str | None = None
     vm_initrd: str | None = None
+    vm_templates: bool = True      # start VMs from saved states of freshly booted ones (vm/template.py)
 
 
 class Agent:
@@ -155,11 +156,15 @@ class Agent:
         self.pods = PodManager(self.client, self.opts.name, self.table, self.opts.data_dir, self.opts.address)
         self.pods.vm_kernel, self.pods.vm_initrd = self.opts.vm_kernel, self.opts.vm_initrd
         vm_handlers = [h for h in self.table.available() if h.flavor == "vm"]
+        if vm_handlers and self.opts.vm_templates:
+            from .vm.template import Templates
+            self.pods.vm_templates = Templates(os.path.join(self.opts.data_dir, "vm-templates"))
         pool = None
         if self.opts.vm_pool > 0 and vm_handlers:
             from .vm.pool import VmPool
             pool = self.pods.vm_pool = VmPool(self.opts.data_dir, vm_handlers, self.opts.vm_pool, self.pods.guest,
                                               self.opts.vm_pool_memory)
+            pool.templates = self.pods.vm_templates
         logs = LogServer(self.pods, self.client.config.ca_data, os.path.join(self.opts.data_dir, "pki"), self.opts.name,
                          self.opts.address, self.opts.port)
         await logs.start()

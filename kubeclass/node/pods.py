@@ -655,6 +655,7 @@ class PodManager:
         self.vm_kernel: str | None = None
         self.vm_initrd: str | None = None
         self.vm_pool = None
+        self.vm_templates = None
         self._classes: dict[str, dict] = {}
         self._classes_synced = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
@@ -763,6 +764,9 @@ class PodManager:
 
     async def run(self) -> None:
         os.makedirs(os.path.join(self.data_dir, "pods"), exist_ok=True)
+        if any(h.flavor == "vm" for h in self.table.available()):
+            from .vm import machine
+            await asyncio.to_thread(machine.reap_stale)
         await asyncio.gather(
             self.client.informer(path_for("node.k8s.io", "v1", "runtimeclasses"), self.on_class),
             self.client.informer(path_for("", "v1", "pods"), self.on_pod, fieldSelector=f"spec.nodeName={self.node_name}"))

@@ -1,8 +1,10 @@
 """VM-isolated Pods (issue 11) on real QEMU: seed 001's Kata classes applied verbatim run their Pods in a VM
 with Debian's guest kernel (under TCG on these machines, whose /dev/kvm is a PVM host), beside gVisor's and
 the host's kernels; two containers of one kata Pod share the VM's loopback (one qemu process for the Pod);
-the guest's memory cgroup OOM-kills a container over its limit; `kubectl logs -f` streams from the guest;
-deletion is graceful (the container's SIGTERM trap runs); a killed and restarted node agent re-adopts the
+the guest's memory cgroup OOM-kills a container over its limit; a failed container restarts inside the
+running VM; a VM that dies is replaced (SandboxChanged); `kubectl logs -f` streams from the guest; deletion
+is graceful (the container's SIGTERM trap runs); a VM that cannot boot is FailedCreatePodSandBox with its
+console's last lines; a Pod takes a VM from the warm pool; a killed and restarted node agent re-adopts the
 running VM and never boots a second one."""
 from __future__ import annotations
 
@@ -93,6 +95,28 @@ def test_three_isolation_levels_side_by_side(vc):
     vc.ok("delete", "pod", "iso-kata", "iso-kata-fc", "iso-gvisor", "iso-standard", "--grace-period=1")
 
 
+def test_later_vms_of_a_shape_start_from_its_template_with_fresh_entropy(vc):
+    cmd = "head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n'; echo; exec sleep 3600"
+    mem = {"resources": {"limits": {"memory": "200Mi"}}}     # a shape no other test uses: 200 + 160 -> 384 MiB
+    ctr = lambda: [{"name": "app", "command": ["sh", "-c", cmd], **mem}]   # noqa: E731
+    vc.ok("apply", "-f", "-", input=pod("tpl-0", "", "kata", restart="Always", containers=ctr()))
+    p0 = vc.wait_phase("tpl-0", ("Running",), VM_TIMEOUT)
+    assert sandbox_meta(vc.data_dir, p0["metadata"]["uid"])["vm"]["origin"] == "boot"
+    tdir = os.path.join(vc.data_dir, "node", "vm-templates")
+    wait_for(lambda: [f for f in os.listdir(tdir) if f.startswith("q35-384m-1c-") and f.endswith(".vmstate")]
+             if os.path.isdir(tdir) else None, VM_TIMEOUT, what="the q35 384 MiB template")
+    seen = []
+    for name in ("tpl-1", "tpl-2"):
+        vc.ok("apply", "-f", "-", input=pod(name, "", "kata", restart="Always", containers=ctr()))
+        p = vc.wait_phase(name, ("Running",), VM_TIMEOUT)
+        vm = sandbox_meta(vc.data_dir, p["metadata"]["uid"])["vm"]
+        assert vm["origin"] == "template" and vm["memoryMiB"] == 384
+        seen.append(wait_for(lambda: vc.logs(name).strip() or None, 30))
+        assert vc.logs(name).count("\n") == 1
+    assert seen[0] != seen[1] and len(seen[0]) == 32     # one saved state, yet no shared random state
+    vc.ok("delete", "pod", "tpl-0", "tpl-1", "tpl-2", "--grace-period=1")
+
+
 def test_two_containers_share_one_vm_and_its_loopback(vc):
     server = {"name": "server", "command": ["sh", "-c", "while true; do echo hello-from-server | nc -l -p 9000; done"]}
     client = {"name": "client", "command": ["sh", "-c", "for i in $(seq 1 60); do nc 127.0.0.1 9000 && break; sleep 0.5; done; "
@@ -117,6 +141,44 @@ def test_container_over_its_memory_limit_is_oomkilled(vc):
     vc.ok("delete", "pod", "oom-in-vm", "--grace-period=1")
 
 
+def test_failed_container_restarts_inside_the_running_vm(vc):
+    script = "echo run; if [ -f /data/once ]; then exec sleep 3600; fi; touch /data/once; exit 3"
+    ctr = {"name": "app", "command": ["sh", "-c", script], "volumeMounts": [{"name": "data", "mountPath": "/data"}]}
+    vc.ok("apply", "-f", "-", input=pod("vm-restarter", "", "kata-fc", restart="OnFailure", containers=[ctr],
+                                        volumes=[{"name": "data", "emptyDir": {}}]))
+    p = vc.wait_phase("vm-restarter", ("Running",), VM_TIMEOUT)
+    vmid = sandbox_meta(vc.data_dir, p["metadata"]["uid"])["vm"]["vmid"]
+
+    def restarted():
+        st = (vc.pod("vm-restarter")["status"].get("containerStatuses") or [{}])[0]
+        return st if st.get("restartCount") == 1 and "running" in st.get("state", {}) else None
+    st = wait_for(restarted, 60, what="a restart in the VM")
+    assert st["lastState"]["terminated"]["exitCode"] == 3
+    assert sandbox_meta(vc.data_dir, p["metadata"]["uid"])["vm"]["vmid"] == vmid and len(qemu_pids(vmid)) == 1
+    assert vc.logs("vm-restarter", "--previous") == "run\n"
+    vc.ok("delete", "pod", "vm-restarter", "--grace-period=1")
+
+
+def test_a_vm_that_dies_is_replaced(vc):
+    vc.ok("apply", "-f", "-", input=pod("vm-phoenix", "echo up; exec sleep 3600", "kata", restart="Always"))
+    p = vc.wait_phase("vm-phoenix", ("Running",), VM_TIMEOUT)
+    uid = p["metadata"]["uid"]
+    vmid = sandbox_meta(vc.data_dir, uid)["vm"]["vmid"]
+    os.kill(qemu_pids(vmid)[0], signal.SIGKILL)
+    ev = wait_for(lambda: [e for e in vc.events("vm-phoenix") if e["reason"] == "SandboxChanged"], 30)
+    assert ev[0]["message"] == "Pod sandbox changed, it will be killed and re-created."
+    assert any(e["reason"] == "Failed" and e["message"].startswith("the Pod's VM stopped") for e in vc.events("vm-phoenix"))
+
+    def running_again():
+        st = (vc.pod("vm-phoenix")["status"].get("containerStatuses") or [{}])[0]
+        return st if st.get("restartCount") == 1 and "running" in st.get("state", {}) else None
+    st = wait_for(running_again, VM_TIMEOUT, what="the container in a new VM")
+    assert st["lastState"]["terminated"]["exitCode"] == 137
+    new = sandbox_meta(vc.data_dir, uid)["vm"]["vmid"]
+    assert new != vmid and len(qemu_pids(new)) == 1 and qemu_pids(vmid) == []
+    vc.ok("delete", "pod", "vm-phoenix", "--grace-period=1")
+
+
 def test_logs_follow_and_graceful_delete(vc, tmp_path):
     out_dir = tmp_path / "out"
     out_dir.mkdir()
@@ -138,19 +200,43 @@ def test_logs_follow_and_graceful_delete(vc, tmp_path):
     assert (out_dir / "term").read_text() == "7\n"               # written by the trap, inside the VM
 
 
-def test_agent_killed_and_restarted_readopts_the_vm(tmp_path):
+def small_cluster(tmp_path, *extra: str):
     d = str(tmp_path / "data")
     archive = str(tmp_path / "bb.tar")
     build_busybox_archive(archive)
     subprocess.run(["python3", "-m", "kubeclass.cli", "image", "import", archive, "--data-dir", d], check=True,
                    capture_output=True, cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-    c = start_node_cluster(d, "--labels", ",".join(KATA_LABELS))
+    c = start_node_cluster(d, "--labels", ",".join(KATA_LABELS), *extra)
+    c.ok("apply", "-f", "-", input=PRODUCTION_SET)
+    return c
+
+
+def pooled(data_dir: str, handler: str) -> list[str]:
+    d = os.path.join(data_dir, "node", "vm-pool")
+    out = []
+    for f in os.listdir(d) if os.path.isdir(d) else []:
+        try:
+            with open(os.path.join(d, f)) as fh:
+                if json.load(fh)["handler"] == handler and qemu_pids(f):
+                    out.append(f)
+        except (OSError, ValueError):
+            pass
+    return out
+
+
+def test_warm_pool_then_agent_killed_and_restarted_readopts_the_vm(tmp_path):
+    c = small_cluster(tmp_path, "--vm-pool", "1", "--vm-pool-memory", "512Mi")
+    d = c.data_dir
     try:
-        c.ok("apply", "-f", "-", input=PRODUCTION_SET)
+        warm = wait_for(lambda: pooled(d, "kata-qemu"), VM_TIMEOUT, what="a warm kata-qemu VM")
         c.ok("apply", "-f", "-", input=pod("vm-survivor", "echo up; while true; do sleep 0.2; done", "kata", restart="Always"))
         p = c.wait_phase("vm-survivor", ("Running",), VM_TIMEOUT)
         started = p["status"]["containerStatuses"][0]["state"]["running"]["startedAt"]
         vmid = sandbox_meta(d, p["metadata"]["uid"])["vm"]["vmid"]
+        assert [vmid] == warm                             # the Pod took the pooled VM (320 MiB fits in 512)...
+        assert sandbox_meta(d, p["metadata"]["uid"])["vm"]["origin"] == "pool"
+        refill = wait_for(lambda: pooled(d, "kata-qemu"), VM_TIMEOUT, what="the pool to refill")
+        assert refill != warm                             # ...and the pool booted another
         pids = qemu_pids(vmid)
         assert len(pids) == 1
         c.stop(signal.SIGKILL)                            # kill -9: the agent (and the API server) go away...
@@ -160,11 +246,29 @@ def test_agent_killed_and_restarted_readopts_the_vm(tmp_path):
         p = c.wait_phase("vm-survivor", ("Running",))
         st = p["status"]["containerStatuses"][0]
         assert st["restartCount"] == 0 and st["state"]["running"]["startedAt"] == started
-        assert qemu_pids(vmid) == pids                    # the same VM, and no second one
-        assert len([x for x in os.listdir("/run/kubeclass/vms") if qemu_pids(x)]) >= 1
+        assert qemu_pids(vmid) == pids                    # the same VM, and no second one for the Pod
+        assert qemu_pids(refill[0]) == []                 # the previous agent's idle pool VM was powered off
         assert c.logs("vm-survivor") == "up\n"
         c.ok("delete", "pod", "vm-survivor", "--grace-period=1")
         assert qemu_pids(vmid) == []
+    finally:
+        c.kubectl("delete", "pods", "--all", "--grace-period=1", timeout=60)
+        c.stop()
+    wait_for(lambda: not pooled(d, "kata-qemu") and not pooled(d, "kata-fc"), 20, what="the pool powered off at exit")
+
+
+def test_a_vm_that_cannot_boot_is_failedcreatepodsandbox_with_its_console(tmp_path):
+    bad = tmp_path / "garbage.cpio"
+    bad.write_bytes(b"not an initramfs" * 64)
+    c = small_cluster(tmp_path, "--vm-kernel", os.path.join(guestimage.GUEST_DIR, "current", "vmlinux"), "--vm-initrd", str(bad))
+    try:
+        c.ok("apply", "-f", "-", input=pod("vm-noboot", "echo SHOULD-NOT-RUN", "kata-fc"))
+        ev = wait_for(lambda: [e for e in c.events("vm-noboot") if e["reason"] == "FailedCreatePodSandBox"], VM_TIMEOUT)
+        msg = ev[0]["message"]
+        assert msg.startswith("Failed to create pod sandbox: failed to boot the Pod's VM: ") and ev[0]["type"] == "Warning"
+        assert "Kernel panic" in msg, msg                 # the guest console's last lines
+        assert c.phase("vm-noboot") == "Pending"
+        assert not [e for e in c.events("vm-noboot") if e["reason"] == "Started"]
     finally:
         c.kubectl("delete", "pods", "--all", "--grace-period=1", timeout=60)
         c.stop()

@@ -18,7 +18,7 @@ def test_vm_size_from_the_pod():
     seed_kata = {"spec": {"containers": [{"resources": {"requests": {"memory": "128Mi", "cpu": "100m"},
                                                         "limits": {"memory": "256Mi", "cpu": "200m"}}}],
                           "overhead": {"cpu": "250m", "memory": "160Mi"}}}
-    assert vm_size(seed_kata) == (256 + 160, 1)
+    assert vm_size(seed_kata) == (448, 1)                                        # 256 + 160, in 64 MiB steps
     assert vm_size({"spec": {"containers": [{}, {}]}}) == (256, 1)                 # 128 MiB a container by default
     assert vm_size({"spec": {"containers": [{"resources": {"limits": {"memory": "32Mi"}}}]}}) == (128, 1)   # the floor
     assert vm_size({"spec": {"containers": [{"resources": {"requests": {"memory": "1Gi"}}}]}}) == (1024, 1)

@@ -8,7 +8,8 @@ takes the VM (so a warm VM booted before its Pod was known serves it too); see s
 The guest agent protocol (guest/agent.c): one line per message, tab-separated fields.
   host -> guest:  ID VERB ARG...          guest -> host:  ID ok [DATA...]  |  ID err MESSAGE
   ping                                    -> ok VERSION GUEST_UPTIME
-  setup HOSTNAME UNIX_NANOS               -> ok          (hostname and clock of the guest)
+  setup HOSTNAME UNIX_NANOS ENTROPY_HEX   -> ok          (mounts the share; the guest's hostname and clock;
+                                             host entropy credited and the CRNG reseeded)
   run CID BUNDLE CONFIG LOG EXIT PID RTLOG -> ok CRUN_PID (the container runs under crun; its output is written
                                              to LOG in the CRI format, its exit code to EXIT, "EXIT.oom" when
                                              the guest's memory cgroup killed it; the paths are guest paths)
@@ -25,6 +26,7 @@ import itertools
 import logging
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import time
@@ -138,14 +140,17 @@ class Vm:
         self.handler_name, self.machine, self.memory_mib, self.vcpus = handler_name, machine, memory_mib, vcpus
         self.conn = AgentConnection(os.path.join(self.rundir, "agent.sock"))
         self.boot_seconds = 0.0
+        self.origin = ""             # how it started: "boot", "template" or "pool" (a pooled VM, either way)
 
     def meta(self) -> dict:
         return {"vmid": self.id, "handler": self.handler_name, "machine": self.machine, "memoryMiB": self.memory_mib,
-                "vcpus": self.vcpus}
+                "vcpus": self.vcpus, "origin": self.origin}
 
     @classmethod
     def from_meta(cls, meta: dict) -> "Vm":
-        return cls(meta["vmid"], meta.get("handler", ""), meta.get("machine", ""), meta.get("memoryMiB", 0), meta.get("vcpus", 0))
+        vm = cls(meta["vmid"], meta.get("handler", ""), meta.get("machine", ""), meta.get("memoryMiB", 0), meta.get("vcpus", 0))
+        vm.origin = meta.get("origin", "")
+        return vm
 
     @property
     def pid(self) -> int | None:
@@ -161,43 +166,82 @@ class Vm:
 
     @classmethod
     async def boot(cls, binary: str, machine: str, guest, memory_mib: int, vcpus: int, handler_name: str,
-                   cgroup_procs: list[str] | None = None) -> "Vm":
-        """Boot a VM and wait for its guest agent. KVM is tried first where the CPU has hardware
-        virtualization; a failed KVM boot falls back to TCG for this and every later VM."""
+                   cgroup_procs: list[str] | None = None, templates=None) -> "Vm":
+        """Start a VM and wait for its guest agent: from a template of its shape when there is one
+        (template.py), else booted (and a template of the shape made in the background). KVM is tried
+        first where the CPU has hardware virtualization; a failed KVM boot falls back to TCG for this and
+        every later VM."""
         accel = qemu.accelerator()
+        if templates is not None:
+            state = templates.find(binary, machine, accel, guest, memory_mib, vcpus)
+            if state is not None:
+                try:
+                    return await cls._boot(binary, machine, guest, memory_mib, vcpus, handler_name, cgroup_procs, accel, state)
+                except VmError as e:
+                    log.warning("starting a VM from the template %s failed (%s); booting instead", state, e)
+                    templates.discard(state)
         try:
-            return await cls._boot(binary, machine, guest, memory_mib, vcpus, handler_name, cgroup_procs, accel)
+            vm = await cls._boot(binary, machine, guest, memory_mib, vcpus, handler_name, cgroup_procs, accel, None)
         except VmError as e:
             if accel != "kvm":
                 raise
             log.warning("VM boot with KVM failed (%s); using TCG from now on", e)
-            qemu.set_accelerator("tcg")
-            return await cls._boot(binary, machine, guest, memory_mib, vcpus, handler_name, cgroup_procs, "tcg")
+            accel = "tcg"
+            qemu.set_accelerator(accel)
+            vm = await cls._boot(binary, machine, guest, memory_mib, vcpus, handler_name, cgroup_procs, accel, None)
+        if templates is not None:
+            templates.make_later(binary, machine, accel, guest, memory_mib, vcpus)
+        return vm
 
     @classmethod
-    async def _boot(cls, binary, machine, guest, memory_mib, vcpus, handler_name, cgroup_procs, accel) -> "Vm":
+    async def _boot(cls, binary, machine, guest, memory_mib, vcpus, handler_name, cgroup_procs, accel, state) -> "Vm":
+        """Boot (state None) or restore a saved state (QMP `cont` once it is loaded)."""
         vm = cls(secrets.token_hex(6), handler_name, machine, memory_mib, vcpus)
         os.makedirs(vm.share, exist_ok=True)
         argv = qemu.command(binary, machine, accel, kernel=guest.kernel, initrd=guest.initrd, memory_mib=memory_mib,
                             vcpus=vcpus, rundir=vm.rundir, share=vm.share, name=f"kubeclass-{vm.id}")
+        if state is not None:
+            argv += ["-incoming", f"exec:cat {shlex.quote(state)}"]
         t0 = time.monotonic()
         launcher = qemu.launch(argv, cgroup_procs or [], os.path.join(vm.rundir, "qemu.log"))
         try:
             await vm._wait_socket(launcher)
+            if state is not None:
+                await vm._resume_incoming()
             await vm.conn.ping_until_ready(BOOT_TIMEOUT, lambda: vm.alive() or _alive(launcher))
         except (VmError, OSError) as e:
             why = vm.failure(str(e))
             await vm.destroy()
             raise VmError(why) from None
         vm.boot_seconds = time.monotonic() - t0
-        log.info("VM %s (%s, %s, %d MiB, %d vCPU) booted in %.2fs", vm.id, machine, accel, memory_mib, vcpus, vm.boot_seconds)
+        vm.origin = "template" if state else "boot"
+        log.info("VM %s (%s, %s, %d MiB, %d vCPU) %s in %.2fs", vm.id, machine, accel, memory_mib, vcpus,
+                 "restored from its template" if state else "booted", vm.boot_seconds)
         return vm
+
+    async def _resume_incoming(self) -> None:
+        """Wait until QEMU has loaded the saved state, then run the VM."""
+        deadline = time.monotonic() + 60
+        status = ""
+        while time.monotonic() < deadline:
+            if not self.alive() and os.path.exists(os.path.join(self.rundir, "qemu.pid")):
+                raise VmError("QEMU exited while loading the VM template")
+            try:
+                status = (await qemu.qmp(self.rundir, {"execute": "query-status"}, timeout=2))[0]["return"]["status"]
+            except (OSError, ValueError, KeyError, ConnectionError, asyncio.TimeoutError):
+                status = ""
+            if status not in ("", "inmigrate"):
+                break
+            await asyncio.sleep(0.01)
+        if status not in ("paused", "running"):
+            raise VmError(f"loading the VM template ended in state {status or 'unknown'}")
+        await qemu.qmp(self.rundir, {"execute": "cont"})
 
     async def _wait_socket(self, launcher: int) -> None:
         sock = os.path.join(self.rundir, "agent.sock")
         deadline = time.monotonic() + 30
         while not os.path.exists(sock):
-            if not _alive(launcher) or time.monotonic() > deadline:
+            if (not _alive(launcher) and not self.alive()) or time.monotonic() > deadline:
                 raise VmError("QEMU did not start")
             await asyncio.sleep(0.005)
 
@@ -251,6 +295,25 @@ class Vm:
             shutil.rmtree(self.rundir, ignore_errors=True)
         else:
             log.warning("VM %s: %s still has mounts; its state is left in place", self.id, self.rundir)
+
+
+def reap_stale(min_age: float = 120.0) -> None:
+    """Remove the state directories of VMs that are gone (killed with the machine's agent, say): no live
+    QEMU, nothing mounted, older than min_age seconds (a VM being booted has no pid file yet)."""
+    try:
+        names = os.listdir(RUN_ROOT)
+    except OSError:
+        return
+    now = time.time()
+    for name in names:
+        vm = Vm(name)
+        try:
+            if now - os.path.getmtime(vm.rundir) < min_age:
+                continue
+        except OSError:
+            continue
+        if vm.pid is None and not mounts.mounted_under(vm.rundir):
+            shutil.rmtree(vm.rundir, ignore_errors=True)
 
 
 def _alive(pid: int) -> bool:

@@ -30,6 +30,7 @@ class VmPool:
         self.idle: dict[str, list[Vm]] = {name: [] for name in self.handlers}
         self.wake = asyncio.Event()
         self.failures = 0
+        self.templates = None               # template.Templates, when the node uses them
 
     def take(self, handler: str, memory_mib: int, vcpus: int) -> Vm | None:
         """A booted idle VM for a Pod of that size, or None (then the Pod boots its own)."""
@@ -76,7 +77,7 @@ class VmPool:
                 h = self.handlers[name]
                 try:
                     guest = await self.guest()
-                    vm = await Vm.boot(h.binary, h.machine, guest, self.memory_mib, self.vcpus, name)
+                    vm = await Vm.boot(h.binary, h.machine, guest, self.memory_mib, self.vcpus, name, templates=self.templates)
                 except (VmError, OSError) as e:
                     self.failures += 1
                     log.warning("VM pool: booting a %s VM failed: %s", name, e)

@@ -9,8 +9,9 @@ and exit codes are written by the guest agent straight into the files conmon wri
 so `kubectl logs` and the container states work unchanged.
 
 VM size from the Pod: memory = the sum of the app containers' memory limits (else requests, else
-DEFAULT_CONTAINER_MIB each; at least the largest init container's) plus the Pod's overhead; vCPUs = the CPU
-limits (plus overhead) rounded up, at least 1, at most the host's cores. QEMU runs in the Pod's cgroup from
+DEFAULT_CONTAINER_MIB each; at least the largest init container's) plus the Pod's overhead, rounded up to
+64 MiB; vCPUs = the CPU limits (plus overhead) rounded up, at least 1, at most the host's cores. The VM
+starts from a template of its shape when there is one (template.py). QEMU runs in the Pod's cgroup from
 before the guest starts.
 """
 from __future__ import annotations
@@ -19,7 +20,9 @@ import asyncio
 import copy
 import hashlib
 import json
+import logging
 import math
+import secrets
 import os
 import signal
 import subprocess
@@ -33,8 +36,11 @@ from ..sandbox import PodSandbox
 from . import qemu
 from .machine import Vm, VmError
 
+log = logging.getLogger("kubeclass.node.vm")
+
 DEFAULT_CONTAINER_MIB = 128   # a container without a memory limit or request
 MIN_MEMORY_MIB = 128          # the guest kernel, the initramfs and crun need about 60 MiB
+MEMORY_STEP_MIB = 64          # VM memory is rounded up to this, so that alike Pods share a VM template
 VMM_MIB = {"tcg": 320, "kvm": 160}   # QEMU's own memory (measured: ~260 MiB RSS idle under TCG with a 64 MiB code cache)
 GUEST_POD = qemu.GUEST_SHARE + "/pod"
 
@@ -60,7 +66,7 @@ def vm_size(pod: dict, host_cpus: int | None = None) -> tuple[int, int]:
     inits = spec.get("initContainers") or []
     overhead = spec.get("overhead") or {}
     memory = max(sum(mem(c) for c in apps), max((mem(c) for c in inits), default=0)) + _mib(overhead.get("memory"))
-    memory = max(MIN_MEMORY_MIB, memory + (memory % 2))
+    memory = max(MIN_MEMORY_MIB, -(-memory // MEMORY_STEP_MIB) * MEMORY_STEP_MIB)
     cpus = sum(cpu(c) for c in apps) + (float(quantity.value(str(overhead["cpu"]))) if overhead.get("cpu") else 0.0)
     vcpus = max(1, math.ceil(cpus - 1e-9)) if cpus else 1
     return memory, min(vcpus, host_cpus or os.cpu_count() or 1)
@@ -86,6 +92,7 @@ class VmSandbox(PodSandbox):
         pool = getattr(self.ctx.mgr, "vm_pool", None)
         vm = pool.take(self.handler.name, memory, vcpus) if pool is not None else None
         if vm is not None:
+            vm.origin = "pool"
             for path in procs:
                 try:
                     with open(path, "w") as f:
@@ -95,13 +102,14 @@ class VmSandbox(PodSandbox):
         else:
             try:
                 guest = await self.ctx.mgr.guest()
-                vm = await Vm.boot(self.handler.binary, self.handler.machine, guest, memory, vcpus, self.handler.name, procs)
+                vm = await Vm.boot(self.handler.binary, self.handler.machine, guest, memory, vcpus, self.handler.name, procs,
+                                   templates=getattr(self.ctx.mgr, "vm_templates", None))
             except VmError as e:
                 raise RuntimeError_(f"failed to boot the Pod's VM: {e}") from None
         self.vm = vm
         try:
             share_pod(self.ctx.dir, vm.share)
-            await vm.conn.call("setup", self.ctx.hostname(), str(time.time_ns()))
+            await vm.conn.call("setup", self.ctx.hostname(), str(time.time_ns()), secrets.token_hex(32))
         except (VmError, OSError, subprocess.CalledProcessError) as e:
             await vm.destroy()
             unshare_pod(self.ctx.dir)
@@ -183,6 +191,7 @@ class VmSandbox(PodSandbox):
         self._write_config(workdir, gcfg, "config.vm.json")
         open(log_path, "a").close()
         g = self.guest_path
+        t0 = time.monotonic()
         try:
             await self.vm.conn.call("run", cid, g(workdir), g(os.path.join(workdir, "config.vm.json")), g(log_path),
                                     g(os.path.join(exits, cid)), g(os.path.join(workdir, "pid")),
@@ -198,6 +207,7 @@ class VmSandbox(PodSandbox):
             if time.monotonic() > deadline or not self.vm.alive():
                 self._failed(cid, exits, "the container did not start in the VM")
             await asyncio.sleep(0.005)
+        log.debug("VM %s: container %s started in %.0f ms", self.vm.id, cid, (time.monotonic() - t0) * 1e3)
         err = _runtime_log_error(workdir)
         if ended and (err or not os.path.exists(pid)):
             self._failed(cid, exits, err or runtime_error(workdir, log_path), rewrite=True)
