@@ -154,7 +154,17 @@ class PodWorker:
         return max(0.05, min([1.0] + due))
 
     def adopt(self) -> None:
-        """After an agent restart: find each container's latest attempt on disk."""
+        """After an agent restart: the sandbox (first: it tells the containers' states), then each
+        container's latest attempt on disk."""
+        if os.path.exists(os.path.join(self.dir, "sandbox.json")):
+            self.sandbox_ready = True
+            meta = read_json(os.path.join(self.dir, "sandbox.json"))
+            self.start_time = meta.get("startTime", "")
+            self.sandbox_stopped = bool(meta.get("stopped"))
+            h = self.mgr.table.handlers.get(meta.get("handler", ""))
+            if h is not None:
+                self.handler, self.sandbox = h, self.mgr.sandbox(self, h)
+                self.sandbox.adopt(meta)
         for c in self.containers:
             base = os.path.join(self.dir, "containers", c.name)
             if not os.path.isdir(base):
@@ -175,15 +185,6 @@ class PodWorker:
             st = self.state(c.workdir(self.dir))
             if c.init and st["state"] == "exited" and st["exit"] == 0:
                 c.done = True
-        if os.path.exists(os.path.join(self.dir, "sandbox.json")):
-            self.sandbox_ready = True
-            meta = read_json(os.path.join(self.dir, "sandbox.json"))
-            self.start_time = meta.get("startTime", "")
-            self.sandbox_stopped = bool(meta.get("stopped"))
-            h = self.mgr.table.handlers.get(meta.get("handler", ""))
-            if h is not None:
-                self.handler, self.sandbox = h, self.mgr.sandbox(self, h)
-                self.sandbox.adopt(meta)
 
     async def sync(self) -> None:
         md = self.pod["metadata"]

@@ -34,7 +34,8 @@ class RuntimeError_(Exception):
     """A runtime call that failed; the message is what the runtime said."""
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """pid is a live process (not a zombie)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -271,7 +272,7 @@ def container_state(workdir: str) -> dict:
     if st is not None:
         return st
     pid = _read(os.path.join(workdir, "pid"))
-    if pid and pid.isdigit() and _alive(int(pid)):
+    if pid and pid.isdigit() and process_alive(int(pid)):
         return {"state": "running", "pid": int(pid)}
     return {"state": "created"}
 
@@ -303,7 +304,7 @@ class Sandbox:
     @property
     def pid(self) -> int | None:
         p = _read(self.pid_file)
-        if p and p.isdigit() and _alive(int(p)):
+        if p and p.isdigit() and process_alive(int(p)):
             return int(p)
         return None
 

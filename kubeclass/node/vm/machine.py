@@ -32,6 +32,7 @@ import signal
 import time
 
 from .. import mounts
+from ..runtimes import process_alive as _alive
 from . import qemu
 
 log = logging.getLogger("kubeclass.node.vm")
@@ -314,20 +315,6 @@ def reap_stale(min_age: float = 120.0) -> None:
             continue
         if vm.pid is None and not mounts.mounted_under(vm.rundir):
             shutil.rmtree(vm.rundir, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _kill(pid: int) -> None:
