@@ -26,6 +26,8 @@ def test_vm_size_from_the_pod():
                          "initContainers": [{"resources": {"limits": {"memory": "2Gi"}}}]}}
     assert vm_size(two_cpus, host_cpus=8) == (2048, 2)                             # the largest init container
     assert vm_size(two_cpus, host_cpus=1) == (2048, 1)
+    huge = {"spec": {"containers": [{"resources": {"limits": {"memory": "1Ti", "cpu": "500"}}}]}}
+    assert vm_size(huge, host_cpus=2, host_mib=23990) == (23936, 2)                # capped at the host's memory and cores
 
 
 class _Ctx:

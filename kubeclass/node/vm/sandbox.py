@@ -49,8 +49,17 @@ def _mib(q) -> int:
     return math.ceil(quantity.value(str(q)) / (1 << 20)) if q is not None else 0
 
 
-def vm_size(pod: dict, host_cpus: int | None = None) -> tuple[int, int]:
-    """(memory MiB, vCPUs) for a Pod's VM."""
+def host_memory_mib() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            return int(next(ln for ln in f if ln.startswith("MemTotal:")).split()[1]) // 1024
+    except (OSError, StopIteration, ValueError):
+        return 1 << 20
+
+
+def vm_size(pod: dict, host_cpus: int | None = None, host_mib: int | None = None) -> tuple[int, int]:
+    """(memory MiB, vCPUs) for a Pod's VM, at most the host's memory and cores (a limit of 1Ti must not
+    make a VM whose kernel alone would take gigabytes of host memory for its page tables)."""
     spec = pod.get("spec") or {}
 
     def mem(c: dict) -> int:
@@ -67,6 +76,7 @@ def vm_size(pod: dict, host_cpus: int | None = None) -> tuple[int, int]:
     overhead = spec.get("overhead") or {}
     memory = max(sum(mem(c) for c in apps), max((mem(c) for c in inits), default=0)) + _mib(overhead.get("memory"))
     memory = max(MIN_MEMORY_MIB, -(-memory // MEMORY_STEP_MIB) * MEMORY_STEP_MIB)
+    memory = min(memory, (host_mib or host_memory_mib()) // MEMORY_STEP_MIB * MEMORY_STEP_MIB)
     cpus = sum(cpu(c) for c in apps) + (float(quantity.value(str(overhead["cpu"]))) if overhead.get("cpu") else 0.0)
     vcpus = max(1, math.ceil(cpus - 1e-9)) if cpus else 1
     return memory, min(vcpus, host_cpus or os.cpu_count() or 1)
