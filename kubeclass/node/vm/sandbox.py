@@ -34,6 +34,7 @@ from ..poddir import glob_workdirs, read_json, write_exit
 from ..runtimes import RuntimeError_, exit_file, read_exit, runtime_error
 from ..sandbox import PodSandbox
 from . import qemu
+from .guestimage import GuestError
 from .machine import Vm, VmError
 
 log = logging.getLogger("kubeclass.node.vm")
@@ -98,9 +99,10 @@ class VmSandbox(PodSandbox):
         memory, vcpus = vm_size(self.ctx.pod)
         uid = self.ctx.uid
         procs = cgroups.procs_files(uid)
-        cgroups.raise_memory(uid, (memory + VMM_MIB[qemu.accelerator()]) << 20)
         pool = getattr(self.ctx.mgr, "vm_pool", None)
         vm = pool.take(self.handler.name, memory, vcpus) if pool is not None else None
+        # the cgroup must hold the whole VM (a pooled one may be bigger than the Pod asked) and QEMU itself
+        cgroups.raise_memory(uid, ((vm.memory_mib if vm is not None else memory) + VMM_MIB[qemu.accelerator()]) << 20)
         if vm is not None:
             vm.origin = "pool"
             for path in procs:
@@ -114,7 +116,7 @@ class VmSandbox(PodSandbox):
                 guest = await self.ctx.mgr.guest()
                 vm = await Vm.boot(self.handler.binary, self.handler.machine, guest, memory, vcpus, self.handler.name, procs,
                                    templates=getattr(self.ctx.mgr, "vm_templates", None))
-            except VmError as e:
+            except (VmError, GuestError) as e:
                 raise RuntimeError_(f"failed to boot the Pod's VM: {e}") from None
         self.vm = vm
         try:
