@@ -13,6 +13,7 @@ As containerd's shims and Kata's virtcontainers do for kubelet, the sandbox hide
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import subprocess
@@ -79,7 +80,6 @@ class PodSandbox:
         return os.path.basename(self.handler.binary)
 
     def _write_config(self, workdir: str, cfg: dict, name: str = "config.json") -> None:
-        import json
         with open(os.path.join(workdir, name), "w") as f:
             json.dump(cfg, f)
 

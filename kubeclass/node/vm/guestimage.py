@@ -96,10 +96,11 @@ def install_kernel(deb_root: str, dest_root: str = GUEST_DIR) -> str:
         elf = extract_vmlinux(f.read())
     _write_atomic(os.path.join(dest, "vmlinux"), elf)
     moddir = os.path.join(deb_root, "lib", "modules", version)
-    for rel in module_order(moddir):
+    order = module_order(moddir)
+    for rel in order:
         shutil.copy2(os.path.join(moddir, rel), os.path.join(dest, "modules", os.path.basename(rel)))
     with open(os.path.join(dest, "modules", "order"), "w") as f:
-        f.write("\n".join(os.path.basename(r) for r in module_order(moddir)) + "\n")
+        f.write("\n".join(os.path.basename(r) for r in order) + "\n")
     link = os.path.join(dest_root, "current")
     tmp = link + ".tmp"
     if os.path.lexists(tmp):

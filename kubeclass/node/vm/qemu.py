@@ -15,7 +15,6 @@ import functools
 import json
 import os
 import re
-import shutil
 import subprocess
 
 GUEST_SHARE = "/run/kubeclass/share"    # where the guest mounts the VM's 9p share
@@ -165,6 +164,3 @@ def console_tail(rundir: str, lines: int = 10) -> str:
         tail = [panic, "..."] + tail[-(lines - 2):]   # what the kernel said first, then where it stopped
     return "\n".join(tail)
 
-
-def available() -> bool:
-    return shutil.which("qemu-system-x86_64") is not None
