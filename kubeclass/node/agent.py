@@ -163,8 +163,7 @@ class Agent:
         if self.opts.vm_pool > 0 and vm_handlers:
             from .vm.pool import VmPool
             pool = self.pods.vm_pool = VmPool(self.opts.data_dir, vm_handlers, self.opts.vm_pool, self.pods.guest,
-                                              self.opts.vm_pool_memory)
-            pool.templates = self.pods.vm_templates
+                                              self.opts.vm_pool_memory, templates=self.pods.vm_templates)
         logs = LogServer(self.pods, self.client.config.ca_data, os.path.join(self.opts.data_dir, "pki"), self.opts.name,
                          self.opts.address, self.opts.port)
         await logs.start()

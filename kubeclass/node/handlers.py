@@ -58,7 +58,6 @@ class Handler:
     default: bool = False
     source: str = ""               # the file it came from, or "PATH"
     machine: str = ""              # VM handlers: the QEMU machine type (q35, microvm)
-    accel: str = ""                # VM handlers: "kvm" or "tcg" (emulated CPU), once known
 
     @property
     def flavor(self) -> str:
@@ -342,7 +341,8 @@ def table_text(table: HandlerTable) -> str:
     return "\n".join(out) + "\n"
 
 
-def vm_description(h: Handler) -> str:
-    """e.g. "qemu 7.2 microvm, TCG": what really runs a VM handler's Pods."""
+def vm_description(h: Handler, noun: str = "") -> str:
+    """e.g. "qemu 7.2 microvm, TCG" (with noun "VM": "qemu 7.2 microvm VM, TCG"): what really runs a VM
+    handler's Pods."""
     from .vm import qemu
-    return f"qemu {qemu.version(h.binary)} {h.machine}, {(h.accel or qemu.accelerator()).upper()}"
+    return f"qemu {qemu.version(h.binary)} {h.machine}{' ' + noun if noun else ''}, {qemu.accelerator().upper()}"

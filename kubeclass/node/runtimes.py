@@ -25,6 +25,7 @@ import subprocess
 import time
 
 from . import crilog
+from .poddir import write_exit
 from .handlers import Handler
 
 PAUSE_BINARY_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
@@ -184,9 +185,7 @@ class Runtime:
         await self.delete(cid)
         path = os.path.join(exits, cid)
         if not os.path.exists(path):
-            with open(path + ".tmp", "w") as f:
-                f.write("128")
-            os.rename(path + ".tmp", path)
+            write_exit(path, 128)
         raise RuntimeError_(_runtime_message(msg))
 
 
@@ -277,19 +276,22 @@ def container_state(workdir: str) -> dict:
     return {"state": "created"}
 
 
-def runtime_error(workdir: str, log_path: str) -> str:
-    """The runtime's complaint when a container never started (runtime.log is JSON lines from runc)."""
+def runtime_log_error(workdir: str) -> str:
+    """The last error runtime.log records (JSON lines from runc or crun, level "error" or "fatal"), or ""."""
     msg = ""
     for line in (_read(os.path.join(workdir, "runtime.log")) or "").splitlines():
         try:
             rec = json.loads(line)
         except ValueError:
             continue
-        if rec.get("level") in ("error", "fatal"):
+        if isinstance(rec, dict) and rec.get("level") in ("error", "fatal"):
             msg = rec.get("msg", "")
-    if not msg:
-        msg = crilog.last_line(log_path) or "the runtime failed to start the container"
     return msg
+
+
+def runtime_error(workdir: str, log_path: str) -> str:
+    """The runtime's complaint when a container never started, else the container's last log line."""
+    return runtime_log_error(workdir) or crilog.last_line(log_path) or "the runtime failed to start the container"
 
 
 # ------------------------------------------------------------------------------------ sandboxes

@@ -27,8 +27,6 @@ from .runtimes import Runtime, RuntimeError_, Sandbox, container_state, pause_ro
 class PodSandbox:
     """One Pod's sandbox. `ctx` is the PodWorker (pod, dir, uid, hostname(), etc_mounts(), mgr)."""
 
-    kind = ""
-
     def __init__(self, ctx, handler: Handler, runtime: Runtime | None):
         self.ctx = ctx
         self.handler = handler
@@ -98,8 +96,6 @@ class PodSandbox:
 class NamespaceSandbox(PodSandbox):
     """runc-like runtimes: containers join the namespaces held by a sandbox process."""
 
-    kind = "namespaces"
-
     async def run(self) -> None:
         # its readiness is awaited just before the first container starts, so that the image and bundle
         # work overlaps the sandbox's start
@@ -130,8 +126,6 @@ class GVisorSandbox(PodSandbox):
     """runsc: every container of the Pod under one gVisor kernel. A Pod with one container (no init
     containers) is its own gVisor sandbox, without a pause container: one sandbox start instead of two
     (the pause one costs ~140 ms here)."""
-
-    kind = "gvisor"
 
     @property
     def single(self) -> bool:

@@ -21,7 +21,8 @@ log = logging.getLogger("kubeclass.node.vm")
 
 
 class VmPool:
-    def __init__(self, data_dir: str, handlers: list, size: int, guest, memory_mib: int = 512, vcpus: int = 1):
+    def __init__(self, data_dir: str, handlers: list, size: int, guest, memory_mib: int = 512, vcpus: int = 1,
+                 templates=None):
         self.dir = os.path.join(data_dir, "vm-pool")
         self.handlers = {h.name: h for h in handlers}
         self.size = size
@@ -30,7 +31,7 @@ class VmPool:
         self.idle: dict[str, list[Vm]] = {name: [] for name in self.handlers}
         self.wake = asyncio.Event()
         self.failures = 0
-        self.templates = None               # template.Templates, when the node uses them
+        self.templates = templates          # template.Templates, when the node uses them
 
     def take(self, handler: str, memory_mib: int, vcpus: int) -> Vm | None:
         """A booted idle VM for a Pod of that size, or None (then the Pod boots its own)."""

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import hashlib
-import json
 import logging
 import math
 import secrets
@@ -31,7 +30,8 @@ import time
 from ...api import quantity
 from .. import cgroups, mounts
 from ..poddir import glob_workdirs, read_json, write_exit
-from ..runtimes import RuntimeError_, exit_file, read_exit, runtime_error
+from ..runtimes import RuntimeError_, exit_file, read_exit, runtime_error, runtime_log_error
+from ..handlers import vm_description
 from ..sandbox import PodSandbox
 from . import qemu
 from .guestimage import GuestError
@@ -84,15 +84,12 @@ def vm_size(pod: dict, host_cpus: int | None = None, host_mib: int | None = None
 
 
 class VmSandbox(PodSandbox):
-    kind = "vm"
-
     def __init__(self, ctx, handler, runtime=None):
         super().__init__(ctx, handler, None)
         self.vm: Vm | None = None
 
     def describe(self) -> str:
-        accel = self.handler.accel or qemu.accelerator()
-        return f"qemu {qemu.version(self.handler.binary)} {self.handler.machine} VM, {accel.upper()}"
+        return vm_description(self.handler, "VM")
 
     # ------------------------------------------------------------------ sandbox
     async def run(self) -> None:
@@ -220,7 +217,7 @@ class VmSandbox(PodSandbox):
                 self._failed(cid, exits, "the container did not start in the VM")
             await asyncio.sleep(0.005)
         log.debug("VM %s: container %s started in %.0f ms", self.vm.id, cid, (time.monotonic() - t0) * 1e3)
-        err = _runtime_log_error(workdir)
+        err = runtime_log_error(workdir)
         if ended and (err or not os.path.exists(pid)):
             self._failed(cid, exits, err or runtime_error(workdir, log_path), rewrite=True)
 
@@ -269,23 +266,3 @@ def unshare_pod(pod_dir: str) -> None:
         subprocess.run(["umount", "-l", m], capture_output=True)
     if mounts.is_mounted(pod_dir):
         subprocess.run(["umount", "-l", pod_dir], capture_output=True)
-
-
-def _runtime_log_error(workdir: str) -> str:
-    """crun's error (JSON log lines, level "error") when the container could not be started."""
-    try:
-        with open(os.path.join(workdir, "runtime.log")) as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return ""
-    msg = ""
-    for ln in lines:
-        try:
-            rec = json.loads(ln)
-        except ValueError:
-            continue
-        if isinstance(rec, dict) and rec.get("level") in ("error", "fatal"):
-            msg = rec.get("msg", "")
-    return msg
-
-
