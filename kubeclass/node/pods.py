@@ -653,6 +653,7 @@ class PodManager:
         self.workers: dict[str, PodWorker] = {}
         self._runtimes: dict[str, Runtime] = {}
         self._guest = None
+        self._guest_lock = asyncio.Lock()
         self.vm_kernel: str | None = None
         self.vm_initrd: str | None = None
         self.vm_pool = None
@@ -680,8 +681,9 @@ class PodManager:
     async def guest(self):
         """The kernel and initramfs VM Pods boot (the initramfs is built on first use if missing)."""
         from .vm import guestimage
-        if self._guest is None:
-            self._guest = await asyncio.to_thread(guestimage.find, self.vm_kernel, self.vm_initrd)
+        async with self._guest_lock:   # the pool and the first VM Pods ask at once: one build
+            if self._guest is None:
+                self._guest = await asyncio.to_thread(guestimage.find, self.vm_kernel, self.vm_initrd)
         return self._guest
 
     async def runtime_class(self, name: str) -> dict | None:

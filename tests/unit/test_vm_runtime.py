@@ -4,6 +4,7 @@ client against a socket that answers as the guest agent does."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import lzma
 import os
 
@@ -55,7 +56,7 @@ def test_guest_config_paths_namespaces_and_host_paths(tmp_path, monkeypatch):
     assert [m["source"] for m in g["mounts"]] == ["proc", "/run/kubeclass/share/pod/etc/hosts", "/run/kubeclass/share/pod/hostpaths/x"]
     assert bound == ["/srv/data"]
     assert g["linux"]["namespaces"] == [{"type": "pid"}, {"type": "mount"}]       # the VM's network, IPC, UTS
-    assert "hostname" not in g and g["linux"]["cgroupsPath"] == "/kubeclass/podu1/c"
+    assert "hostname" not in g and g["linux"]["cgroupsPath"] == "/c"
     assert cfg["root"]["path"].startswith(pod_dir)                                  # the host's config is untouched
 
 
@@ -156,3 +157,21 @@ def test_agent_connection_speaks_the_line_protocol(tmp_path):
 
     asyncio.run(main())
     assert seen[:2] == [("ping", []), ("kill", ["c9", "15"])]
+
+
+def test_concurrent_finds_build_one_whole_initramfs(tmp_path):
+    """Node agents (and one agent's pool and Pods) that find the initramfs stale at once must not build
+    over each other: a race once left an empty /init (the guest then panics: "No working init found")."""
+    kdir = tmp_path / "6.1.0-test"
+    (kdir / "modules").mkdir(parents=True)
+    (kdir / "modules" / "order").write_text("")
+    (kdir / "vmlinux").write_bytes(b"\x7fELF")
+    (tmp_path / "current").symlink_to("6.1.0-test")
+    with concurrent.futures.ThreadPoolExecutor(4) as ex:
+        guests = list(ex.map(lambda _: guestimage.find(root=str(tmp_path)), range(4)))
+    assert {g.initrd for g in guests} == {str(kdir / "initrd.cpio")}
+    data = (kdir / "initrd.cpio").read_bytes()
+    agent = (kdir / "kubeclass-agent").read_bytes()
+    assert agent[:4] == b"\x7fELF" and agent in data
+    assert (kdir / "agent.sha256").read_text() == guestimage.agent_sha256()
+    assert not [p for p in os.listdir(kdir) if p.startswith(".build-")]

@@ -1,7 +1,7 @@
 """The guest a VM Pod boots: Debian's kernel as an ELF `vmlinux` (booted directly through its PVH entry, so
 QEMU skips the bzImage decompression, ~3.5 s under TCG) and an initramfs kubeclass builds itself: the guest
-agent (guest/agent.c, static, PID 1), the OCI runtime that runs containers inside the guest (crun and the
-shared libraries it links) and the kernel modules the guest needs (virtio transports, virtio-serial, 9p).
+agent (guest/agent.c and guest/container.c, one static binary, PID 1, which also creates the containers: no OCI
+runtime binary in the guest) and the kernel modules the guest needs (virtio transports, virtio-serial, 9p).
 
 `python -m kubeclass.node.vm.guestimage install --deb linux-image-...deb` (run by scripts/install.sh) writes
 GUEST_DIR/<kernel version>/{vmlinux, modules/, initrd.cpio} and GUEST_DIR/current -> that version.
@@ -9,6 +9,7 @@ GUEST_DIR/<kernel version>/{vmlinux, modules/, initrd.cpio} and GUEST_DIR/curren
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import io
 import lzma
@@ -20,11 +21,11 @@ import sys
 import tempfile
 
 GUEST_DIR = os.environ.get("KUBECLASS_GUEST_DIR", "/var/lib/kubeclass/guest")
-AGENT_SOURCE = os.path.join(os.path.dirname(__file__), "guest", "agent.c")
+GUEST_SRC = os.path.join(os.path.dirname(__file__), "guest")
+AGENT_SOURCES = ("agent.c", "container.c", "container.h")
 # what the guest loads, in this order (dependencies are added before each): virtio over PCI (q35) and over
 # MMIO (microvm), the agent's virtio-serial port, and the 9p share
 MODULES = ("virtio_pci", "virtio_mmio", "virtio_console", "9pnet_virtio", "9p")
-GUEST_RUNTIMES = ("crun",)
 
 
 class GuestError(Exception):
@@ -116,25 +117,11 @@ def build_agent(out: str, cc: str = "gcc") -> None:
     """Compile the guest agent (a static binary: the guest has no libc of its own)."""
     if shutil.which(cc) is None:
         raise GuestError(f"{cc} is not installed (apt-get install gcc libc6-dev): it builds the VM guest agent")
-    r = subprocess.run([cc, "-static", "-Os", "-s", "-o", out + ".tmp", AGENT_SOURCE], capture_output=True, text=True)
+    sources = [os.path.join(GUEST_SRC, s) for s in AGENT_SOURCES if s.endswith(".c")]
+    r = subprocess.run([cc, "-static", "-Os", "-s", "-o", out + ".tmp", *sources], capture_output=True, text=True)
     if r.returncode != 0:
         raise GuestError(f"building the guest agent failed: {r.stderr.strip()[-2000:]}")
     os.replace(out + ".tmp", out)
-
-
-def shared_libs(binary: str) -> list[str]:
-    """The shared libraries a binary loads (ldd), the dynamic loader included."""
-    r = subprocess.run(["ldd", binary], capture_output=True, text=True)
-    out = []
-    for line in r.stdout.splitlines():
-        parts = line.split()
-        if "=>" in parts:
-            p = parts[parts.index("=>") + 1]
-            if p.startswith("/"):
-                out.append(p)
-        elif parts and parts[0].startswith("/"):
-            out.append(parts[0])
-    return out
 
 
 class Cpio:
@@ -177,25 +164,23 @@ class Cpio:
         return self.buf.getvalue()
 
 
-def build_initrd(kernel_dir: str, agent: str, runtimes: tuple[str, ...] = GUEST_RUNTIMES) -> bytes:
+def agent_sha256() -> str:
+    """What the initramfs's agent was built from (a change rebuilds it)."""
+    h = hashlib.sha256()
+    for s in AGENT_SOURCES:
+        with open(os.path.join(GUEST_SRC, s), "rb") as f:
+            h.update(s.encode() + b"\0" + f.read())
+    return h.hexdigest()
+
+
+def build_initrd(kernel_dir: str, agent: str) -> bytes:
     c = Cpio()
-    for d in ("proc", "sys", "dev", "run", "tmp", "etc", "usr/bin", "modules"):
+    for d in ("proc", "sys", "dev", "run", "tmp", "etc", "modules"):
         c.dir(d)
     with open(agent, "rb") as f:
         c.file("init", f.read(), 0o755)
     c.file("etc/passwd", b"root:x:0:0:root:/:/bin/false\n")
     c.file("etc/group", b"root:x:0:\n")
-    libs: list[str] = []
-    for rt in runtimes:
-        path = shutil.which(rt)
-        if path is None:
-            raise GuestError(f"{rt} is not installed on this node (apt-get install {rt}): it runs containers inside VM guests")
-        with open(path, "rb") as f:
-            c.file(f"usr/bin/{rt}", f.read(), 0o755)
-        libs += shared_libs(path)
-    for lib in dict.fromkeys(libs):
-        with open(os.path.realpath(lib), "rb") as f:
-            c.file(lib, f.read(), 0o755)
     with open(os.path.join(kernel_dir, "modules", "order")) as f:
         order = [ln.strip() for ln in f if ln.strip()]
     for m in order:
@@ -206,14 +191,28 @@ def build_initrd(kernel_dir: str, agent: str, runtimes: tuple[str, ...] = GUEST_
 
 
 def install_initrd(kernel_dir: str) -> str:
-    agent = os.path.join(kernel_dir, "kubeclass-agent")
-    build_agent(agent)
-    data = build_initrd(kernel_dir, agent)
+    """Build the agent and the initramfs in a directory of their own, then put them in place: node agents
+    (and one agent's Pods) that find the initramfs stale at once must not build over each other."""
+    work = tempfile.mkdtemp(prefix=".build-", dir=kernel_dir)
+    try:
+        agent = os.path.join(work, "kubeclass-agent")
+        build_agent(agent)
+        data = build_initrd(kernel_dir, agent)
+        os.replace(agent, os.path.join(kernel_dir, "kubeclass-agent"))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     path = os.path.join(kernel_dir, "initrd.cpio")
     _write_atomic(path, data)
-    with open(AGENT_SOURCE, "rb") as f:
-        _write_atomic(os.path.join(kernel_dir, "agent.sha256"), hashlib.sha256(f.read()).hexdigest().encode())
+    _write_atomic(os.path.join(kernel_dir, "agent.sha256"), agent_sha256().encode())
     return path
+
+
+def _built_sha(kernel_dir: str) -> str:
+    try:
+        with open(os.path.join(kernel_dir, "agent.sha256")) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
 
 
 # ------------------------------------------------------------------------------------------- lookup
@@ -242,15 +241,12 @@ def find(kernel: str | None = None, initrd: str | None = None, root: str | None 
         raise GuestError(f"no guest kernel in {root} (scripts/install.sh extracts Debian's)")
     kdir = os.path.realpath(cur)
     initrd_path = os.path.join(kdir, "initrd.cpio")
-    with open(AGENT_SOURCE, "rb") as f:
-        want = hashlib.sha256(f.read()).hexdigest()
-    try:
-        with open(os.path.join(kdir, "agent.sha256")) as f:
-            have = f.read().strip()
-    except OSError:
-        have = ""
-    if have != want or not os.path.isfile(initrd_path):
-        install_initrd(kdir)
+    want = agent_sha256()
+    if _built_sha(kdir) != want or not os.path.isfile(initrd_path):
+        with open(os.path.join(kdir, ".build.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)   # one build at a time; whoever waited finds it done
+            if _built_sha(kdir) != want or not os.path.isfile(initrd_path):
+                install_initrd(kdir)
     return Guest(vmlinux, initrd_path, os.path.basename(kdir))
 
 
@@ -283,15 +279,12 @@ if __name__ == "__main__":
 
 
 def missing(root: str | None = None) -> str:
-    """Why VM Pods cannot run on this node ("" when they can): no guest kernel, no way to build the
-    initramfs, or no OCI runtime to put in it. Cheap: looks at files only."""
+    """Why VM Pods cannot run on this node ("" when they can): no guest kernel, or no way to build the
+    initramfs. Cheap: looks at files only."""
     root = root or os.environ.get("KUBECLASS_GUEST_DIR", GUEST_DIR)
     kdir = os.path.join(root, "current")
     if not os.path.isfile(os.path.join(kdir, "vmlinux")):
         return f"no guest kernel in {root} (scripts/install.sh extracts Debian's linux-image)"
-    for rt in GUEST_RUNTIMES:
-        if shutil.which(rt) is None:
-            return f"{rt} not found on PATH (apt-get install {rt}): it runs containers inside VM guests"
     if not os.path.isfile(os.path.join(kdir, "initrd.cpio")) and shutil.which("gcc") is None:
         return "no guest initramfs and no gcc to build its agent (apt-get install gcc libc6-dev)"
     return ""

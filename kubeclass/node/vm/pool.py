@@ -1,9 +1,9 @@
 """A warm VM pool (Kata's "VM cache" factory idea, which Kata leaves off by default): `kubeclass node
 --vm-pool N` keeps N booted, idle VMs per VM handler. A Pod whose VM size fits a pooled VM (memory and
 vCPUs at most the pool's) takes one and the pool boots a replacement in the background; a Pod that needs a
-bigger VM boots its own. Pooled VMs have no Pod yet: the Pod's directory is bound into the VM's share and
-the guest's hostname and clock are set when a Pod takes it (sandbox.py), and QEMU moves into the Pod's
-cgroup then.
+bigger VM boots its own. Pooled VMs have no Pod yet: they mount their (empty) share when they join the pool;
+the Pod's directory is bound into that share and the guest's hostname, clock and entropy are set when a Pod
+takes it (sandbox.py), and QEMU moves into the Pod's cgroup then.
 
 The pool's VMs are recorded in DATA/vm-pool/<vmid>; a restarted agent powers off the ones it finds there
 (idle VMs are cheap to boot again and cannot have been promised to any Pod) and fills the pool anew.
@@ -84,6 +84,12 @@ class VmPool:
                     log.warning("VM pool: booting a %s VM failed: %s", name, e)
                     await asyncio.sleep(min(60, 2 ** min(self.failures, 6)))
                     break
+                try:
+                    await vm.conn.call("mount")   # the share, now rather than when a Pod waits for it
+                except VmError as e:
+                    log.warning("VM pool: a %s VM cannot mount its share: %s", name, e)
+                    await vm.destroy(grace=1)
+                    continue
                 self.failures = 0
                 self.idle[name].append(vm)
                 self._record(vm)

@@ -3,8 +3,8 @@
  * It mounts the guest's pseudo filesystems, loads the kernel modules listed in /modules.list, finds the
  * virtio-serial port named "kubeclass.agent" and serves the node agent on it; `setup` mounts the host's
  * share (9p, tag "kcshare", at the path given by kc.share= on the kernel command line). Each container of the Pod
- * runs under the OCI runtime shipped in the initramfs (crun), in its own mount and PID namespace and guest
- * cgroup, sharing the VM's network, IPC and UTS namespaces. Like conmon on the host, the agent holds each
+ * is created by the agent itself (container.c: no OCI runtime binary in the guest), in its own mount and PID
+ * namespace and guest cgroup, sharing the VM's network, IPC and UTS namespaces. Like conmon on the host, the agent holds each
  * container's stdout and stderr and writes them in the CRI log format to the log file the host named (on
  * the share, so `kubectl logs` reads it where it reads a runc container's), and writes the exit code to the
  * exit file the host named, then "oom" beside it when the guest's memory cgroup killed the container.
@@ -12,10 +12,10 @@
  * Protocol (docs: kubeclass/node/vm/protocol.py), one line per message, fields separated by tabs:
  *   host -> guest   ID VERB ARG...
  *   guest -> host   ID ok [DATA...] | ID err MESSAGE
- * Verbs: ping; setup HOSTNAME UNIX_NANOS ENTROPY_HEX; run CID BUNDLE CONFIG LOG EXITFILE PIDFILE RUNTIMELOG;
+ * Verbs: ping; mount (the share); setup HOSTNAME UNIX_NANOS ENTROPY_HEX; run CID LOG EXITFILE RUNTIMELOG SPEC;
  *        kill CID SIGNO; stats; poweroff.
  * Exec will use further virtio-serial ports (one raw byte stream per session), so this line protocol stays.
- * Written to be small: one static binary, no allocation beyond fixed tables, no threads.
+ * Written to be small: one static binary, no threads; memory is allocated only while a spec is read.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -41,10 +41,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#define VERSION "1"
+#include "container.h"
+
+#define VERSION "2"
 #define MAXC 64
 #define LINE 16384          /* CRI partial-record size, as conmon's buffer */
 #define PATHMAX 1024
+#define LINEMAX (2 << 20)   /* a request: a run request carries its container's spec */
 
 struct stream {
     int fd;
@@ -55,9 +58,8 @@ struct stream {
 struct ctr {
     int used;
     char cid[128];
-    pid_t pid;              /* the crun process */
-    char log[PATHMAX], exitfile[PATHMAX], pidfile[PATHMAX], cgparent[PATHMAX];
-    long oom_before;
+    pid_t pid;              /* the container's process (PID 1 of its PID namespace) */
+    char log[PATHMAX], exitfile[PATHMAX], cgroup[PATHMAX];
     int logfd;
     struct stream out, err;
     int reaped, status;
@@ -66,7 +68,6 @@ struct ctr {
 
 static struct ctr ctrs[MAXC];
 static int ctl = -1;
-static int crun_fd = -1;    /* a sealed memfd copy of crun (see seal_runtime) */
 static char share[PATHMAX] = "/run/kubeclass/share";
 
 static void say(const char *fmt, ...) {
@@ -243,23 +244,6 @@ static int open_port(void) {
     return -1;
 }
 
-/* crun re-executes itself from a sealed memfd copy unless it already runs from one (the CVE-2019-5736
- * defence runc and crun share): one sealed copy made at boot and exec'd with fexecve saves that second
- * start, ~100 ms of emulated CPU per container under TCG */
-static void seal_runtime(void) {
-    int src = open("/usr/bin/crun", O_RDONLY | O_CLOEXEC);
-    if (src < 0) return;
-    int m = memfd_create("crun", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    if (m >= 0) {
-        char buf[65536];
-        ssize_t k;
-        while ((k = read(src, buf, sizeof buf)) > 0) writeall(m, buf, (size_t)k);
-        if (k == 0 && fcntl(m, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) == 0) crun_fd = m;
-        else close(m);
-    }
-    close(src);
-}
-
 static void boot(void) {
     mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
     mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
@@ -279,7 +263,6 @@ static void boot(void) {
     load_modules();
     loopback_up();
     cmdline_share();
-    seal_runtime();
     mkdirs(share);
 }
 
@@ -372,6 +355,29 @@ static long oom_kills(const char *cgdir) {
     return k ? atol(k + 9) : 0;
 }
 
+/* a container's cgroup, once its processes are gone (they die with its PID 1; give them a moment) */
+static void remove_cgroup(const char *cg) {
+    if (!cg[0]) return;
+    char d[PATHMAX + 32];
+    snprintf(d, sizeof d, "/sys/fs/cgroup%s", cg);
+    for (int i = 0; i < 50 && rmdir(d) != 0 && errno == EBUSY; i++) usleep(2000);
+}
+
+/* a container that could not start: the reason in RUNTIMELOG as runc's JSON log line, and in the answer */
+static void failed(const char *id, const char *rtlog, char *msg) {
+    for (char *p = msg; *p; p++) if ((unsigned char)*p < 32) *p = ' ';   /* one line, one field */
+    char line[4200];
+    size_t n = (size_t)snprintf(line, sizeof line, "{\"level\":\"error\",\"msg\":\"");
+    for (const char *p = msg; *p && n < sizeof line - 8; p++) {
+        if (*p == '"' || *p == '\\') line[n++] = '\\';
+        line[n++] = *p;
+    }
+    n += (size_t)snprintf(line + n, sizeof line - n, "\"}\n");
+    int fd = open(rtlog, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (fd >= 0) { writeall(fd, line, n); close(fd); }
+    reply(id, "err\t%s", msg);
+}
+
 static void finish(struct ctr *c) {
     int code = WIFEXITED(c->status) ? WEXITSTATUS(c->status) : 128 + WTERMSIG(c->status);
     if (c->out.fd >= 0) drain(c, &c->out, "stdout");
@@ -379,7 +385,7 @@ static void finish(struct ctr *c) {
     if (c->out.fd >= 0) { close(c->out.fd); c->out.fd = -1; }
     if (c->err.fd >= 0) { close(c->err.fd); c->err.fd = -1; }
     if (c->logfd >= 0) { fsync(c->logfd); close(c->logfd); c->logfd = -1; }
-    if (oom_kills(c->cgparent) > c->oom_before) {
+    if (oom_kills(c->cgroup) > 0) {
         char p[PATHMAX + 8];
         snprintf(p, sizeof p, "%s.oom", c->exitfile);
         write_atomic(p, "oom");
@@ -387,87 +393,47 @@ static void finish(struct ctr *c) {
     char b[32];
     snprintf(b, sizeof b, "%d", code);
     write_atomic(c->exitfile, b);
+    remove_cgroup(c->cgroup);
     reply("0", "event\texit\t%s\t%d", c->cid, code);
     c->used = 0;
 }
 
-/* crun --root /run/crun --log=file:RTLOG --log-format=json run --bundle B --config C --pid-file P --no-pivot CID
- * (--no-pivot: the guest root is the initramfs, on which pivot_root(2) is refused; the VM is the boundary) */
+/* run CID LOG EXITFILE RUNTIMELOG SPEC: the container the spec describes (guestspec.py's format, hex-encoded),
+ * its stdout and stderr held here and written to LOG in the CRI format; answered with its pid once it has
+ * exec'd (the spec travels in the request: reading a file over 9p costs 15-35 ms under TCG) */
 static void do_run(const char *id, char **a, int n) {
-    if (n != 7) { reply(id, "err\trun takes 7 arguments"); return; }
+    if (n != 5) { reply(id, "err\trun takes 5 arguments"); return; }
     if (find(a[0])) { reply(id, "err\tcontainer %s exists", a[0]); return; }
     struct ctr *c = NULL;
     for (int i = 0; i < MAXC; i++) if (!ctrs[i].used) { c = &ctrs[i]; break; }
     if (!c) { reply(id, "err\ttoo many containers"); return; }
+    char err[2048];
+    struct spec *sp = spec_parse(a[4], err, sizeof err);
+    if (!sp) { failed(id, a[3], err); return; }
     memset(c, 0, sizeof *c);
     snprintf(c->cid, sizeof c->cid, "%s", a[0]);
-    snprintf(c->log, sizeof c->log, "%s", a[3]);
-    snprintf(c->exitfile, sizeof c->exitfile, "%s", a[4]);
-    snprintf(c->pidfile, sizeof c->pidfile, "%s", a[5]);
-    /* the container's cgroup parent (the Pod's) from config.json's cgroupsPath, for the OOM count */
-    FILE *f = fopen(a[2], "re");
-    if (f) {
-        static char cfg[1 << 20];
-        size_t k = fread(cfg, 1, sizeof cfg - 1, f);
-        cfg[k] = 0;
-        fclose(f);
-        char *p = strstr(cfg, "\"cgroupsPath\"");
-        if (p && (p = strchr(p + 13, '"'))) {
-            p++;
-            size_t len = strcspn(p, "\"");
-            if (len < sizeof c->cgparent) {
-                memcpy(c->cgparent, p, len);
-                char *slash = strrchr(c->cgparent, '/');
-                if (slash) *slash = 0;
-            }
-        }
-    }
-    if (c->cgparent[0]) {
-        char d[PATHMAX + 32];
-        snprintf(d, sizeof d, "/sys/fs/cgroup%s", c->cgparent);
-        mkdirs(d);
-        /* let the container cgroups below the Pod's have the controllers */
-        for (char *s = d + strlen("/sys/fs/cgroup") + 1;; s++) {
-            char save = *s;
-            if (save == '/' || save == 0) {
-                *s = 0;
-                char sc[PATHMAX + 64];
-                snprintf(sc, sizeof sc, "%s/cgroup.subtree_control", d);
-                write_file(sc, "+cpu +memory +pids");
-                *s = save;
-            }
-            if (!save) break;
-        }
-        c->oom_before = oom_kills(c->cgparent);
-    }
+    snprintf(c->log, sizeof c->log, "%s", a[1]);
+    snprintf(c->exitfile, sizeof c->exitfile, "%s", a[2]);
+    snprintf(c->cgroup, sizeof c->cgroup, "%s", spec_cgroup(sp));
     int lf = open(c->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-    if (lf < 0) { reply(id, "err\topen %s: %s", c->log, strerror(errno)); return; }
+    if (lf < 0) { spec_free(sp); snprintf(err, sizeof err, "open %s: %s", c->log, strerror(errno)); failed(id, a[3], err); return; }
     int po[2], pe[2];
-    if (pipe2(po, O_CLOEXEC) || pipe2(pe, O_CLOEXEC)) { close(lf); reply(id, "err\tpipe: %s", strerror(errno)); return; }
-    char rtlog[PATHMAX + 16];
-    snprintf(rtlog, sizeof rtlog, "file:%s", a[6]);
-    char logopt[PATHMAX + 32];
-    snprintf(logopt, sizeof logopt, "--log=%s", rtlog);
-    pid_t pid = fork();
-    if (pid == 0) {
-        sigset_t all;
-        sigemptyset(&all);
-        sigprocmask(SIG_SETMASK, &all, NULL);
-        setsid();
-        int dn = open("/dev/null", O_RDONLY);
-        dup2(dn, 0);
-        dup2(po[1], 1);
-        dup2(pe[1], 2);
-        char *argv[] = {"/usr/bin/crun", "--root", "/run/crun", logopt, "--log-format=json", "run", "--bundle", a[1],
-                        "--config", a[2], "--pid-file", a[5], "--no-new-keyring", "--no-pivot", a[0], NULL};
-        char *envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
-        if (crun_fd >= 0) fexecve(crun_fd, argv, envp);
-        execve(argv[0], argv, envp);
-        _exit(127);
+    if (pipe2(po, O_CLOEXEC) || pipe2(pe, O_CLOEXEC)) {
+        spec_free(sp); close(lf);
+        snprintf(err, sizeof err, "pipe: %s", strerror(errno));
+        failed(id, a[3], err);
+        return;
     }
+    pid_t pid = container_start(sp, po[1], pe[1], err, sizeof err);
+    spec_free(sp);
     close(po[1]);
     close(pe[1]);
-    if (pid < 0) { close(po[0]); close(pe[0]); close(lf); reply(id, "err\tfork: %s", strerror(errno)); return; }
+    if (pid < 0) {
+        close(po[0]); close(pe[0]); close(lf);
+        remove_cgroup(c->cgroup);
+        failed(id, a[3], err);
+        return;
+    }
     fcntl(po[0], F_SETFL, O_NONBLOCK);
     fcntl(pe[0], F_SETFL, O_NONBLOCK);
     c->used = 1;
@@ -478,24 +444,11 @@ static void do_run(const char *id, char **a, int n) {
     reply(id, "ok\t%d", (int)pid);
 }
 
-static pid_t container_pid(struct ctr *c) {
-    char b[32] = {0};
-    int fd = open(c->pidfile, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return 0;
-    ssize_t n = read(fd, b, sizeof b - 1);
-    close(fd);
-    return n > 0 ? (pid_t)atoi(b) : 0;
-}
-
 static void do_kill(const char *id, char **a, int n) {
     if (n != 2) { reply(id, "err\tkill takes 2 arguments"); return; }
     struct ctr *c = find(a[0]);
     if (!c) { reply(id, "ok\tgone"); return; }
-    int sig = atoi(a[1]);
-    pid_t p = container_pid(c);
-    if (p > 0 && kill(p, sig) == 0) { reply(id, "ok"); return; }
-    /* not started yet (or already gone): stop crun itself */
-    kill(c->pid, sig == SIGKILL ? SIGKILL : sig);
+    if (!c->reaped) kill(c->pid, atoi(a[1]));
     reply(id, "ok");
 }
 
@@ -538,7 +491,7 @@ static void do_stats(const char *id) {
 
 static void do_poweroff(const char *id) {
     for (int i = 0; i < MAXC; i++)
-        if (ctrs[i].used) { pid_t p = container_pid(&ctrs[i]); if (p > 0) kill(p, SIGKILL); kill(ctrs[i].pid, SIGKILL); }
+        if (ctrs[i].used && !ctrs[i].reaped) kill(ctrs[i].pid, SIGKILL);
     reply(id, "ok");
     sync();
     reboot(RB_POWER_OFF);
@@ -556,6 +509,9 @@ static void handle(char *line) {
         int fd = open("/proc/uptime", O_RDONLY | O_CLOEXEC);
         if (fd >= 0) { (void)!read(fd, up, sizeof up - 1); close(fd); up[strcspn(up, " ")] = 0; }
         reply(id, "ok\t%s\t%s", VERSION, up);
+    } else if (!strcmp(verb, "mount")) {
+        if (mount_share() == 0) reply(id, "ok");
+        else reply(id, "err\tmount 9p share at %s: %s", share, strerror(errno));
     } else if (!strcmp(verb, "setup")) do_setup(id, a + 2, n - 2);
     else if (!strcmp(verb, "run")) do_run(id, a + 2, n - 2);
     else if (!strcmp(verb, "kill")) do_kill(id, a + 2, n - 2);
@@ -580,7 +536,7 @@ int main(void) {
     ctl = open_port();
     if (ctl < 0) { say("no virtio-serial port named kubeclass.agent"); reboot(RB_POWER_OFF); }
     say("ready (share %s)", share);
-    static char in[65536];
+    static char in[LINEMAX];
     size_t inlen = 0;
     for (;;) {
         struct pollfd p[2 + 2 * MAXC];
