@@ -44,7 +44,9 @@ def pct(xs: list[float], p: float) -> float:
 
 
 async def pods_latency(client: Client, handler: str, n: int, memory=None, before=None,
-                       after=None) -> list[float]:
+                       after=None, alone: bool = False) -> list[float]:
+    """Create->Running of n Pods, one at a time; `alone`: each deleted (and gone) before the next is made, so
+    that every start is measured on a node as idle as the bare runtime's (idle VMs cost CPU under TCG)."""
     ns = "podstart"
     out = []
     running: dict[str, float] = {}
@@ -78,6 +80,10 @@ async def pods_latency(client: Client, handler: str, n: int, memory=None, before
             out.append(running[name] - t0)
             if after is not None:
                 await after(name)
+            if alone:
+                await client.delete(path_for("", "v1", "pods", ns, name))
+                while any(p["metadata"]["name"] == name for p in (await client.list(path_for("", "v1", "pods", ns)))["items"]):
+                    await asyncio.sleep(0.1)
     finally:
         wt.cancel()
     # clean up, so the next handler starts from an idle node
@@ -88,7 +94,10 @@ async def pods_latency(client: Client, handler: str, n: int, memory=None, before
 async def delete_all(client: Client, handler: str, n: int) -> None:
     ns = "podstart"
     for i in range(n):
-        await client.delete(path_for("", "v1", "pods", ns, f"{handler}-{i}"))
+        try:
+            await client.delete(path_for("", "v1", "pods", ns, f"{handler}-{i}"))
+        except Exception:  # noqa: BLE001 - deleted already (alone)
+            pass
     while (await client.list(path_for("", "v1", "pods", ns)))["items"]:
         await asyncio.sleep(0.2)
 
@@ -129,6 +138,25 @@ async def vm_handler(client: Client, data: str, handler: str, n: int) -> None:
                 return
             await asyncio.sleep(0.1)
 
+    def made() -> int:
+        return len([f for f in templates() if ".tmp" not in f])
+
+    def template_made(kind: str):
+        """After a cold boot: until the template the node makes of that shape exists (its boot, some seconds
+        later, would otherwise compete with the next measured start), then the idle RSS as below."""
+        rss_of = idle_rss(kind)
+
+        async def wait(name: str) -> None:
+            before = made()
+            await rss_of(name)
+            for _ in range(600):
+                if made() > before:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                print(f"    (no template appeared after {name})", flush=True)
+        return wait
+
     rss: dict[str, list[tuple[float, float]]] = {"boot": [], "template": []}
 
     def idle_rss(kind: str):
@@ -142,10 +170,10 @@ async def vm_handler(client: Client, data: str, handler: str, n: int) -> None:
     await pool_ready()
     await templates_idle()
     # a new VM shape per Pod (300Mi + 64Mi * i requested: 320, 384, ... MiB VMs), so none has a template yet
-    cold = await pods_latency(client, handler, n, memory=lambda i: f"{300 + 64 * i}Mi", after=idle_rss("boot"))
+    cold = await pods_latency(client, handler, n, memory=lambda i: f"{300 + 64 * i}Mi", after=template_made("boot"), alone=True)
     await templates_idle()
-    tpl = await pods_latency(client, handler, n, memory="300Mi", after=idle_rss("template"))
-    warm = await pods_latency(client, handler, n, before=pool_ready)
+    tpl = await pods_latency(client, handler, n, memory="300Mi", after=idle_rss("template"), alone=True)
+    warm = await pods_latency(client, handler, n, before=pool_ready, alone=True)
     bare = []
     for _ in range(n):
         t0 = time.perf_counter()

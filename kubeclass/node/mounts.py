@@ -1,10 +1,31 @@
 """Mount points as the kernel lists them (/proc/self/mountinfo). os.path.ismount cannot see a bind mount of a
 directory of the same filesystem (same st_dev), so every check that guards an unmount or a recursive removal
-asks here instead."""
+asks here instead. Binds are made with mount(2) itself (through ctypes): a `mount` process costs 3-5 ms,
+and a VM Pod's start makes three."""
 from __future__ import annotations
 
+import ctypes
 import os
 import subprocess
+
+MS_BIND, MS_REC, MS_SHARED = 0x1000, 0x4000, 1 << 20
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _mount(source: str | None, target: str, flags: int) -> None:
+    if _libc.mount(source.encode() if source else None, target.encode(), None, ctypes.c_ulong(flags), None) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"mount {source or ''} {target}: {os.strerror(e)}")
+
+
+def bind(source: str, target: str) -> None:
+    """mount --bind source target (not recursive)."""
+    _mount(source, target, MS_BIND)
+
+
+def make_shared(path: str) -> None:
+    """mount --make-shared path."""
+    _mount(None, path, MS_SHARED)
 
 
 def _unescape(s: str) -> str:

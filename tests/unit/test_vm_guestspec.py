@@ -20,7 +20,8 @@ def test_a_containers_config_becomes_records_in_runc_order():
                     "capabilities": {k: ["CAP_CHOWN", "CAP_KILL", "CAP_AUDIT_READ"] for k in ("bounding", "effective", "permitted")},
                     "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 4096, "soft": 1024}], "noNewPrivileges": True},
         "root": {"path": "/run/kubeclass/share/pod/containers/c/0/rootfs", "readonly": True},
-        "mounts": bundle.default_mounts() + [bundle.bind("/run/kubeclass/share/pod/etc/hosts", "/etc/hosts", readonly=True)],
+        "mounts": bundle.default_mounts() + [{**bundle.bind("/run/kubeclass/share/pod/etc/hosts", "/etc/hosts", readonly=True),
+                                              "x-kubeclass-dir": False}],
         "linux": {"cgroupsPath": "/kc-c-0", "resources": {"cpu": {"shares": 512, "quota": 50000, "period": 100000},
                                                          "memory": {"limit": 134217728}},
                   "maskedPaths": ["/proc/kcore"], "readonlyPaths": ["/proc/sys"]},
@@ -34,11 +35,12 @@ def test_a_containers_config_becomes_records_in_runc_order():
     assert r[8] == ["caps"] + [f"{(1 << 0) | (1 << 5) | (1 << 37):x}"] * 3
     assert r[9] == ["rlimit", "7", "1024", "4096"] and r[10] == ["nnp"]
     mounts = [x for x in r if x[0] == "mount"]
-    assert mounts[0] == ["mount", "proc", "proc", "/proc", "e", "", "0"]                 # nosuid|nodev|noexec
-    assert mounts[1] == ["mount", "tmpfs", "tmpfs", "/dev", f"{0x2 | 0x1000000:x}", "mode=755,size=65536k", "0"]
+    assert mounts[0] == ["mount", "proc", "proc", "/proc", "e", "", "0", "1"]            # nosuid|nodev|noexec
+    assert mounts[1] == ["mount", "tmpfs", "tmpfs", "/dev", f"{0x2 | 0x1000000:x}", "mode=755,size=65536k", "0", "1"]
     assert mounts[2][5] == "newinstance,ptmxmode=0666,mode=0620,gid=5"
-    assert mounts[5] == ["mount", "sysfs", "sysfs", "/sys", "e", "", "1"]                # ro is a remount, not a flag
-    assert mounts[6] == ["mount", "bind", "/run/kubeclass/share/pod/etc/hosts", "/etc/hosts", "5000", "", "1"]  # rbind
+    assert mounts[5] == ["mount", "sysfs", "sysfs", "/sys", "e", "", "1", "1"]           # ro is a remount, not a flag
+    # rbind; a file (the sandbox says so: the guest would have to ask over 9p)
+    assert mounts[6] == ["mount", "bind", "/run/kubeclass/share/pod/etc/hosts", "/etc/hosts", "5000", "", "1", "0"]
     assert ["mask", "/proc/kcore"] in r and ["readonly", "/proc/sys"] in r
     assert ["cgroup", "/kc-c-0"] in r
     assert [x[1:] for x in r if x[0] == "cgset"] == [["memory.max", "134217728"], ["cpu.weight", "20"], ["cpu.max", "50000 100000"]]

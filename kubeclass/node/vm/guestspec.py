@@ -10,10 +10,11 @@ One record per line, fields separated by tabs; a backslash escapes a tab (\\t), 
     caps BOUNDING EFFECTIVE PERMITTED   capability masks (hex; bit N = capability number N)
     rlimit RESOURCE SOFT HARD        setrlimit(2) numbers
     nnp                              no_new_privs
-    mount TYPE SOURCE DEST FLAGS DATA READONLY   mount(2) flags (hex), data, then whether to make it read-only
+    mount TYPE SOURCE DEST FLAGS DATA READONLY DIR   mount(2) flags (hex), data, whether to make it read-only,
+                                     and whether its mount point is a directory (else a file: a bind of a file)
     mask PATH                        a masked path (linux.maskedPaths)
     readonly PATH                    a read-only path (linux.readonlyPaths)
-    cgroup PATH                      the container's cgroup, below /sys/fs/cgroup
+    cgroup PATH                      the container's cgroup, one level below /sys/fs/cgroup
     cgset FILE VALUE                 a cgroup v2 interface file of that cgroup and its value
 """
 from __future__ import annotations
@@ -97,6 +98,8 @@ def cgroup_settings(resources: dict) -> list[tuple[str, str]]:
 
 
 def render(cfg: dict) -> str:
+    """The spec of one container. A bind mount's "x-kubeclass-dir" (set by the sandbox, which can look at the
+    host's file) says whether its source is a directory: the guest would otherwise ask over 9p."""
     proc = cfg.get("process") or {}
     if not proc.get("args"):
         raise SpecError("process.args is empty")
@@ -120,7 +123,9 @@ def render(cfg: dict) -> str:
         flags, data, ro = mount_flags(m.get("options"))
         if m.get("type") == "bind" and not flags & MS["bind"]:
             flags |= MS["rbind"]
-        out.append(_line("mount", m.get("type") or "none", m.get("source") or "none", m["destination"], f"{flags:x}", data, int(ro)))
+        is_dir = m.get("x-kubeclass-dir", True) if m.get("type") == "bind" else True
+        out.append(_line("mount", m.get("type") or "none", m.get("source") or "none", m["destination"], f"{flags:x}", data,
+                         int(ro), int(bool(is_dir))))
     lx = cfg.get("linux") or {}
     out += [_line("mask", p) for p in lx.get("maskedPaths") or []]
     out += [_line("readonly", p) for p in lx.get("readonlyPaths") or []]

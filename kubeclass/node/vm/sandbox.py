@@ -124,7 +124,7 @@ class VmSandbox(PodSandbox):
             await vm.conn.call("setup", self.ctx.hostname(), str(time.time_ns()), secrets.token_hex(32))
             log.debug("VM %s (%s): share %.0f ms, setup %.0f ms", vm.id, vm.origin, (t1 - t0) * 1e3,
                       (time.monotonic() - t1) * 1e3)
-        except (VmError, OSError, subprocess.CalledProcessError) as e:
+        except (VmError, OSError) as e:
             await vm.destroy()
             unshare_pod(self.ctx.dir)
             raise RuntimeError_(f"failed to set up the Pod's VM: {e}") from None
@@ -176,6 +176,7 @@ class VmSandbox(PodSandbox):
                 src = m["source"]
                 if not os.path.realpath(src).startswith(os.path.realpath(self.ctx.dir) + os.sep):
                     src = self.bind_host_path(src)
+                m["x-kubeclass-dir"] = os.path.isdir(src)
                 m["source"] = self.guest_path(src)
         lx = g.setdefault("linux", {})
         lx["namespaces"] = [n for n in lx.get("namespaces") or [] if n.get("type") in ("pid", "mount")]
@@ -193,7 +194,7 @@ class VmSandbox(PodSandbox):
             else:
                 os.makedirs(os.path.dirname(dest), exist_ok=True)
                 open(dest, "a").close()
-            subprocess.run(["mount", "--bind", src, dest], check=True, capture_output=True)
+            mounts.bind(src, dest)
         return dest
 
     async def start_container(self, cid: str, workdir: str, log_path: str, cfg: dict) -> None:
@@ -203,7 +204,7 @@ class VmSandbox(PodSandbox):
         os.makedirs(exits, exist_ok=True)
         try:
             spec = guestspec.render(self.guest_config(cfg))
-        except (OSError, subprocess.CalledProcessError) as e:
+        except OSError as e:
             self._failed(cid, exits, f"hostPath: {e}")
         except guestspec.SpecError as e:
             self._failed(cid, exits, str(e))
@@ -253,12 +254,12 @@ def share_pod(pod_dir: str, share: str) -> None:
     """Bind the Pod's directory at share/pod as a shared-propagation peer: mounts made under the Pod's
     directory later (a container's overlay root, a secret's tmpfs) appear in the guest as well."""
     if not mounts.is_mounted(pod_dir):
-        subprocess.run(["mount", "--bind", pod_dir, pod_dir], check=True, capture_output=True)
-    subprocess.run(["mount", "--make-shared", pod_dir], check=True, capture_output=True)
+        mounts.bind(pod_dir, pod_dir)
+    mounts.make_shared(pod_dir)
     dest = os.path.join(share, "pod")
     os.makedirs(dest, exist_ok=True)
     if not mounts.is_mounted(dest):
-        subprocess.run(["mount", "--bind", pod_dir, dest], check=True, capture_output=True)
+        mounts.bind(pod_dir, dest)
 
 
 def unshare_pod(pod_dir: str) -> None:

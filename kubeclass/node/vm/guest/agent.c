@@ -258,12 +258,14 @@ static void boot(void) {
     mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
     mount("cgroup2", "/sys/fs/cgroup", "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, "nsdelegate");
     write_file("/sys/fs/cgroup/cgroup.subtree_control", "+cpu +memory +pids");
+    mount(NULL, "/", NULL, MS_REC | MS_SHARED, NULL);   /* the share, mounted later, reaches a waiting zygote */
     write_file("/proc/sys/kernel/dmesg_restrict", "0");   /* the guest kernel serves this Pod alone */
     read_cmdline();
     load_modules();
     loopback_up();
     cmdline_share();
     mkdirs(share);
+    container_prepare();
 }
 
 /* the share is mounted by `setup`, not at boot: QEMU cannot snapshot a VM whose 9p export is mounted, and
@@ -345,7 +347,7 @@ static void drain(struct ctr *c, struct stream *s, const char *name) {
 
 static long oom_kills(const char *cgdir) {
     char p[PATHMAX + 32], b[512] = {0};
-    snprintf(p, sizeof p, "/sys/fs/cgroup%s/memory.events", cgdir);
+    snprintf(p, sizeof p, "%s/memory.events", cgdir);
     int fd = open(p, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return 0;
     ssize_t n = read(fd, b, sizeof b - 1);
@@ -358,9 +360,7 @@ static long oom_kills(const char *cgdir) {
 /* a container's cgroup, once its processes are gone (they die with its PID 1; give them a moment) */
 static void remove_cgroup(const char *cg) {
     if (!cg[0]) return;
-    char d[PATHMAX + 32];
-    snprintf(d, sizeof d, "/sys/fs/cgroup%s", cg);
-    for (int i = 0; i < 50 && rmdir(d) != 0 && errno == EBUSY; i++) usleep(2000);
+    for (int i = 0; i < 50 && rmdir(cg) != 0 && errno == EBUSY; i++) usleep(2000);
 }
 
 /* a container that could not start: the reason in RUNTIMELOG as runc's JSON log line, and in the answer */
@@ -414,33 +414,24 @@ static void do_run(const char *id, char **a, int n) {
     snprintf(c->cid, sizeof c->cid, "%s", a[0]);
     snprintf(c->log, sizeof c->log, "%s", a[1]);
     snprintf(c->exitfile, sizeof c->exitfile, "%s", a[2]);
-    snprintf(c->cgroup, sizeof c->cgroup, "%s", spec_cgroup(sp));
     int lf = open(c->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
     if (lf < 0) { spec_free(sp); snprintf(err, sizeof err, "open %s: %s", c->log, strerror(errno)); failed(id, a[3], err); return; }
-    int po[2], pe[2];
-    if (pipe2(po, O_CLOEXEC) || pipe2(pe, O_CLOEXEC)) {
-        spec_free(sp); close(lf);
-        snprintf(err, sizeof err, "pipe: %s", strerror(errno));
-        failed(id, a[3], err);
-        return;
-    }
-    pid_t pid = container_start(sp, po[1], pe[1], err, sizeof err);
+    int out, errfd;
+    pid_t pid = container_start(sp, &out, &errfd, c->cgroup, sizeof c->cgroup, err, sizeof err);
     spec_free(sp);
-    close(po[1]);
-    close(pe[1]);
     if (pid < 0) {
-        close(po[0]); close(pe[0]); close(lf);
+        close(lf);
         remove_cgroup(c->cgroup);
         failed(id, a[3], err);
         return;
     }
-    fcntl(po[0], F_SETFL, O_NONBLOCK);
-    fcntl(pe[0], F_SETFL, O_NONBLOCK);
+    fcntl(out, F_SETFL, O_NONBLOCK);
+    fcntl(errfd, F_SETFL, O_NONBLOCK);
     c->used = 1;
     c->pid = pid;
     c->logfd = lf;
-    c->out.fd = po[0];
-    c->err.fd = pe[0];
+    c->out.fd = out;
+    c->err.fd = errfd;
     reply(id, "ok\t%d", (int)pid);
 }
 
@@ -552,6 +543,7 @@ int main(void) {
             if (c->err.fd >= 0) { p[np].fd = c->err.fd; p[np].events = POLLIN; owner[np++] = c; }
             if (c->reaped) waiting = 1;
         }
+        container_prepare();   /* after a container started: the next one's cgroup, while nothing waits */
         int r = poll(p, np, waiting ? 100 : -1);
         if (r < 0 && errno != EINTR) { say("poll: %s", strerror(errno)); sleep(1); }
         if (r > 0 && (p[0].revents & (POLLIN | POLLHUP))) {
@@ -580,6 +572,7 @@ int main(void) {
             int st;
             pid_t pid;
             while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+                if (container_reaped(pid)) say("the waiting container process %d ended (status %d)", (int)pid, st);
                 for (int i = 0; i < MAXC; i++)
                     if (ctrs[i].used && !ctrs[i].reaped && ctrs[i].pid == pid) {
                         ctrs[i].reaped = 1;

@@ -10,14 +10,20 @@ struct spec;
 /* Reads a spec (hex-encoded, as it travels in a `run` request); NULL with the reason in err when it cannot. */
 struct spec *spec_parse(const char *hex, char *err, size_t errlen);
 void spec_free(struct spec *s);
-/* The container's cgroup (absolute under /sys/fs/cgroup, e.g. "/kubeclass/pod.../kc-...") or "". */
-const char *spec_cgroup(const struct spec *s);
 
-/* Creates the container's cgroup with its limits and starts its process: new mount and PID namespaces (the
- * VM's network, IPC and UTS are shared), its mounts resolved inside its root, masked and read-only paths,
- * the root made the process's root, rlimits, groups, user, capabilities, no_new_privs, then exec with the
- * given stdout / stderr (stdin is /dev/null). Returns the process's pid (the container's PID 1, a child of
- * the caller) once it has exec'd, or -1 with the reason in err (the child, if any, is reaped). */
-pid_t container_start(const struct spec *s, int out, int errfd, char *err, size_t errlen);
+/* Makes the next container's process ahead of time (a zygote: in its cgroup and new namespaces, waiting
+ * for its spec), so that container_start does not wait for that. Call when idle. */
+void container_prepare(void);
+/* A child the agent reaped: 1 if it was the waiting zygote (then forgotten: the next call to
+ * container_prepare makes another). */
+int container_reaped(pid_t pid);
+
+/* Starts a container: its cgroup gets the spec's limits, its process (the zygote) the spec; that process
+ * makes its mounts resolved inside its root (the VM's network, IPC and UTS are shared), masked and read-only
+ * paths, the root made its root, rlimits, groups, user, capabilities, no_new_privs, then execs, with stdin
+ * /dev/null. Returns the process's pid (the container's PID 1, a child of the caller) once it has exec'd,
+ * with the read ends of its stdout and stderr in out / err and its cgroup (to remove when it has ended) in
+ * cgpath; or -1 with the reason in err (the process reaped). */
+pid_t container_start(const struct spec *s, int *out, int *err_out, char *cgpath, size_t cglen, char *err, size_t errlen);
 
 #endif
