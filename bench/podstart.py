@@ -3,8 +3,10 @@ scheduled -> the node agent makes the sandbox, the container's overlay rootfs an
 handler's runtime -> status Running observed through a watch — for 50 Pods per handler (runc, runsc),
 next to a bare `<runtime> run --detach` of the same bundle measured in the same run on the same machine.
 
-VM handlers (`--handlers kata-qemu,kata-fc`): `--vm-pods` Pods each booted cold (each of a VM shape not seen
-before, so no template exists; the bench waits for the template the node then makes in the background),
+VM handlers (`--handlers kata-qemu,kata-fc`): `--vm-pods` Pods, each started alone on an otherwise idle node
+(the previous one deleted first: idle VMs cost CPU under TCG, and the bare boot is measured alone too), each
+booted cold (each of a VM shape not seen before, so no template exists; the bench waits for the template the
+node then makes in the background before the next),
 started from a VM template (Pods of a shape whose template exists), and taken from the warm pool (the node
 runs with `--vm-pool 1`; the bench waits for the pool to refill before each create), next to a bare boot of
 the same QEMU command line, kernel and initramfs to the guest agent's first answer, and the host RSS of an

@@ -63,3 +63,5 @@ def test_what_the_agent_cannot_do_is_refused():
         guestspec.render({**base, "process": {"args": []}})
     with pytest.raises(guestspec.SpecError, match="unknown rlimit"):
         guestspec.render({**base, "process": {"args": ["true"], "rlimits": [{"type": "RLIMIT_X", "soft": 1, "hard": 1}]}})
+    with pytest.raises(guestspec.SpecError, match="a VM Pod's container can have at most 1000000"):
+        guestspec.render({**base, "process": {"args": ["true"], "env": [f"V{i}=" + "x" * 1000 for i in range(1100)]}})

@@ -36,6 +36,9 @@ CLEARS = {"rw": "ro", "suid": "nosuid", "dev": "nodev", "exec": "noexec", "async
 PROPAGATION = {"private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable", "runbindable"}
 
 
+MAX_BYTES = 1_000_000   # the guest agent reads requests of up to 2 MiB, and the spec travels hex-encoded
+
+
 class SpecError(ValueError):
     """The config asks for something the guest agent cannot do."""
 
@@ -132,4 +135,8 @@ def render(cfg: dict) -> str:
     if lx.get("cgroupsPath"):
         out.append(_line("cgroup", lx["cgroupsPath"]))
         out += [_line("cgset", k, v) for k, v in cgroup_settings(lx.get("resources") or {})]
-    return "".join(out)
+    text = "".join(out)
+    if len(text.encode()) > MAX_BYTES:
+        raise SpecError(f"the container's spec is {len(text.encode())} bytes (its command, arguments and environment); "
+                        f"a VM Pod's container can have at most {MAX_BYTES}")
+    return text

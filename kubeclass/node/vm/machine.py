@@ -8,16 +8,20 @@ takes the VM (so a warm VM booted before its Pod was known serves it too); see s
 The guest agent protocol (guest/agent.c): one line per message, tab-separated fields.
   host -> guest:  ID VERB ARG...          guest -> host:  ID ok [DATA...]  |  ID err MESSAGE
   ping                                    -> ok VERSION GUEST_UPTIME
-  setup HOSTNAME UNIX_NANOS ENTROPY_HEX   -> ok          (mounts the share; the guest's hostname and clock;
-                                             host entropy credited and the CRNG reseeded)
-  run CID BUNDLE CONFIG LOG EXIT PID RTLOG -> ok CRUN_PID (the container runs under crun; its output is written
-                                             to LOG in the CRI format, its exit code to EXIT, "EXIT.oom" when
-                                             the guest's memory cgroup killed it; the paths are guest paths)
+  mount                                   -> ok          (mounts the share: a pooled VM does it ahead)
+  setup HOSTNAME UNIX_NANOS ENTROPY_HEX   -> ok          (mounts the share if not yet; the guest's hostname and
+                                             clock; host entropy credited and the CRNG reseeded)
+  run CID LOG EXIT RTLOG SPEC_HEX         -> ok PID      (the agent creates the container guestspec.py's spec
+                                             describes, hex-encoded; PID once it has exec'd, else err with
+                                             runc's words, also written to RTLOG as a JSON log line; its
+                                             output goes to LOG in the CRI format, its exit code to EXIT,
+                                             "EXIT.oom" when the guest's memory cgroup killed it; guest paths)
   kill CID SIGNO                          -> ok
   stats                                   -> ok MEM_TOTAL_KB MEM_AVAILABLE_KB CPU_TICKS
   poweroff                                -> ok          (then the guest powers off)
 The guest also sends "0 event exit CID CODE" when a container ends. Exec sessions (a later issue) get
-virtio-serial ports of their own, one raw stream per session, so this line protocol never carries bulk data.
+virtio-serial ports of their own, one raw stream per session; a request is at most 2 MiB (a run request
+carries its spec).
 """
 from __future__ import annotations
 

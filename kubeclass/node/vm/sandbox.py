@@ -41,7 +41,7 @@ from .machine import Vm, VmError
 log = logging.getLogger("kubeclass.node.vm")
 
 DEFAULT_CONTAINER_MIB = 128   # a container without a memory limit or request
-MIN_MEMORY_MIB = 128          # the guest kernel, the initramfs and crun need about 60 MiB
+MIN_MEMORY_MIB = 128          # the guest kernel, the initramfs and the agent need about 50 MiB
 MEMORY_STEP_MIB = 64          # VM memory is rounded up to this, so that alike Pods share a VM template
 VMM_MIB = {"tcg": 320, "kvm": 160}   # QEMU's own memory (measured: ~260 MiB RSS idle under TCG with a 64 MiB code cache)
 GUEST_POD = qemu.GUEST_SHARE + "/pod"

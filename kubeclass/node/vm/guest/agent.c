@@ -9,7 +9,7 @@
  * the share, so `kubectl logs` reads it where it reads a runc container's), and writes the exit code to the
  * exit file the host named, then "oom" beside it when the guest's memory cgroup killed the container.
  *
- * Protocol (docs: kubeclass/node/vm/protocol.py), one line per message, fields separated by tabs:
+ * Protocol (documented for the host in kubeclass/node/vm/machine.py), one line per message, tab-separated:
  *   host -> guest   ID VERB ARG...
  *   guest -> host   ID ok [DATA...] | ID err MESSAGE
  * Verbs: ping; mount (the share); setup HOSTNAME UNIX_NANOS ENTROPY_HEX; run CID LOG EXITFILE RUNTIMELOG SPEC;
