@@ -15,14 +15,14 @@ from typing import Any
 
 import orjson
 
-from ..api import errors, registry
+from ..api import errors, impersonation, registry
 from ..api.errors import StatusError
 from ..store import Compacted
 from ..admission import Chain
 from ..api.rbac import RequestAttributes, forbidden_message
 from . import discovery, podlogs, protobuf, tables
 from .auth import TokenFile, User
-from .authz import RBACAuthorizer, bootstrap
+from .authz import EscalationGuard, RBACAuthorizer, bootstrap
 from .constraint_kinds import ConstraintKinds
 from .quota_status import QuotaStatus
 from .rest import REST, Context, Result, encode, parse_bool
@@ -62,6 +62,7 @@ class APIServer:
         locks: dict[str, asyncio.Lock] = {}  # admission serialization, shared with the quota status refresher
         self.quota_status = QuotaStatus(store, locks)
         self.rest = REST(store, Chain(writer=self.quota_status), locks)
+        self.rest.guard = EscalationGuard(self.authorizer)
         self.rest.after_delete_marked = self._after_delete_marked  # type: ignore[method-assign]
         self.rest.committed = self._committed  # type: ignore[method-assign]
         self.constraint_kinds = ConstraintKinds(store)
@@ -139,7 +140,8 @@ class APIServer:
         start = time.monotonic()
         try:
             body = await self._read_body(receive, headers)
-            result = await self.handle(method, path, query, headers, body, receive, send)
+            impersonate = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k.startswith(b"impersonate-")]
+            result = await self.handle(method, path, query, headers, body, receive, send, impersonate)
         except StatusError as e:
             result = Result(e.code, encode(e.status()))
         except Exception:
@@ -194,7 +196,7 @@ class APIServer:
                 return
 
     # ------------------------------------------------------------------ dispatch
-    async def handle(self, method, path, query, headers, body, receive, send) -> Result | None:
+    async def handle(self, method, path, query, headers, body, receive, send, impersonate=()) -> Result | None:
         if path in PUBLIC or path.startswith(("/healthz/", "/livez/", "/readyz/")):
             if path.startswith("/readyz") and not self.ready:
                 return Result(500, b"[-]ready failed: not started\nreadyz check failed", "text/plain; charset=utf-8")
@@ -202,6 +204,8 @@ class APIServer:
         user = self.tokens.authenticate(headers.get("authorization"))
         if user is None:
             raise errors.unauthorized()
+        if impersonate:
+            user = self._impersonate(user, impersonate)
         accept = headers.get("accept", "application/json")
         p = path.rstrip("/") or "/"
         route = self._route_or_none(p)
@@ -232,6 +236,21 @@ class APIServer:
             paths = ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/openapi/v2", "/openapi/v3", "/readyz", "/version"]
             return Result(200, encode({"paths": paths}))
         return await self._resource(method, route, attrs.verb, query, headers, body, accept, user, receive, send)
+
+    def _impersonate(self, user: User, headers: list[tuple[str, str]]) -> User:
+        """The identity a request asks to run as (kubectl --as / --as-group / --as-uid), once the requester has
+        been allowed to `impersonate` each part of it, as upstream's impersonation filter does."""
+        try:
+            imp = impersonation.from_headers(headers)
+        except impersonation.ImpersonationError as e:
+            raise errors.bad_request(str(e))
+        if imp is None:
+            return user
+        for a in imp.checks(user.name, user.groups):
+            if not self.authorizer.authorize(a):
+                raise self.forbidden(a)
+        name, uid, groups, extra = imp.identity()
+        return User(name, uid, groups, tuple((k, tuple(v)) for k, v in extra.items()))
 
     def _route_or_none(self, p: str):
         """The parsed API route of a path, or None when it is not one (a non-resource path)."""

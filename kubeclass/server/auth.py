@@ -15,9 +15,13 @@ class User:
     name: str
     uid: str = ""
     groups: tuple[str, ...] = field(default_factory=tuple)
+    extra: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def info(self) -> dict:
-        return {"username": self.name, "uid": self.uid, "groups": list(self.groups)}
+        out = {"username": self.name, "uid": self.uid, "groups": list(self.groups)}
+        if self.extra:
+            out["extra"] = {k: list(v) for k, v in self.extra}
+        return out
 
 
 class TokenFile:

@@ -50,3 +50,64 @@ async def bootstrap(rest, registry) -> None:
         for obj in objs:
             if rest.store.get(res.key(None, obj["metadata"]["name"])) is None:
                 await rest.create(Context("POST", {}, "application/json"), res, copy.deepcopy(obj))
+
+
+ROLE_KINDS = {"roles": "Role", "clusterroles": "ClusterRole"}
+BINDING_KINDS = {"rolebindings": "RoleBinding", "clusterrolebindings": "ClusterRoleBinding"}
+
+
+class EscalationGuard:
+    """Upstream's RBAC storage checks, run by the REST layer before admission on every create and update of a
+    Role, ClusterRole, RoleBinding or ClusterRoleBinding: the requester may only grant what it holds."""
+
+    def __init__(self, authorizer: RBACAuthorizer):
+        self.authz = authorizer
+
+    def check(self, user, res, obj: dict, old: dict | None) -> None:
+        if res.group != "rbac.authorization.k8s.io" or user is None or "system:masters" in user.groups:
+            return
+        md = obj.get("metadata") or {}
+        ns, name = md.get("namespace") or "", md.get("name") or ""
+        if res.plural in ROLE_KINDS:
+            if old is not None and (old.get("rules") or []) == (obj.get("rules") or []):
+                return
+            if self._allowed(user, "escalate", res.plural, ns, name):
+                return
+            self._confirm(user, ns, obj.get("rules") or [], res, name)
+        elif res.plural in BINDING_KINDS:
+            ref = obj.get("roleRef") or {}
+            if old is not None and (old.get("roleRef") or {}) == ref and \
+                    (old.get("subjects") or []) == (obj.get("subjects") or []):
+                return   # metadata only (labels, finalizers for the garbage collector...)
+            plural = "roles" if ref.get("kind") == "Role" else "clusterroles"
+            if self._allowed(user, "bind", plural, ns, ref.get("name") or ""):
+                return
+            rules = self._role_rules(ref, ns, res, name)
+            self._confirm(user, ns, rules, res, name)
+
+    def _allowed(self, user, verb: str, plural: str, ns: str, name: str) -> bool:
+        return self.authz.authorize(RequestAttributes(user.name, user.groups, verb, True, "rbac.authorization.k8s.io",
+                                                      plural, "", ns, name))
+
+    def _role_rules(self, ref: dict, ns: str, res, name: str) -> list[dict]:
+        from ..api import errors
+        kind, rname = ref.get("kind"), ref.get("name") or ""
+        if kind == "ClusterRole":
+            e = self.authz.store.get(f"/registry/clusterroles/{rname}")
+            missing_msg = f'clusterrole.rbac.authorization.k8s.io "{rname}" not found'
+        elif kind == "Role" and ns:
+            e = self.authz.store.get(f"/registry/roles/{ns}/{rname}")
+            missing_msg = f'role.rbac.authorization.k8s.io "{rname}" not found'
+        else:
+            e, missing_msg = None, f"unsupported role reference kind: {kind!r}"
+        if e is None:
+            raise errors.forbidden_status(res.plural, res.group, name, missing_msg)
+        return e.obj.get("rules") or []
+
+    def _confirm(self, user, ns: str, rules: list[dict], res, name: str) -> None:
+        from ..api import errors
+        from ..api.rbac_escalation import escalation_message, missing
+        owner = list(self.authz.rules_for(user.name, user.groups, ns))
+        lacking = missing(owner, rules)
+        if lacking:
+            raise errors.forbidden_status(res.plural, res.group, name, escalation_message(user.name, list(user.groups), lacking))

@@ -92,6 +92,7 @@ class REST:
         self.chain = chain if chain is not None else Chain()
         self.lister = StoreLister(store)
         self.locks = locks if locks is not None else {}  # serialization keys -> locks (see Plugin.serialization_key)
+        self.guard = None   # authz.EscalationGuard: RBAC objects may only grant what their requester holds
 
     # ------------------------------------------------------------------ decoding
     def decode_object(self, ctx: Context, res: Resource, obj: Any) -> dict:
@@ -181,6 +182,8 @@ class REST:
             md.pop("generation", None)
         if res.kind.defaults:
             res.kind.defaults(obj)
+        if self.guard is not None:
+            self.guard.check(ctx.user, res, obj, None)
         attrs = self._attributes(ctx, res, "CREATE", obj, None)
         await self.chain.admit(attrs, self.lister)
         generated = not md.get("name") and bool(md.get("generateName"))
@@ -332,6 +335,8 @@ class REST:
         new = self._merge_system_fields(ctx, res, obj, old)
         if res.kind.defaults and ctx.subresource is None:
             res.kind.defaults(new)
+        if self.guard is not None:
+            self.guard.check(ctx.user, res, new, old)
         attrs = self._attributes(ctx, res, "UPDATE", new, old)
         await self.chain.admit(attrs, self.lister)
         errs = res.kind.check_update(new, old)
@@ -412,6 +417,14 @@ class REST:
             cur = self.store.get(res.key(ctx.namespace, ctx.name or ""))
             if cur is None:
                 if ctype == "application/apply-patch+yaml":
+                    # created under the URL's name only (a body naming another object must not create it)
+                    md = p.get("metadata") if isinstance(p, dict) else None
+                    if isinstance(md, dict) and md.get("name") and md["name"] != ctx.name:
+                        raise errors.bad_request(f"the name of the object ({md['name']}) does not match the name on the URL ({ctx.name})")
+                    if isinstance(p, dict):
+                        p.setdefault("metadata", {})
+                        if isinstance(p["metadata"], dict):
+                            p["metadata"]["name"] = ctx.name
                     return await self.create(ctx, res, p)
                 raise errors.not_found(res.plural, res.group, ctx.name or "")
             current = res.encode_out(cur.copy())
