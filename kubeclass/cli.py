@@ -71,6 +71,10 @@ async def serve(args) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 1
     os.makedirs(data_dir, mode=0o700, exist_ok=True)
+    mode = os.stat(data_dir).st_mode & 0o777
+    if mode & 0o077:
+        print(f"warning: the data directory {data_dir} is open to other users (mode {mode:04o}); the store and pki/ inside "
+              f"are kept 0600/0700, but `chmod 700 {data_dir}` is safer: it holds the cluster's Secrets and keys", file=sys.stderr)
     p = _paths(data_dir)
     hosts = [args.bind] if args.bind not in ("0.0.0.0", "::") else []
     ca, crt, key = ensure_certs(p["pki"], hosts)
@@ -87,7 +91,7 @@ async def serve(args) -> int:
     schema.definitions()  # load upstream schemas before serving
     store = SQLiteStore(p["db"], durable=args.durable)
     kubelet_client = ensure_client_cert(p["pki"], "apiserver-kubelet-client", "kube-apiserver-kubelet-client", ["system:masters"])
-    api = APIServer(store, TokenFile(p["tokens"]), f"{host}:{args.port}", bookmark_interval=args.bookmark_interval,
+    api = APIServer(store, TokenFile(p["tokens"]), f"{host}:{args.port}", bookmark_interval=args.bookmark_interval, body_timeout=args.request_body_timeout,
                     kubelet_client=kubelet_client)
     await api.start()
     server = HTTPSServer(api, args.bind, args.port, crt, key)
@@ -337,6 +341,8 @@ def main(argv: list[str] | None = None) -> int:
         s.add_argument("--durable", action="store_true", help="fsync every commit (survives power loss, slower)")
         s.add_argument("--compact-interval", type=float, default=300.0, help="seconds between store compactions")
         s.add_argument("--bookmark-interval", type=float, default=60.0, help="seconds between watch bookmarks")
+        s.add_argument("--request-body-timeout", type=float, default=60.0,
+                       help="seconds a request body may take to arrive (a body trickled slower is refused: 408)")
         s.add_argument("-v", "--verbose", action="store_true")
         if name == "up":
             s.add_argument("--no-scheduler", action="store_true", help="do not start the scheduler")

@@ -198,6 +198,10 @@ def too_large(limit: int) -> StatusError:
     return StatusError(413, "RequestEntityTooLarge", f"Request entity too large: limit is {limit}")
 
 
+def too_large_msg(msg: str) -> StatusError:
+    return StatusError(413, "RequestEntityTooLarge", f"Request entity too large: {msg}")
+
+
 def gone(msg: str) -> StatusError:
     return StatusError(410, "Expired", msg)
 

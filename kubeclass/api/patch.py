@@ -6,8 +6,12 @@ import copy
 from typing import Any
 
 import jsonpatch
+import orjson
 
 from . import schema as sch
+
+
+COPY_LIMIT = 3 * 1024 * 1024   # upstream: the maximum request size
 
 
 class PatchError(ValueError):
@@ -28,13 +32,27 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return out
 
 
-def json_patch(target: dict, ops: Any) -> dict:
+def json_patch(target: dict, ops: Any, copy_limit: int = COPY_LIMIT) -> dict:
+    """RFC 6902, one operation at a time: what `copy` operations add is counted and refused beyond copy_limit
+    bytes, as upstream's AccumulatedCopySizeLimit does (22 copies of a doubling value would need gigabytes)."""
     if not isinstance(ops, list):
         raise PatchError("json: cannot unmarshal object into Go value of type jsonpatch.Patch")
+    doc = copy.deepcopy(target)
+    copied = 0
     try:
-        return jsonpatch.apply_patch(target, ops)
-    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError, KeyError) as e:
+        for op in ops:
+            if isinstance(op, dict) and op.get("op") == "copy" and isinstance(op.get("from"), str):
+                value = jsonpatch.JsonPointer(op["from"]).resolve(doc)
+                copied += len(orjson.dumps(value))
+                if copied > copy_limit:
+                    raise PatchError(f"Unable to complete the copy, the accumulated size increase of copy is {copied}, "
+                                     f"exceeding the limit {copy_limit}")
+            doc = jsonpatch.JsonPatch([op]).apply(doc, in_place=True)
+    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError, KeyError, AttributeError) as e:
         raise PatchError(str(e))
+    except orjson.JSONEncodeError as e:
+        raise PatchError(f"copy: {e}")
+    return doc
 
 
 def strategic_merge_patch(target: dict, patch: dict, def_name: str | None) -> dict:

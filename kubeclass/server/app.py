@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from ..api import errors, impersonation, registry
+from ..api import errors, impersonation, limits, params, registry
 from ..api.errors import StatusError
 from ..store import Compacted
 from ..admission import Chain
@@ -53,8 +53,9 @@ def _verb(method: str, name: str | None, sub: str | None, query: dict) -> str:
 
 class APIServer:
     def __init__(self, store, tokens: TokenFile, address: str = "127.0.0.1:6443", bookmark_interval: float = 60.0,
-                 kubelet_client: tuple[str, str] | None = None):
+                 kubelet_client: tuple[str, str] | None = None, body_timeout: float = 60.0):
         self.store = store
+        self.body_timeout = body_timeout   # seconds a request body may take to arrive (a trickled body is refused)
         self.node_client = podlogs.NodeClient(*(kubelet_client or (None, None)))
         self.tokens = tokens
         self.address = address
@@ -169,8 +170,13 @@ class APIServer:
             raise errors.too_large(MAX_BODY)
         chunks = []
         size = 0
+        deadline = time.monotonic() + self.body_timeout
         while True:
-            msg = await receive()
+            try:
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                    msg = await receive()
+            except TimeoutError:
+                raise StatusError(408, "Timeout", f"the request body did not arrive within {self.body_timeout:g}s") from None
             if msg["type"] == "http.disconnect":
                 break
             b = msg.get("body", b"")
@@ -369,14 +375,16 @@ class APIServer:
             raise errors.bad_request("the body of the request is empty")
         if ct in ("", "application/json", "*/*"):
             try:
-                return orjson.loads(body)
-            except orjson.JSONDecodeError as e:
+                return limits.load_json(body)
+            except limits.LimitError as e:
+                raise errors.bad_request(f"couldn't get version/kind; json parse error: {e}")
+            except ValueError as e:
                 raise errors.bad_request(f"couldn't get version/kind; json parse error: {e}")
         if ct in ("application/yaml", "application/x-yaml", "text/yaml"):
             import yaml
             try:
-                return yaml.load(body, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-            except yaml.YAMLError as e:
+                return limits.load_yaml(body)
+            except (yaml.YAMLError, limits.LimitError) as e:
                 raise errors.bad_request(f"error converting YAML to JSON: {e}")
         if ct == "application/vnd.kubernetes.protobuf":
             try:
@@ -425,6 +433,8 @@ class APIServer:
 
     # ------------------------------------------------------------------ watch
     async def _watch(self, ctx: Context, res: registry.Resource, receive, send) -> None:
+        # parameters are checked before the stream starts: a bad one is a 400, not an aborted 200
+        timeout = float(params.parse_int("timeoutSeconds", ctx.query.get("timeoutSeconds"))) or random.uniform(1800, 3600)
         initial, watcher, (ls, fs) = self.rest.open_watch(ctx, res)
         as_table = tables.wants_table(ctx.accept)
         ctype = tables.TABLE_CT if as_table else "application/json"
@@ -464,7 +474,6 @@ class APIServer:
                     watcher.close()
                     return
         dtask = asyncio.get_running_loop().create_task(wait_disconnect())
-        timeout = float(ctx.query.get("timeoutSeconds") or random.uniform(1800, 3600))
         deadline = time.monotonic() + timeout
         try:
             out = b"".join(frame(t, e) for t, e in initial)

@@ -51,9 +51,14 @@ class TokenFile:
         self._mtime = mtime
 
     def authenticate(self, header: str | None) -> User | None:
-        if not header or not header.startswith("Bearer "):
+        """The user an `Authorization: Bearer <token>` header names (the scheme in any case, as upstream), or
+        None: no header, another scheme, an empty or unknown token, or one of bytes no token has."""
+        parts = (header or "").split(" ", 2)
+        if len(parts) < 2 or parts[0].lower() != "bearer":
             return None
-        token = header[7:].strip()
+        token = parts[1].strip()
+        if not token or not token.isascii():
+            return None
         now = time.monotonic()
         if now - self._checked > 1.0:   # the file is re-read when it changes, looked at once a second
             self._checked = now

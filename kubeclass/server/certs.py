@@ -19,7 +19,8 @@ def _write(path: str, data: bytes, mode: int = 0o644) -> None:
 
 def ensure_certs(pki: str, hosts: list[str]) -> tuple[str, str, str]:
     """Create (once) ca.crt/ca.key and server.crt/server.key under `pki`; returns (ca, cert, key) paths."""
-    os.makedirs(pki, exist_ok=True)
+    os.makedirs(pki, mode=0o700, exist_ok=True)
+    os.chmod(pki, 0o700)   # private keys inside, whatever the umask or an older directory's mode
     ca_crt, ca_key = os.path.join(pki, "ca.crt"), os.path.join(pki, "ca.key")
     srv_crt, srv_key = os.path.join(pki, "server.crt"), os.path.join(pki, "server.key")
     now = datetime.datetime.now(datetime.timezone.utc)

@@ -10,7 +10,7 @@ from urllib.parse import quote, urlencode
 
 import aiohttp
 
-from ..api import errors
+from ..api import errors, params
 
 LOG_PARAMS = ("follow", "previous", "tailLines", "limitBytes", "timestamps", "sinceSeconds", "sinceTime")
 
@@ -34,7 +34,8 @@ def location(pod: dict, node: dict | None, query: dict[str, str]) -> tuple[str, 
         raise errors.bad_request(f"container {container} is not valid for pod {name}")
     for p in ("tailLines", "limitBytes", "sinceSeconds"):
         v = query.get(p)
-        if v is not None and (not v.lstrip("-").isdigit() or (p != "tailLines" and int(v) < 1) or int(v) < 0):
+        n = params.parse_int(p, v) if v is not None else None
+        if n is not None and ((p != "tailLines" and n < 1) or n < 0):
             field = {"tailLines": "tailLines", "limitBytes": "limitBytes", "sinceSeconds": "sinceSeconds"}[p]
             raise errors.bad_request(f'PodLogOptions "{name}" is invalid: {field}: Invalid value: {v}: must be greater than '
                                      f'{"or equal to 0" if p == "tailLines" else "0"}')

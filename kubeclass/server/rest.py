@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from ..admission import Attributes, Chain
-from ..api import errors, meta, patch as patchlib, registry, schema
+from ..api import errors, limits, meta, params, patch as patchlib, registry, schema
 from ..api.errors import StatusError
 from ..api.registry import Resource
 from ..api.selectors import FieldRequirement, FieldSelector, LabelSelector, SelectorError
@@ -264,13 +264,15 @@ class REST:
         return out, rev
 
     async def list(self, ctx: Context, res: Resource) -> Result:
-        limit = int(ctx.query.get("limit") or 0)
+        limit = params.parse_int("limit", ctx.query.get("limit"))
         cont = ctx.query.get("continue")
         start = None
         if cont:
             try:
                 token = orjson.loads(base64.urlsafe_b64decode(cont.encode()))
                 start, list_rv = token["start"], token["rv"]
+                if not isinstance(start, str) or not isinstance(list_rv, str):
+                    raise ValueError("not a continue token of this server")
             except Exception:
                 raise errors.bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
         pairs, rev = self._matching(ctx, res, start, limit + 1 if limit > 0 else 0)
@@ -411,6 +413,8 @@ class REST:
             raise errors.unsupported_media_type(ctype)
         try:
             p = _load_patch(ctype, body)
+        except limits.LimitError as e:
+            raise errors.StatusError(422, "Invalid", str(e))
         except ValueError as e:
             raise errors.bad_request(f"error decoding patch: {e}")
         for _ in range(8):
@@ -438,7 +442,8 @@ class REST:
                         if isinstance(p, dict) and p.get("kind") and p.get("kind") != res.kind.kind:
                             raise errors.bad_request(f"the kind in the data ({p.get('kind')}) does not match the expected kind ({res.kind.kind})")
                     patched = patchlib.strategic_merge_patch(current, p, res.definition)
-            except patchlib.PatchError as e:
+                limits.check(patched)
+            except (patchlib.PatchError, limits.LimitError) as e:
                 raise errors.StatusError(422, "Invalid", str(e))
             if not isinstance(patched, dict):
                 raise errors.bad_request("patch did not produce an object")
@@ -460,7 +465,9 @@ class REST:
 
     # ------------------------------------------------------------------ delete
     async def delete(self, ctx: Context, res: Resource, body: Any) -> Result:
-        opts = body if isinstance(body, dict) else {}
+        opts = params.delete_options(body)
+        if ctx.query.get("gracePeriodSeconds"):
+            opts["gracePeriodSeconds"] = params.parse_int("gracePeriodSeconds", ctx.query["gracePeriodSeconds"])
         if "dryRun" in opts and "All" in (opts.get("dryRun") or []):
             ctx.query["dryRun"] = "All"
         cur = self._get_entry(res, ctx.namespace, ctx.name or "")
@@ -552,7 +559,7 @@ class REST:
             pass
 
     async def delete_collection(self, ctx: Context, res: Resource, body: Any) -> Result:
-        opts = body if isinstance(body, dict) else {}
+        opts = params.delete_options(body)
         pairs, rev = self._matching(ctx, res)
         entries = [e for _, e in pairs]
         deleted = []
@@ -610,8 +617,15 @@ class REST:
             return Result(200, encode(self.scale_of(cur.obj)))
         current = self.scale_of(cur.obj)
         if ctx.method == "PATCH":
-            p = _load_patch(ctype.split(";")[0] if ctype else "application/merge-patch+json", body)
-            new = patchlib.json_patch(current, p) if ctype and "json-patch" in ctype else patchlib.merge_patch(current, p)
+            try:
+                p = _load_patch(ctype.split(";")[0] if ctype else "application/merge-patch+json", body)
+                new = patchlib.json_patch(current, p) if ctype and "json-patch" in ctype else patchlib.merge_patch(current, p)
+            except (limits.LimitError, patchlib.PatchError) as e:
+                raise errors.StatusError(422, "Invalid", str(e))
+            except ValueError as e:
+                raise errors.bad_request(f"error decoding patch: {e}")
+            if not isinstance(new, dict):
+                raise errors.bad_request("patch did not produce an object")
         else:
             new = body if isinstance(body, dict) else {}
         replicas = (new.get("spec") or {}).get("replicas")
@@ -657,15 +671,18 @@ def _parse_rv(rv: Any) -> int:
 
 
 def _load_patch(ctype: str, body: bytes | Any) -> Any:
+    """A patch body, within the limits (depth, YAML aliases, JSON patch operations): ValueError when it is
+    not one, limits.LimitError / StatusError(413) when it is too much."""
     if not isinstance(body, (bytes, bytearray)):
+        limits.check(body)
         return body
     if ctype == "application/apply-patch+yaml":
         import yaml
         try:
-            return yaml.load(body, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+            return limits.load_yaml(body)
         except yaml.YAMLError as e:
             raise ValueError(str(e))
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as e:
-        raise ValueError(str(e))
+    p = limits.load_json(body)
+    if ctype == "application/json-patch+json" and isinstance(p, list) and len(p) > limits.MAX_JSON_PATCH_OPS:
+        raise errors.too_large_msg(f"The allowed maximum operations in a JSON patch is {limits.MAX_JSON_PATCH_OPS}, got {len(p)}")
+    return p

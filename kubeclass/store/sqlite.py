@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
 ADDED, MODIFIED, DELETED = 0, 1, 2
 _TYPES = ("ADDED", "MODIFIED", "DELETED")
 HISTORY = 200_000
-WATCH_QUEUE = 100_000
+WATCH_QUEUE = 10_000                 # events a watcher may have waiting before it is closed as too slow
+WATCH_QUEUE_BYTES = 16 * 1024 * 1024  # ... or bytes of objects (a watcher that never reads must not hold 100s of MB)
 
 
 def _bucket(key: str) -> tuple[str, str]:
@@ -51,13 +52,24 @@ class _Watcher:
         self.prefix = prefix
         self.queue: asyncio.Queue = asyncio.Queue()
         self.closed = False
+        self.bytes = 0   # of the objects queued
 
     def push(self, ev: Event) -> None:
-        if self.queue.qsize() >= WATCH_QUEUE:
-            # too slow: end the watch, the client re-lists (as kine and the apiserver do)
+        if self.closed:
+            return
+        size = len(ev.entry.raw) if ev.entry is not None else 0
+        if self.queue.qsize() >= WATCH_QUEUE or self.bytes + size > WATCH_QUEUE_BYTES:
+            # too slow: end the watch, the client watches again from its last resourceVersion (or re-lists),
+            # as the apiserver's watch cache does with a watcher whose buffer is full
             self.close()
             return
+        self.bytes += size
         self.queue.put_nowait(ev)
+
+    def _taken(self, ev: Event) -> Event:
+        if ev is not None and ev.entry is not None:
+            self.bytes -= len(ev.entry.raw)
+        return ev
 
     def close(self) -> None:
         if not self.closed:
@@ -75,16 +87,16 @@ class _Watcher:
         if q.empty():
             try:
                 async with asyncio.timeout(timeout):
-                    ev = await q.get()
+                    ev = self._taken(await q.get())
             except TimeoutError:
                 return []
         else:
-            ev = q.get_nowait()
+            ev = self._taken(q.get_nowait())
         if ev is None:
             return None
         out = [ev]
         while len(out) < limit and not q.empty():
-            ev = q.get_nowait()
+            ev = self._taken(q.get_nowait())
             if ev is None:
                 q.put_nowait(None)  # seen again by the next call, after these are sent
                 break
@@ -93,7 +105,7 @@ class _Watcher:
 
     async def _iter(self):
         while True:
-            ev = await self.queue.get()
+            ev = self._taken(await self.queue.get())
             if ev is None:
                 return
             yield ev
@@ -137,10 +149,17 @@ def _delete_revs(db, revs: list[int]) -> None:
 class SQLiteStore:
     def __init__(self, path: str, durable: bool = False):
         self.path = path
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)
+        # the store holds Secrets: its file is the owner's alone whatever the umask (SQLite gives the WAL and
+        # shared-memory files the database file's mode)
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        os.chmod(path, 0o600)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         self._db.execute("PRAGMA journal_mode=WAL")
+        for extra in (path + "-wal", path + "-shm"):
+            if os.path.exists(extra):
+                os.chmod(extra, 0o600)
         self._db.execute("PRAGMA synchronous=" + ("FULL" if durable else "NORMAL"))
         self._db.execute("PRAGMA journal_size_limit=67108864")
         self._db.executescript(SCHEMA)
@@ -239,7 +258,8 @@ class SQLiteStore:
                 raise Compacted(from_rev, max(oldest - 1, self.compacted_rev))
             for rev, ev in self._history:
                 if rev > from_rev and ev.key.startswith(prefix):
-                    w.queue.put_nowait(ev)
+                    w.queue.put_nowait(ev)   # counted, not refused: these are the history's own objects
+                    w.bytes += len(ev.entry.raw) if ev.entry is not None else 0
         self._watchers.add(w)
         return w
 

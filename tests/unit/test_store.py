@@ -142,3 +142,28 @@ def test_a_file_with_the_old_kv_table_is_migrated(tmp_path):
     run(main())
     tables = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert "kv" not in tables
+
+
+def test_a_watcher_that_does_not_read_is_closed_before_it_holds_much(tmp_path):
+    """A watch consumer that never reads must not make the server hold every later object: past
+    WATCH_QUEUE_BYTES of objects queued for it, the watch ends (the client watches again from its last
+    resourceVersion, as with upstream's watch cache)."""
+    from kubeclass.store import sqlite
+
+    async def main():
+        s = SQLiteStore(str(tmp_path / "db"))
+        stuck = s.watch("/registry/configmaps/", s.revision)
+        reader = s.watch("/registry/configmaps/", s.revision)
+        big = "x" * (1 << 20)
+        for i in range(20):                      # 20 MiB of objects, more than the 16 MiB a watcher may hold
+            await s.create(f"/registry/configmaps/default/c{i}", {"metadata": {"name": f"c{i}"}, "data": {"a": big}})
+            if i < 19:
+                assert len(await reader.next_batch(1)) == 1
+        assert stuck.closed and stuck.bytes <= sqlite.WATCH_QUEUE_BYTES
+        assert not reader.closed
+        batches = []
+        while (b := await stuck.next_batch(0.1)) is not None:
+            batches += b
+        assert 0 < len(batches) < 20 and stuck.bytes == 0
+        s.close()
+    asyncio.run(main())

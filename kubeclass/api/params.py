@@ -1,0 +1,39 @@
+"""Query parameters and option bodies parsed as upstream parses them (strconv, strict JSON types), so that a
+malformed value is a 400 naming it, never a Python exception (pure logic)."""
+from __future__ import annotations
+
+import re
+
+from . import errors, schema
+from .rbac_escalation import go_quote
+
+_INT = re.compile(r"[+-]?[0-9]+")   # ASCII digits only: Python's int() also takes "1_000", " 1", full-width digits
+INT64 = (-(1 << 63), (1 << 63) - 1)
+
+
+def parse_int(name: str, value: str | None, default: int = 0) -> int:
+    """strconv.ParseInt(value, 10, 64), or 400 naming the parameter."""
+    if value is None or value == "":
+        return default
+    if not _INT.fullmatch(value):
+        raise errors.bad_request(f"invalid value for {name}: strconv.ParseInt: parsing {go_quote(value)}: invalid syntax")
+    n = int(value)
+    if not INT64[0] <= n <= INT64[1]:
+        raise errors.bad_request(f"invalid value for {name}: strconv.ParseInt: parsing {go_quote(value)}: value out of range")
+    return n
+
+
+DELETE_OPTIONS = "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions"
+
+
+def delete_options(body) -> dict:
+    """A DeleteOptions body (or {}), its fields of the types upstream decodes them to."""
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise errors.bad_request("the body of a delete request must be a DeleteOptions object")
+    try:
+        opts, _ = schema.decode(dict(body), DELETE_OPTIONS, "DeleteOptions")
+    except schema.DecodeError as e:
+        raise errors.bad_request(str(e))
+    return opts
