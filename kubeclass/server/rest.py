@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import bisect
+import copy
 import datetime
+import itertools
 import random
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +25,7 @@ from ..store import Compacted, Entry, KeyExists, KeyNotFound, RevisionConflict
 from . import tables
 
 GENERATE_CHARS = "bcdfghjklmnpqrstvwxz2456789"
+RETRY_FOR = 30.0   # seconds a write without a resourceVersion retries on conflicts before giving up with 409
 PATCH_TYPES = {"application/json-patch+json", "application/merge-patch+json",
                "application/strategic-merge-patch+json", "application/apply-patch+yaml"}
 
@@ -327,8 +331,21 @@ class REST:
         if not rv and not res.kind.unconditional_update:
             raise errors.invalid_object(res.kind.kind, res.group, ctx.name or "",
                                         [errors.invalid("metadata.resourceVersion", errors.GoRepr("0x0"), "must be specified for an update")])
-        expected = _parse_rv(rv) if rv else cur.rev
-        return await self._update_obj(ctx, res, obj, cur, expected)
+        if rv:
+            return await self._update_obj(ctx, res, obj, cur, _parse_rv(rv))
+        # an unconditional update (kinds that allow one) is retried until it applies, as upstream
+        deadline = time.monotonic() + RETRY_FOR
+        for attempt in itertools.count(1):
+            try:
+                return await self._update_obj(ctx, res, copy.deepcopy(obj), cur, cur.rev)
+            except StatusError as e:
+                if e.code != 409 or e.reason != "Conflict" or time.monotonic() >= deadline:
+                    raise
+            await asyncio.sleep(random.uniform(0, min(0.01, 0.0005 * attempt)))
+            cur = self.store.get(res.key(ctx.namespace, ctx.name or ""))
+            if cur is None:
+                raise errors.not_found(res.plural, res.group, ctx.name or "")
+        raise AssertionError("unreachable")
 
     async def _update_obj(self, ctx: Context, res: Resource, obj: dict, cur: Entry, expected: int) -> Result:
         old = cur.obj
@@ -417,7 +434,12 @@ class REST:
             raise errors.StatusError(422, "Invalid", str(e))
         except ValueError as e:
             raise errors.bad_request(f"error decoding patch: {e}")
-        for _ in range(8):
+        # without a resourceVersion a patch is retried until it applies, as upstream's GuaranteedUpdate
+        # (concurrent `kubectl label` / `annotate` must all succeed); only a pinned one may get 409
+        deadline = time.monotonic() + RETRY_FOR
+        warnings_before = len(ctx.warnings)
+        for attempt in itertools.count(1):
+            del ctx.warnings[warnings_before:]
             cur = self.store.get(res.key(ctx.namespace, ctx.name or ""))
             if cur is None:
                 if ctype == "application/apply-patch+yaml":
@@ -457,11 +479,11 @@ class REST:
             try:
                 return await self._update_obj(ctx, res, obj, cur, expected)
             except StatusError as e:
-                if e.code == 409 and e.reason == "Conflict" and not pinned:
-                    await asyncio.sleep(0)
+                if e.code == 409 and e.reason == "Conflict" and not pinned and time.monotonic() < deadline:
+                    await asyncio.sleep(random.uniform(0, min(0.01, 0.0005 * attempt)))
                     continue
                 raise
-        raise errors.conflict(res.plural, res.group, ctx.name or "", errors.MODIFIED)
+        raise AssertionError("unreachable")
 
     # ------------------------------------------------------------------ delete
     async def delete(self, ctx: Context, res: Resource, body: Any) -> Result:
@@ -612,6 +634,19 @@ class REST:
                            "selector": LabelSelector.from_object(obj.get("spec", {}).get("selector")).to_string()}}
 
     async def scale(self, ctx: Context, res: Resource, ctype: str | None, body: Any) -> Result:
+        """GET / PUT / PATCH of the scale subresource; `kubectl scale` (no resourceVersion) retries on conflicts."""
+        pinned = ctx.method == "PUT" and isinstance(body, dict) and bool((body.get("metadata") or {}).get("resourceVersion"))
+        deadline = time.monotonic() + RETRY_FOR
+        for attempt in itertools.count(1):
+            try:
+                return await self._scale_once(ctx, res, ctype, copy.deepcopy(body) if isinstance(body, dict) else body)
+            except StatusError as e:
+                if pinned or e.code != 409 or e.reason != "Conflict" or time.monotonic() >= deadline:
+                    raise
+            await asyncio.sleep(random.uniform(0, min(0.01, 0.0005 * attempt)))
+        raise AssertionError("unreachable")
+
+    async def _scale_once(self, ctx: Context, res: Resource, ctype: str | None, body: Any) -> Result:
         cur = self._get_entry(res, ctx.namespace, ctx.name or "")
         if ctx.method == "GET":
             return Result(200, encode(self.scale_of(cur.obj)))
