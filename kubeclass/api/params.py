@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from . import errors, schema
-from .rbac_escalation import go_quote
+from .errors import go_quote
 
 _INT = re.compile(r"[+-]?[0-9]+")   # ASCII digits only: Python's int() also takes "1_000", " 1", full-width digits
 INT64 = (-(1 << 63), (1 << 63) - 1)
@@ -37,3 +37,37 @@ def delete_options(body) -> dict:
     except schema.DecodeError as e:
         raise errors.bad_request(str(e))
     return opts
+
+
+def check_list_options(query: dict, watch: bool) -> None:
+    """ValidateListOptions (metainternalversion validation): resourceVersionMatch and sendInitialEvents, as a
+    422 on ListOptions."""
+    match, rv = query.get("resourceVersionMatch", ""), query.get("resourceVersion", "")
+    initial = query.get("sendInitialEvents")
+    errs = []
+    if watch:
+        if initial is not None:
+            if match != "NotOlderThan":
+                errs.append(errors.forbidden("resourceVersionMatch", "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"))
+            errs.append(errors.forbidden("sendInitialEvents", "sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled"))
+        if match:
+            if initial is None:
+                errs.append(errors.forbidden("resourceVersionMatch", "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided"))
+            if match != "NotOlderThan":
+                errs.append(errors.not_supported("resourceVersionMatch", match, ["NotOlderThan"]))
+            if query.get("continue"):
+                errs.append(errors.forbidden("resourceVersionMatch", "resourceVersionMatch is forbidden when continue is provided"))
+    else:
+        if match:
+            if not rv:
+                errs.append(errors.forbidden("resourceVersionMatch", "resourceVersionMatch is forbidden unless resourceVersion is provided"))
+            if query.get("continue"):
+                errs.append(errors.forbidden("resourceVersionMatch", "resourceVersionMatch is forbidden when continue is provided"))
+            if match not in ("Exact", "NotOlderThan"):
+                errs.append(errors.not_supported("resourceVersionMatch", match, ["Exact", "NotOlderThan", ""]))
+            if match == "Exact" and rv == "0":
+                errs.append(errors.forbidden("resourceVersionMatch", 'resourceVersionMatch "exact" is forbidden for resourceVersion "0"'))
+        if initial is not None:
+            errs.append(errors.forbidden("sendInitialEvents", "sendInitialEvents is forbidden for list"))
+    if errs:
+        raise errors.invalid_object("ListOptions", "meta.k8s.io", "", errs)

@@ -8,6 +8,8 @@ missing in upstream's compact form, e.g. `{APIGroups:[""], Resources:["secrets"]
 """
 from __future__ import annotations
 
+from .errors import go_quote
+
 
 def breakdown(rule: dict) -> list[dict]:
     out = []
@@ -105,23 +107,6 @@ def compact(rules: list[dict]) -> list[dict]:
 def _q(values: list) -> str:
     """Go's %q of a []string: ["a" "b"]."""
     return "[" + " ".join(go_quote(v) for v in values) + "]"
-
-
-def go_quote(s: str) -> str:
-    out = ['"']
-    for ch in s:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ord(ch) < 32 or ord(ch) == 127:
-            out.append(f"\\x{ord(ch):02x}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
 
 
 def compact_string(r: dict) -> str:

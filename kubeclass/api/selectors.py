@@ -11,6 +11,25 @@ class SelectorError(ValueError):
     pass
 
 
+_SPECIAL = ("!=", "==", "=", "(", ")", ",", "!")
+
+
+def _validate(req: "Requirement") -> None:
+    """The key a qualified name and each value a label value, with upstream's messages (labels.Parse)."""
+    from . import names
+    from .errors import go_value
+    errs = names.qualified_name(req.key)
+    if errs:
+        raise SelectorError(f"unable to parse requirement: <nil>: Invalid value: {go_value(req.key)}: {'; '.join(errs)}")
+    bad = []
+    for i, v in enumerate(req.values):
+        verrs = names.label_value(v)
+        if verrs:
+            bad.append(f"values[{i}][{req.key}]: Invalid value: {go_value(v)}: {'; '.join(verrs)}")
+    if bad:
+        raise SelectorError("unable to parse requirement: " + (bad[0] if len(bad) == 1 else "[" + ", ".join(bad) + "]"))
+
+
 @dataclass
 class Requirement:
     key: str
@@ -71,7 +90,8 @@ class LabelSelector:
         while i < len(toks):
             t = toks[i]
             if t == "!":
-                need(i + 1 < len(toks), "missing key after '!'")
+                need(i + 1 < len(toks), "found '', expected: identifier")
+                need(toks[i + 1] not in _SPECIAL, f"found '{toks[i + 1]}', expected: identifier")
                 reqs.append(Requirement(toks[i + 1], "!"))
                 i += 2
             else:
@@ -86,6 +106,7 @@ class LabelSelector:
                     val = ""
                     if i < len(toks) and toks[i] not in (",",):
                         val = toks[i]
+                        need(val not in _SPECIAL, f"found '{val}', expected: identifier")
                         i += 1
                     reqs.append(Requirement(key, op, (val,)))
                 elif toks[i] in ("in", "notin"):
@@ -103,6 +124,7 @@ class LabelSelector:
                     reqs.append(Requirement(key, op, tuple(vals)))
                 else:
                     raise SelectorError(f"unable to parse requirement: found '{toks[i]}', expected: '=', '!=', '==', 'in', notin'")
+            _validate(reqs[-1])
             if i < len(toks):
                 need(toks[i] == ",", f"found '{toks[i]}', expected: ','")
                 i += 1
@@ -163,7 +185,33 @@ class FieldSelector:
         return None
 
 
+# the field labels each resource supports in field selectors (upstream's field label conversion functions);
+# the rest support metadata.name and metadata.namespace
+_META = ("metadata.name", "metadata.namespace")
+FIELD_LABELS = {
+    ("", "pods"): _META + ("spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
+                           "spec.hostNetwork", "status.phase", "status.podIP", "status.podIPs", "status.nominatedNodeName"),
+    ("", "nodes"): ("metadata.name", "spec.unschedulable"),
+    ("", "namespaces"): ("metadata.name", "status.phase"),
+    ("", "secrets"): _META + ("type",),
+    ("", "events"): _META + ("involvedObject.kind", "involvedObject.namespace", "involvedObject.name", "involvedObject.uid",
+                             "involvedObject.apiVersion", "involvedObject.resourceVersion", "involvedObject.fieldPath",
+                             "reason", "reportingComponent", "source", "type"),
+    ("apps", "replicasets"): _META + ("status.replicas",),
+}
+_ALIASES = {"source": "source.component", "status.podIPs": "status.podIP"}
+
+
+def check_field_labels(fs: "FieldSelector", group: str, plural: str) -> None:
+    """400 `field label not supported: X` for a field the resource cannot be selected by, as upstream."""
+    allowed = FIELD_LABELS.get((group, plural), _META)
+    for r in fs.reqs:
+        if r.path not in allowed:
+            raise SelectorError(f"field label not supported: {r.path}")
+
+
 def field_value(obj: dict, path: str) -> str:
+    path = _ALIASES.get(path, path)
     cur = obj
     for part in path.split("."):
         if not isinstance(cur, dict):

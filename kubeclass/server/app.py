@@ -319,6 +319,9 @@ class APIServer:
         _, group, version, ns, plural, name, sub = route
         ctype = headers.get("content-type", "")
         ctx = Context(method, query, accept, user, ns, name, sub)
+        if method in ("POST", "PUT") and body and ctype.split(";")[0].strip().lower() in ("", "application/json") \
+                and query.get("fieldValidation") != "Ignore":
+            ctx.duplicates = limits.duplicate_fields(body)
         if (group, version, plural) in registry.VIRTUAL and method == "POST" and not name:
             return self._virtual(registry.VIRTUAL[(group, version, plural)], group, version, self._decode_body(ctype, body), user, ns)
         res = registry.BY_PATH.get((group, version, plural))
@@ -435,6 +438,8 @@ class APIServer:
     async def _watch(self, ctx: Context, res: registry.Resource, receive, send) -> None:
         # parameters are checked before the stream starts: a bad one is a 400, not an aborted 200
         timeout = float(params.parse_int("timeoutSeconds", ctx.query.get("timeoutSeconds"))) or random.uniform(1800, 3600)
+        params.check_list_options(ctx.query, watch=True)
+        await self.rest.wait_for_revision(ctx.query.get("resourceVersion", ""))
         initial, watcher, (ls, fs) = self.rest.open_watch(ctx, res)
         as_table = tables.wants_table(ctx.accept)
         ctype = tables.TABLE_CT if as_table else "application/json"

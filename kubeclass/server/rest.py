@@ -20,11 +20,12 @@ from ..admission import Attributes, Chain
 from ..api import errors, limits, meta, params, patch as patchlib, registry, schema
 from ..api.errors import StatusError
 from ..api.registry import Resource
-from ..api.selectors import FieldRequirement, FieldSelector, LabelSelector, SelectorError
+from ..api.selectors import FieldRequirement, FieldSelector, LabelSelector, SelectorError, check_field_labels
 from ..store import Compacted, Entry, KeyExists, KeyNotFound, RevisionConflict
 from . import tables
 
 GENERATE_CHARS = "bcdfghjklmnpqrstvwxz2456789"
+TOO_LARGE_WAIT = 3.0   # seconds a list or watch waits for a resourceVersion the store has not reached
 RETRY_FOR = 30.0   # seconds a write without a resourceVersion retries on conflicts before giving up with 409
 PATCH_TYPES = {"application/json-patch+json", "application/merge-patch+json",
                "application/strategic-merge-patch+json", "application/apply-patch+yaml"}
@@ -41,6 +42,7 @@ class Context:
     name: str | None = None
     subresource: str | None = None
     warnings: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)   # keys the JSON body repeated (reported as upstream)
 
     @property
     def dry_run(self) -> bool:
@@ -112,13 +114,15 @@ class REST:
             obj, unknown = schema.decode(obj, res.definition, kind)
         except schema.DecodeError as e:
             raise errors.bad_request(f'{kind} in version "{res.version}" cannot be handled as a {kind}: {e}')
-        if unknown:
+        problems = [f'duplicate field "{d}"' for d in ctx.duplicates] + [f'unknown field "{u}"' for u in unknown]
+        ctx.duplicates = []
+        if problems:
             mode = ctx.query.get("fieldValidation", "Warn")
             if mode == "Strict":
-                listed = ", ".join(f'unknown field "{u}"' for u in unknown)
-                raise errors.bad_request(f'{kind} in version "{res.version}" cannot be handled as a {kind}: strict decoding error: {listed}')
+                raise errors.bad_request(f'{kind} in version "{res.version}" cannot be handled as a {kind}: strict decoding error: '
+                                         + ", ".join(problems))
             if mode == "Warn":
-                ctx.warnings.extend(f'unknown field "{u}"' for u in unknown)
+                ctx.warnings.extend(problems)
         obj["apiVersion"], obj["kind"] = res.api_version, kind
         obj = res.decode_in(obj)
         obj.setdefault("metadata", {})
@@ -235,16 +239,18 @@ class REST:
             return Result(200, encode(res.encode_out(ent.obj)))
         return Result(200, ent.raw)
 
-    def _selectors(self, ctx: Context) -> tuple[LabelSelector, FieldSelector]:
+    def _selectors(self, ctx: Context, res: Resource) -> tuple[LabelSelector, FieldSelector]:
         try:
-            return LabelSelector.parse(ctx.query.get("labelSelector")), FieldSelector.parse(ctx.query.get("fieldSelector"))
+            ls, fs = LabelSelector.parse(ctx.query.get("labelSelector")), FieldSelector.parse(ctx.query.get("fieldSelector"))
+            check_field_labels(fs, res.group, res.plural)
+            return ls, fs
         except SelectorError as e:
             raise errors.bad_request(str(e))
 
     def _matching(self, ctx: Context, res: Resource, start: str | None = None, want: int = 0) -> tuple[list[tuple[str, Entry]], int]:
         """(key, entry) pairs matching the request's selectors, in key order, after store key `start`;
         stops after `want` matches when want > 0. Returns (pairs, revision)."""
-        ls, fs = self._selectors(ctx)
+        ls, fs = self._selectors(ctx, res)
         prefix = res.key_prefix(ctx.namespace)
         name = fs.exact("metadata.name")
         if name is not None and (ctx.namespace or not res.namespaced):
@@ -267,7 +273,23 @@ class REST:
                 return out, rev
         return out, rev
 
+    async def wait_for_revision(self, rv: str) -> None:
+        """A list or watch from a resourceVersion the store has not reached waits for it (up to 3 s, as
+        upstream's watch cache), then is refused as upstream refuses it: 504 `Too large resource version`."""
+        if rv in ("", "0"):
+            return
+        want = _parse_rv(rv)
+        deadline = time.monotonic() + TOO_LARGE_WAIT
+        while self.store.revision < want:
+            if time.monotonic() >= deadline:
+                raise errors.StatusError(504, "Timeout", f"Too large resource version: {want}, current: {self.store.revision}",
+                                         {"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+                                          "retryAfterSeconds": 1})
+            await asyncio.sleep(0.05)
+
     async def list(self, ctx: Context, res: Resource) -> Result:
+        params.check_list_options(ctx.query, watch=False)
+        await self.wait_for_revision(ctx.query.get("resourceVersion", ""))
         limit = params.parse_int("limit", ctx.query.get("limit"))
         cont = ctx.query.get("continue")
         start = None
@@ -677,7 +699,7 @@ class REST:
     # ------------------------------------------------------------------ watch
     def open_watch(self, ctx: Context, res: Resource):
         """Returns (initial events, store watcher, selectors) for a watch request."""
-        ls, fs = self._selectors(ctx)
+        ls, fs = self._selectors(ctx, res)
         rv = ctx.query.get("resourceVersion", "")
         prefix = res.key_prefix(ctx.namespace)
         if ctx.name:

@@ -167,3 +167,46 @@ def test_a_trickled_body_times_out_and_the_store_is_private(tmp_path):
             assert "is open to other users (mode 0755)" in f.read()
     finally:
         c.stop()
+
+
+def test_invalid_selectors_and_list_options_are_refused(cluster):
+    from urllib.parse import quote
+    base = "/api/v1/namespaces/default/configmaps"
+    cases = {
+        "a/b/c=d": 'unable to parse requirement: <nil>: Invalid value: "a/b/c": a qualified name must consist of',
+        "-a=b": 'unable to parse requirement: <nil>: Invalid value: "-a": name part must consist of',
+        "k" * 300 + "=v": f'unable to parse requirement: <nil>: Invalid value: "{"k" * 300}": name part must be no more than 63 characters',
+        "a=(": "unable to parse requirement: found '(', expected: identifier",
+        "a=b@c": 'unable to parse requirement: values[0][a]: Invalid value: "b@c": a valid label must be',
+    }
+    for sel, msg in cases.items():
+        code, _, out = cluster.request("GET", f"{base}?labelSelector={quote(sel)}")
+        assert code == 400 and out["message"].startswith(msg), (sel, out)
+    code, _, out = cluster.request("GET", f"{base}?fieldSelector=spec.unknownfield%3D1")
+    assert code == 400 and out["message"] == "field label not supported: spec.unknownfield"
+    assert cluster.request("GET", "/api/v1/pods?fieldSelector=spec.nodeName%3Dn1,status.phase%3DRunning")[0] == 200
+    code, _, out = cluster.request("GET", f"{base}?resourceVersion=1&resourceVersionMatch=garbage")
+    assert code == 422 and out["message"] == ('ListOptions.meta.k8s.io "" is invalid: resourceVersionMatch: Unsupported value: "garbage": '
+                                              'supported values: "Exact", "NotOlderThan", ""')
+    code, _, out = cluster.request("GET", f"{base}?resourceVersion=abc&resourceVersionMatch=Exact")
+    assert code == 400 and '"abc"' in out["message"]
+    # a watch from a resourceVersion the store has not reached: upstream waits, then 504 Too large resource version
+    future = int(cluster.request("GET", "/api/v1/namespaces")[2]["metadata"]["resourceVersion"]) + 1000
+    t0 = time.monotonic()
+    code, _, out = cluster.request("GET", f"{base}?watch=1&resourceVersion={future}")
+    assert code == 504 and out["message"].startswith(f"Too large resource version: {future}, current: ")
+    assert out["details"]["causes"][0]["reason"] == "ResourceVersionTooLarge" and 2.5 < time.monotonic() - t0 < 10
+
+
+def test_duplicate_fields_are_reported_as_upstream(cluster):
+    body = '{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"dup1","name":"dup2"},"data":{"a":"1","a":"2"}}'
+    url = "/api/v1/namespaces/default/configmaps"
+    code, _, out = cluster.request("POST", url + "?fieldValidation=Strict", body, headers={"Content-Type": "application/json"})
+    assert code == 400 and out["message"] == ('ConfigMap in version "v1" cannot be handled as a ConfigMap: strict decoding error: '
+                                              'duplicate field "data.a", duplicate field "metadata.name"')
+    code, hdrs, out = cluster.request("POST", url, body, headers={"Content-Type": "application/json"})
+    try:
+        assert code == 201 and out["metadata"]["name"] == "dup2" and out["data"] == {"a": "2"}   # the last, as upstream
+        assert hdrs["warning"].startswith('299 - "duplicate field')   # one Warning header per field
+    finally:
+        cluster.kubectl("delete", "configmap", "dup2", "--ignore-not-found")
