@@ -60,6 +60,7 @@ async def serve(args) -> int:
     from .server.auth import TokenFile
     from .server.certs import ensure_certs, ensure_client_cert
     from .server.serving import HTTPSServer
+    from .store import StoreDamaged
     from .store.sqlite import SQLiteStore
 
     data_dir = os.path.abspath(args.data_dir)
@@ -89,7 +90,11 @@ async def serve(args) -> int:
     with open(p["server"], "w") as f:
         f.write(server_url + "\n")
     schema.definitions()  # load upstream schemas before serving
-    store = SQLiteStore(p["db"], durable=args.durable)
+    try:
+        store = SQLiteStore(p["db"], durable=args.durable, identity_file=os.path.join(data_dir, "cluster-id"))
+    except (StoreDamaged, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     kubelet_client = ensure_client_cert(p["pki"], "apiserver-kubelet-client", "kube-apiserver-kubelet-client", ["system:masters"])
     api = APIServer(store, TokenFile(p["tokens"]), f"{host}:{args.port}", bookmark_interval=args.bookmark_interval, body_timeout=args.request_body_timeout,
                     kubelet_client=kubelet_client)

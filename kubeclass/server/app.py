@@ -17,7 +17,7 @@ import orjson
 
 from ..api import errors, impersonation, limits, params, registry
 from ..api.errors import StatusError
-from ..store import Compacted
+from ..store import Compacted, StoreFull
 from ..admission import Chain
 from ..api.rbac import RequestAttributes, forbidden_message
 from . import discovery, podlogs, protobuf, tables
@@ -145,6 +145,8 @@ class APIServer:
             result = await self.handle(method, path, query, headers, body, receive, send, impersonate)
         except StatusError as e:
             result = Result(e.code, encode(e.status()))
+        except StoreFull as e:   # logged once per incident by the store; reads go on
+            result = Result(500, encode(errors.internal(str(e)).status()))
         except Exception:
             log.exception("internal error on %s %s", method, path)
             result = Result(500, encode(errors.internal("an unexpected error occurred; see the server log").status()))

@@ -25,6 +25,15 @@ class RevisionConflict(StoreError):
     pass
 
 
+class StoreFull(StoreError):
+    """The disk (or the store's quota) is full: writes fail, reads go on."""
+
+
+class StoreDamaged(StoreError):
+    """The store cannot be opened as this cluster's: unreadable, not a database, or another cluster's (or
+    emptied). Start-up stops with its message."""
+
+
 class Compacted(StoreError):
     def __init__(self, requested: int, oldest: int):
         super().__init__(f"too old resource version: {requested} ({oldest})")

@@ -21,11 +21,12 @@ import os
 import queue
 import sqlite3
 import threading
+import uuid
 from typing import AsyncIterator
 
 import orjson
 
-from . import Compacted, Entry, Event, KeyExists, KeyNotFound, RevisionConflict
+from . import Compacted, Entry, Event, KeyExists, KeyNotFound, RevisionConflict, StoreDamaged, StoreFull
 
 log = logging.getLogger("kubeclass.store")
 
@@ -38,6 +39,11 @@ _TYPES = ("ADDED", "MODIFIED", "DELETED")
 HISTORY = 200_000
 WATCH_QUEUE = 10_000                 # events a watcher may have waiting before it is closed as too slow
 WATCH_QUEUE_BYTES = 16 * 1024 * 1024  # ... or bytes of objects (a watcher that never reads must not hold 100s of MB)
+
+
+def _is_full(e: Exception) -> bool:
+    return isinstance(e, sqlite3.OperationalError) and "full" in str(e) or \
+        isinstance(e, OSError) and e.errno == 28   # ENOSPC
 
 
 def _bucket(key: str) -> tuple[str, str]:
@@ -147,8 +153,20 @@ def _delete_revs(db, revs: list[int]) -> None:
 
 
 class SQLiteStore:
-    def __init__(self, path: str, durable: bool = False):
+    def __init__(self, path: str, durable: bool = False, identity_file: str | None = None):
+        """Opens (or creates) the store. identity_file: where this data directory records its cluster's id,
+        which the store records too; when they disagree (the file replaced, emptied or truncated) the store
+        is not opened (StoreDamaged), rather than starting a silently empty cluster. An unreadable file, or
+        one that is not a database, is StoreDamaged as well."""
+        try:
+            self._open(path, durable, identity_file)
+        except sqlite3.DatabaseError as e:
+            raise StoreDamaged(f"the store {path} cannot be read ({e}): restore it from a backup, or move it away to "
+                               "start a new, empty cluster") from None
+
+    def _open(self, path: str, durable: bool, identity_file: str | None) -> None:
         self.path = path
+        self.full = False   # the last commit failed for want of space
         os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)
         # the store holds Secrets: its file is the owner's alone whatever the umask (SQLite gives the WAL and
         # shared-memory files the database file's mode)
@@ -167,6 +185,8 @@ class SQLiteStore:
         self._rev = row[0] if row else 0
         row = self._db.execute("SELECT v FROM meta WHERE k='compact'").fetchone()
         self.compacted_rev = row[0] if row else 0
+        if identity_file:
+            self.cluster_id = self._identity(identity_file)
         # cache: bucket -> {rest: Entry}; writer's view: key -> rev
         self._cache: dict[str, dict[str, Entry]] = collections.defaultdict(dict)
         self._sorted: dict[str, list[tuple[str, Entry]]] = {}
@@ -194,6 +214,19 @@ class SQLiteStore:
                 flat[key] = ent
             if rev > self.compacted_rev:
                 self._history.append((rev, Event(_TYPES[typ], key, ent)))
+        # values that do not parse (a flipped byte on disk) are left out of reads, named in the log and in
+        # `corrupt`, and can still be deleted; everything else is served
+        self.corrupt: dict[str, str] = {}
+        for key, ent in list(flat.items()):
+            try:
+                o = orjson.loads(ent.raw)
+                if not isinstance(o, dict):
+                    raise ValueError("the value is not a JSON object")
+            except ValueError as e:
+                self.corrupt[key] = f"revision {ent.rev}: {e}"
+                del flat[key]
+                log.error("store %s: the object under %s (revision %d) is corrupt (%s): left out of reads until it is "
+                          "deleted", self.path, key, ent.rev, e)
         for key, ent in flat.items():
             b, rest = _bucket(key)
             self._cache[b][rest] = ent
@@ -203,6 +236,34 @@ class SQLiteStore:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=self._writer, name="sqlite-writer", daemon=True)
         self._thread.start()
+
+    def _identity(self, id_file: str) -> str:
+        row = self._db.execute("SELECT v FROM meta WHERE k='cluster-id'").fetchone()
+        stored = row[0] if row else None
+        try:
+            with open(id_file) as f:
+                recorded = f.read().strip() or None
+        except FileNotFoundError:
+            recorded = None
+        if stored and recorded and stored != recorded:
+            raise StoreDamaged(f"the store {self.path} belongs to cluster {stored}, but this data directory to cluster "
+                               f"{recorded} ({id_file}): put the right store back, or remove {id_file} to use this one")
+        if recorded and not stored:
+            what = "is empty" if self._rev == 0 else "has no cluster id"
+            raise StoreDamaged(f"the store {self.path} {what}, but this data directory's cluster {recorded} had data "
+                               f"({id_file}): the file was emptied, truncated or replaced. Restore it from a backup, or "
+                               f"remove {id_file} to start a new, empty cluster")
+        ident = stored or recorded or "kc-" + uuid.uuid4().hex   # not all digits: the column has integer affinity
+        if not stored:
+            self._db.execute("INSERT OR REPLACE INTO meta(k, v) VALUES ('cluster-id', ?)", (ident,))
+        if not recorded:
+            fd = os.open(id_file + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(ident + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(id_file + ".tmp", id_file)
+        return ident
 
     def _migrate(self) -> None:
         """A file from before the log-only layout: current values whose log rows were compacted away
@@ -329,8 +390,17 @@ class SQLiteStore:
                 w.flush(db)
                 db.execute("INSERT OR REPLACE INTO meta(k, v) VALUES ('rev', ?)", (self._rev,))
                 db.execute("COMMIT")
+                if self.full:
+                    self.full = False
+                    log.info("store %s: writes commit again", self.path)
             except Exception as e:  # disk full, I/O error: nothing of this batch is acknowledged
-                log.exception("store commit failed")
+                if _is_full(e):
+                    if not self.full:   # once per incident; the first write that commits ends it
+                        log.error("store %s: out of space (%s): writes fail until space is freed; reads go on", self.path, e)
+                    self.full = True
+                    e = StoreFull(f"the store is out of space ({e}): free space on the disk that holds {self.path}")
+                else:
+                    log.exception("store commit failed")
                 try:
                     db.execute("ROLLBACK")
                 except sqlite3.Error:
@@ -374,7 +444,12 @@ class SQLiteStore:
         if cur is not None:
             self._superseded.append(cur)
         if op == "delete":
-            o = orjson.loads(w.value_at(db, cur))
+            try:
+                o = orjson.loads(w.value_at(db, cur))
+                if not isinstance(o, dict):
+                    raise ValueError("not an object")
+            except ValueError:   # a corrupt value (see corrupt): its tombstone names it by its key alone
+                o = {"metadata": {"name": key.rsplit("/", 1)[-1]}}
             o.setdefault("metadata", {})["resourceVersion"] = str(rev)
             raw = orjson.dumps(o)
             w.add(rev, key, DELETED, raw)
@@ -403,6 +478,7 @@ class SQLiteStore:
             if ev.type == "DELETED":
                 bucket.pop(rest, None)
                 self._flat.pop(ev.key, None)
+                self.corrupt.pop(ev.key, None)
             else:
                 bucket[rest] = self._flat[ev.key] = ev.entry
             self.cache_rev = ev.entry.rev
