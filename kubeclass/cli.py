@@ -59,7 +59,7 @@ async def serve(args) -> int:
     from .server.app import APIServer
     from .server.auth import TokenFile
     from .server.certs import ensure_certs, ensure_client_cert
-    from .server.serving import HTTPSServer
+    from .server.serving import HTTPSServer, port_in_use
     from .store import StoreDamaged
     from .store.sqlite import SQLiteStore
 
@@ -71,6 +71,16 @@ async def serve(args) -> int:
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
+        why = port_in_use(node_opts.address, node_opts.port)
+        if why:
+            print(f"error: the node agent cannot listen on {node_opts.address}:{node_opts.port} ({why}): another "
+                  "`kubeclass up` or a kubelet on this machine? Pass --node-port with a free port, or --no-node",
+                  file=sys.stderr)
+            return 1
+    why = port_in_use(args.bind, args.port)
+    if why:
+        print(f"kubeclass: cannot listen on {args.bind}:{args.port}: {why}", file=sys.stderr, flush=True)
+        return 1
     os.makedirs(data_dir, mode=0o700, exist_ok=True)
     mode = os.stat(data_dir).st_mode & 0o777
     if mode & 0o077:
@@ -262,6 +272,12 @@ async def cmd_node(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     opts.address, opts.port = args.address, args.node_port
+    from .server.serving import port_in_use
+    why = port_in_use(opts.address, opts.port)
+    if why:
+        print(f"error: the node agent cannot listen on {opts.address}:{opts.port} ({why}): is another node agent or "
+              "kubelet running here? Pass --node-port with a free port", file=sys.stderr)
+        return 1
     return await _run_until_signal(run_node(args.kubeconfig, opts))
 
 

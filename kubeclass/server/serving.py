@@ -64,6 +64,16 @@ class HTTPSServer:
         await task
 
 
+def port_in_use(host: str, port: int) -> str:
+    """Why host:port cannot be listened on ("" when it can): checked before anything starts, so that a second
+    `kubeclass up` on one machine fails at once rather than half-started."""
+    try:
+        _check_free(host, port)
+    except OSError as e:
+        return e.strerror or str(e)
+    return ""
+
+
 def _check_free(host: str, port: int) -> None:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # our own restart's TIME_WAIT is no conflict

@@ -50,3 +50,19 @@ def test_a_second_server_on_a_taken_port_exits_with_a_clear_error(cluster, tmp_p
     assert "Traceback" not in r.stderr
     st, _, _ = cluster.request("GET", "/api/v1/namespaces")
     assert st == 200
+
+
+def test_a_second_up_whose_node_port_is_taken_fails_at_once(cluster, tmp_path):
+    """Two `kubeclass up` on one machine: the second one's node agent would die on 10250 while its Node stayed
+    Ready and `kubectl logs` reached the first cluster's agent; now it stops before starting anything."""
+    import socket
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = subprocess.run([sys.executable, "-m", "kubeclass.cli", "up", "--data-dir", str(tmp_path / "second"),
+                            "--port", "0", "--node-port", str(port), "--no-scheduler", "--no-simulator"],
+                           capture_output=True, text=True, timeout=60, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT})
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert f"error: the node agent cannot listen on 127.0.0.1:{port} (Address already in use)" in r.stderr, r.stderr
+    assert not os.path.exists(tmp_path / "second" / "kubeclass.db")    # nothing was started
