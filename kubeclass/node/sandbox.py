@@ -77,8 +77,8 @@ class PodSandbox:
     def describe(self) -> str:
         return os.path.basename(self.handler.binary)
 
-    def _write_config(self, workdir: str, cfg: dict, name: str = "config.json") -> None:
-        with open(os.path.join(workdir, name), "w") as f:
+    def _write_config(self, workdir: str, cfg: dict) -> None:
+        with open(os.path.join(workdir, "config.json"), "w") as f:
             json.dump(cfg, f)
 
     def reap_runtime_containers(self) -> None:

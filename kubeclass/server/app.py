@@ -13,7 +13,6 @@ import time
 import urllib.parse
 from typing import Any
 
-import orjson
 
 from ..api import errors, impersonation, limits, params, registry
 from ..api.errors import StatusError

@@ -50,10 +50,10 @@ def location(pod: dict, node: dict | None, query: dict[str, str]) -> tuple[str, 
     port = ((st.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port") or 10250
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
-    params = {k: query[k] for k in LOG_PARAMS if k in query}
+    forwarded = {k: query[k] for k in LOG_PARAMS if k in query}
     url = f"https://{host}:{port}/containerLogs/{quote(md['namespace'])}/{quote(name)}/{quote(container)}"
-    if params:
-        url += "?" + urlencode(params)
+    if forwarded:
+        url += "?" + urlencode(forwarded)
     return url, container
 
 

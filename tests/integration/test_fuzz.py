@@ -30,7 +30,8 @@ SEED = os.environ.get("KUBECLASS_FUZZ_SEED")
 RESOURCES = sorted({(r.group, r.version, r.plural, r.namespaced, tuple(sorted(r.subresources))) for r in registry.RESOURCES})
 PARAMS = ["limit", "continue", "labelSelector", "fieldSelector", "resourceVersion", "resourceVersionMatch", "watch",
           "timeoutSeconds", "fieldValidation", "dryRun", "fieldManager", "force", "gracePeriodSeconds",
-          "propagationPolicy", "pretty", "allowWatchBookmarks", "sendInitialEvents", "includeObject", "orphanDependents"]
+          "propagationPolicy", "pretty", "allowWatchBookmarks", "sendInitialEvents", "includeObject", "orphanDependents",
+          "container", "tailLines", "sinceSeconds", "sinceTime", "limitBytes", "timestamps", "previous", "follow"]
 USEFUL = ["", "0", "1", "-1", "5", "true", "false", "All", "Strict", "Warn", "Ignore", "Exact", "NotOlderThan", "a=b",
           "a in (b,c)", "!a", "metadata.name=x", "spec.nodeName=n", "Background", "Orphan", "Foreground", "fuzz", "1e3",
           "9223372036854775808", "%", "\x00", "\u0661", "a=(", "a/b/c=d"]
@@ -42,7 +43,7 @@ KINDS = ["Pod", "ConfigMap", "Secret", "Namespace", "RuntimeClass", "Role", "Rol
 APIVERSIONS = ["v1", "node.k8s.io/v1", "rbac.authorization.k8s.io/v1", "apps/v1", "coordination.k8s.io/v1",
                "authorization.k8s.io/v1", "v2", "", "x/y/z"]
 
-names = st.from_regex(r"[a-z][a-z0-9-]{0,8}", fullmatch=True) | st.text(max_size=10)
+names = st.sampled_from(["p", "keep"]) | st.from_regex(r"[a-z][a-z0-9-]{0,8}", fullmatch=True) | st.text(max_size=10)
 scalars = (st.none() | st.booleans() | st.integers(min_value=-(2 ** 70), max_value=2 ** 70)
            | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=16) | st.sampled_from(USEFUL))
 values = st.recursive(scalars, lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8) | st.sampled_from(
@@ -116,6 +117,8 @@ def fuzz_cluster():
     c.ok("create", "configmap", "keep", "-n", "fuzz-keep", "--from-literal=a=b")
     c.ok("create", "secret", "generic", "keep", "-n", "fuzz-keep", "--from-literal=a=b")
     c.ok("create", "rolebinding", "fuzzer", "--clusterrole=admin", "--user=fuzzer", "-n", "fuzz")
+    for ns in ("fuzz", "fuzz-keep"):   # Pods whose log, status, binding... subresources the requests can reach
+        c.ok("run", "p", "--image=busybox", "-n", ns)
     c.ok("apply", "-f", "-", input="apiVersion: node.k8s.io/v1\nkind: RuntimeClass\nmetadata:\n  name: keep\nhandler: runc\n")
     tmp = tempfile.mkdtemp(prefix="kubeclass-fuzz-users-")
 

@@ -210,3 +210,18 @@ def test_duplicate_fields_are_reported_as_upstream(cluster):
         assert hdrs["warning"].startswith('299 - "duplicate field')   # one Warning header per field
     finally:
         cluster.kubectl("delete", "configmap", "dup2", "--ignore-not-found")
+
+
+def test_pod_log_numbers_are_parsed_as_upstream(cluster):
+    cluster.ok("run", "logparams", "--image=busybox")
+    try:
+        url = "/api/v1/namespaces/default/pods/logparams/log"
+        for q in ("tailLines=abc", "sinceSeconds=%C2%B2", "limitBytes=1.5"):
+            code, _, out = cluster.request("GET", f"{url}?{q}")
+            assert code == 400 and "strconv.ParseInt" in out["message"], (q, out)
+        code, _, out = cluster.request("GET", f"{url}?tailLines=-1")
+        assert code == 400 and out["message"] == 'PodLogOptions "logparams" is invalid: tailLines: Invalid value: -1: must be greater than or equal to 0'
+        code, _, out = cluster.request("GET", f"{url}?tailLines=1")   # well formed: on to the node, which it has not
+        assert code == 400 and out["message"] == "pod logparams does not have a host assigned"
+    finally:
+        cluster.kubectl("delete", "pod", "logparams", "--grace-period=0")
