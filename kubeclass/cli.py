@@ -107,6 +107,7 @@ async def serve(args) -> int:
         return 1
     kubelet_client = ensure_client_cert(p["pki"], "apiserver-kubelet-client", "kube-apiserver-kubelet-client", ["system:masters"])
     api = APIServer(store, TokenFile(p["tokens"]), f"{host}:{args.port}", bookmark_interval=args.bookmark_interval, body_timeout=args.request_body_timeout,
+                    toleration_seconds=(args.default_not_ready_toleration_seconds, args.default_unreachable_toleration_seconds),
                     kubelet_client=kubelet_client)
     await api.start()
     server = HTTPSServer(api, args.bind, args.port, crt, key)
@@ -362,6 +363,10 @@ def main(argv: list[str] | None = None) -> int:
         s.add_argument("--durable", action="store_true", help="fsync every commit (survives power loss, slower)")
         s.add_argument("--compact-interval", type=float, default=300.0, help="seconds between store compactions")
         s.add_argument("--bookmark-interval", type=float, default=60.0, help="seconds between watch bookmarks")
+        s.add_argument("--default-not-ready-toleration-seconds", type=int, default=300,
+                       help="the tolerationSeconds of the not-ready:NoExecute toleration every Pod gets (as kube-apiserver)")
+        s.add_argument("--default-unreachable-toleration-seconds", type=int, default=300,
+                       help="the tolerationSeconds of the unreachable:NoExecute toleration every Pod gets (as kube-apiserver)")
         s.add_argument("--request-body-timeout", type=float, default=60.0,
                        help="seconds a request body may take to arrive (a body trickled slower is refused: 408)")
         s.add_argument("-v", "--verbose", action="store_true")

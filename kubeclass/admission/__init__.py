@@ -53,7 +53,8 @@ class Plugin:
         return None
 
 
-def default_plugins(writer=None) -> list[Plugin]:
+def default_plugins(writer=None, toleration_seconds: tuple[int, int] = (300, 300)) -> list[Plugin]:
+    from .defaulttolerationseconds import DefaultTolerationSeconds
     from .gatekeeper import GatekeeperConstraints
     from .kyverno_policy import KyvernoPolicies
     from .limitranger import LimitRanger
@@ -62,15 +63,15 @@ def default_plugins(writer=None) -> list[Plugin]:
     from .priority import Priority
     from .resourcequota import ResourceQuota
     from .runtimeclass import RuntimeClass
-    # upstream order: LimitRanger, Priority ... RuntimeClass ... PodSecurity ... (validating webhooks: Kyverno,
-    # Gatekeeper) ... ResourceQuota (last)
-    return [LimitRanger(), Priority(), NamespaceDefaultRuntimeClass(), RuntimeClass(), PodSecurity(), KyvernoPolicies(),
-            GatekeeperConstraints(), ResourceQuota(writer)]
+    # upstream order: LimitRanger, Priority, DefaultTolerationSeconds ... RuntimeClass ... PodSecurity ...
+    # (validating webhooks: Kyverno, Gatekeeper) ... ResourceQuota (last)
+    return [LimitRanger(), Priority(), DefaultTolerationSeconds(*toleration_seconds), NamespaceDefaultRuntimeClass(),
+            RuntimeClass(), PodSecurity(), KyvernoPolicies(), GatekeeperConstraints(), ResourceQuota(writer)]
 
 
 class Chain:
-    def __init__(self, plugins: list[Plugin] | None = None, writer=None):
-        self.plugins = default_plugins(writer) if plugins is None else plugins
+    def __init__(self, plugins: list[Plugin] | None = None, writer=None, toleration_seconds: tuple[int, int] = (300, 300)):
+        self.plugins = default_plugins(writer, toleration_seconds) if plugins is None else plugins
 
     def serialization_keys(self, a: Attributes, lister: Lister) -> list[str]:
         return sorted({k for p in self.plugins if (k := p.serialization_key(a, lister))})

@@ -38,6 +38,7 @@ def json_patch(target: dict, ops: Any, copy_limit: int = COPY_LIMIT) -> dict:
     if not isinstance(ops, list):
         raise PatchError("json: cannot unmarshal object into Go value of type jsonpatch.Patch")
     doc = copy.deepcopy(target)
+    ops = copy.deepcopy(ops)   # `add` inserts its value itself: later operations must not change the patch (retries reuse it)
     copied = 0
     try:
         for op in ops:

@@ -52,7 +52,8 @@ def _verb(method: str, name: str | None, sub: str | None, query: dict) -> str:
 
 class APIServer:
     def __init__(self, store, tokens: TokenFile, address: str = "127.0.0.1:6443", bookmark_interval: float = 60.0,
-                 kubelet_client: tuple[str, str] | None = None, body_timeout: float = 60.0):
+                 kubelet_client: tuple[str, str] | None = None, body_timeout: float = 60.0,
+                 toleration_seconds: tuple[int, int] = (300, 300)):
         self.store = store
         self.body_timeout = body_timeout   # seconds a request body may take to arrive (a trickled body is refused)
         self.node_client = podlogs.NodeClient(*(kubelet_client or (None, None)))
@@ -61,7 +62,7 @@ class APIServer:
         self.authorizer = RBACAuthorizer(store)
         locks: dict[str, asyncio.Lock] = {}  # admission serialization, shared with the quota status refresher
         self.quota_status = QuotaStatus(store, locks)
-        self.rest = REST(store, Chain(writer=self.quota_status), locks)
+        self.rest = REST(store, Chain(writer=self.quota_status, toleration_seconds=toleration_seconds), locks)
         self.rest.guard = EscalationGuard(self.authorizer)
         self.rest.after_delete_marked = self._after_delete_marked  # type: ignore[method-assign]
         self.rest.committed = self._committed  # type: ignore[method-assign]

@@ -103,7 +103,13 @@ def test_scheduling_merge_in_create_response(k8s_client, cluster, classes):
     got = core.create_namespaced_pod("default", pod)
     try:
         assert got.spec.node_selector == {"foo-u": "bar", "fizz-u": "buzz"}
-        assert [(t.key, t.operator, t.value, t.effect) for t in got.spec.tolerations] == [("foo-u", "Equal", "bar", "NoSchedule")]
+        # DefaultTolerationSeconds (before RuntimeClass, as upstream orders them), then the class's toleration
+        assert [(t.key, t.operator, t.value, t.effect, t.toleration_seconds) for t in got.spec.tolerations] == [
+            ("node.kubernetes.io/not-ready", "Exists", None, "NoExecute", 300),
+            ("node.kubernetes.io/unreachable", "Exists", None, "NoExecute", 300), ("foo-u", "Equal", "bar", "NoSchedule", None)]
+        described = cluster.ok("describe", "pod", "merged")
+        assert "node.kubernetes.io/not-ready:NoExecute op=Exists for 300s" in described
+        assert "foo-u=bar:NoSchedule" in described
         # dryRun=All returns the mutated object too, and stores nothing
         dry = core.create_namespaced_pod("default", client.V1Pod(metadata=client.V1ObjectMeta(name="merged-dry"), spec=pod.spec), dry_run="All")
         assert dry.spec.node_selector == {"foo-u": "bar", "fizz-u": "buzz"}

@@ -165,5 +165,5 @@ def test_a_watcher_that_does_not_read_is_closed_before_it_holds_much(tmp_path):
         while (b := await stuck.next_batch(0.1)) is not None:
             batches += b
         assert 0 < len(batches) < 20 and stuck.bytes == 0
-        s.close()
+        await s.close()
     asyncio.run(main())

@@ -135,3 +135,36 @@ def test_psa_apparmor_selinux_hostprocess_messages():
         'hostProcess (container "b" must not set securityContext.windowsOptions.hostProcess=true)')
     assert evaluate("baseline", {"containers": [{"name": "a", "securityContext": {"seLinuxOptions": {"type": "container_t"},
                                                                                   "appArmorProfile": {"type": "RuntimeDefault"}}}]}) == ""
+
+
+def test_default_toleration_seconds_then_runtimeclass_merge_as_upstream_orders_them():
+    """DefaultTolerationSeconds runs before RuntimeClass: the Pod's own tolerations first, the defaults a Pod
+    does not already tolerate after them, then the class's merged in (a superset replaces what it covers)."""
+    import asyncio
+
+    from kubeclass.admission import Attributes
+    from kubeclass.admission.defaulttolerationseconds import DefaultTolerationSeconds
+    from kubeclass.api import tolerations
+
+    nr = {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
+    ur = {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
+
+    def admitted(tols, cls=()):
+        pod = {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}], **({"tolerations": list(tols)} if tols else {})}}
+        asyncio.run(DefaultTolerationSeconds().admit(Attributes("CREATE", "", "pods", None, "default", "p", pod), None))
+        return tolerations.merge(pod["spec"].get("tolerations") or [], list(cls))
+
+    own = {"key": "a", "operator": "Exists", "effect": "NoSchedule"}
+    assert admitted([]) == [nr, ur]
+    assert admitted([own]) == [own, nr, ur]
+    mine = {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60}
+    assert admitted([mine]) == [mine, nr]
+    assert admitted([{"operator": "Exists"}]) == [{"operator": "Exists"}]          # tolerates everything already
+    cls = {"key": "foo-u", "operator": "Equal", "value": "bar", "effect": "NoSchedule"}
+    assert admitted([], [cls]) == [nr, ur, cls]
+    assert admitted([own], [cls]) == [own, nr, ur, cls]
+    assert admitted([], [{"operator": "Exists"}]) == [{"operator": "Exists"}]     # the class's superset covers them
+    secs = DefaultTolerationSeconds(30, 60)
+    pod = {"spec": {}}
+    asyncio.run(secs.admit(Attributes("CREATE", "", "pods", None, "default", "p", pod), None))
+    assert [t["tolerationSeconds"] for t in pod["spec"]["tolerations"]] == [30, 60]
