@@ -125,6 +125,9 @@ async def serve(args) -> int:
     if args.cmd == "up" and not args.no_scheduler:
         components.append(loop.create_task(_after_server_start(
             server, functools.partial(run_scheduler, p["kubeconfig"], scheduler_options(args)), "kubeclass.scheduler")))
+    if args.cmd == "up" and not args.no_node_lifecycle:
+        components.append(loop.create_task(_after_server_start(
+            server, functools.partial(run_node_lifecycle, p["kubeconfig"], args), "kubeclass.nodelifecycle")))
     if args.cmd == "up" and not args.no_simulator:
         components.append(loop.create_task(_after_server_start(
             server, functools.partial(run_simulator, p["kubeconfig"], args), "kubeclass.simulator")))
@@ -182,6 +185,16 @@ async def _after_server_start(server, run, logger: str) -> None:
         raise
     except Exception:
         logging.getLogger(logger).exception("%s stopped", logger.rsplit(".", 1)[-1])
+
+
+async def run_node_lifecycle(kubeconfig_path: str, args) -> None:
+    from .client import Client, Config
+    from .controllers.node_lifecycle import NodeLifecycle
+    client = Client(Config.from_kubeconfig(kubeconfig_path), user_agent="kubeclass-node-lifecycle")
+    try:
+        await NodeLifecycle(client, args.node_monitor_grace_period, args.node_monitor_period).run()
+    finally:
+        await client.close()
 
 
 async def run_simulator(kubeconfig_path: str, args) -> None:
@@ -381,6 +394,12 @@ def main(argv: list[str] | None = None) -> int:
                            help="create N simulated nodes (KWOK's convention: annotated kwok.x-k8s.io/node=fake, tainted "
                                 "kwok.x-k8s.io/node=fake:NoSchedule); their Pods go Running without containers")
             s.add_argument("--no-simulator", action="store_true", help="do not run the simulated-node controller")
+            s.add_argument("--no-node-lifecycle", action="store_true",
+                           help="do not run the node lifecycle controller (unreachable nodes, taints, evictions)")
+            s.add_argument("--node-monitor-grace-period", type=float, default=40.0,
+                           help="seconds without a heartbeat before a Node is Ready=Unknown (as kube-controller-manager)")
+            s.add_argument("--node-monitor-period", type=float, default=5.0,
+                           help="seconds between the node lifecycle controller's looks at the Nodes")
             s.add_argument("--simulated-node-template", default=None,
                            help="a Node YAML the simulated nodes are made from (labels, taints, capacity, runtimeHandlers)")
     sch = sub.add_parser("scheduler", help="run the scheduler against a cluster (as kube-scheduler does)")

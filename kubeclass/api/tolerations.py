@@ -34,3 +34,17 @@ def merge(first: list[dict], second: list[dict]) -> list[dict]:
             continue
         merged.append(t)
     return merged
+
+
+def tolerates_taint(tol: dict, taint: dict) -> bool:
+    """Toleration.ToleratesTaint."""
+    if tol.get("effect") and tol.get("effect") != taint.get("effect"):
+        return False
+    if tol.get("key") and tol.get("key") != taint.get("key"):
+        return False
+    op = tol.get("operator") or "Equal"
+    if op == "Exists":
+        return True
+    if not tol.get("key") and op == "Equal":
+        return False
+    return (tol.get("value") or "") == (taint.get("value") or "")

@@ -6,21 +6,8 @@ from __future__ import annotations
 import numpy as np
 import orjson
 
+from ...api.tolerations import tolerates_taint as tolerates
 from ..framework import MAX_NODE_SCORE, Plugin, default_normalize, default_normalize_vector, unresolvable
-
-
-def tolerates(tol: dict, taint: dict) -> bool:
-    """Toleration.ToleratesTaint."""
-    if tol.get("effect") and tol.get("effect") != taint.get("effect"):
-        return False
-    if tol.get("key") and tol.get("key") != taint.get("key"):
-        return False
-    op = tol.get("operator") or "Equal"
-    if op == "Exists":
-        return True
-    if not tol.get("key") and op == "Equal":
-        return False
-    return (tol.get("value") or "") == (taint.get("value") or "")
 
 
 def first_untolerated(taints: list[dict], tolerations: list[dict], effects: tuple[str, ...]) -> dict | None:
