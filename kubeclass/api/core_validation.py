@@ -43,7 +43,7 @@ def validate_tolerations(tols: list, path: str) -> list[FieldError]:
                 errs.append(invalid(f"{p}.operator", val, ";".join(lv)))
         elif op == "Exists":
             if val:
-                errs.append(invalid(f"{p}.operator", toleration_repr(t), "value must be empty when `operator` is 'Exists'"))
+                errs.append(invalid(f"{p}.operator", val, "value must be empty when `operator` is 'Exists'"))
         else:
             errs.append(not_supported(f"{p}.operator", op, ["Equal", "Exists"]))
         if eff and eff not in TAINT_EFFECTS:

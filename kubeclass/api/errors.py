@@ -219,8 +219,12 @@ def internal(msg: str) -> StatusError:
 
 
 def _details(name: str, group: str, kind: str) -> dict:
-    d: dict = {"name": name}
+    """metav1.StatusDetails: name, group and kind are omitempty (a create refused before it has a name has none)."""
+    d: dict = {}
+    if name:
+        d["name"] = name
     if group:
         d["group"] = group
-    d["kind"] = kind
+    if kind:
+        d["kind"] = kind
     return d

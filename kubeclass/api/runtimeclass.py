@@ -31,7 +31,9 @@ def validate(rc: dict) -> list[FieldError]:
         if sched.get("nodeSelector") is not None:
             errs += core_validation.validate_node_selector_map(sched["nodeSelector"], "scheduling.nodeSelector")
         tols = sched.get("tolerations") or []
-        errs += core_validation.validate_tolerations(tols, "scheduling.tolerations")
+        # upstream's node validation hands core's ValidateTolerations a path that already ends in
+        # "tolerations" and core adds its own: scheduling.tolerations.tolerations[0].effect (1.32, kept)
+        errs += core_validation.validate_tolerations(tols, "scheduling.tolerations.tolerations")
         errs += core_validation.duplicate_tolerations(tols, "scheduling.tolerations")
     return errs
 

@@ -175,8 +175,16 @@ def test_invalid_cases_exact_messages(cluster):
     assert "overhead.limits[my.org]: Invalid value: my.org: must be a standard resource for containers" in cp.stderr
     tol = RC.format(name="tol", handler="runc") + "scheduling:\n  tolerations:\n  - operator: Equal\n    value: x\n"
     cp = cluster.kubectl("apply", "-f", "-", input=tol)
-    assert cp.stderr.strip() == ('The RuntimeClass "tol" is invalid: scheduling.tolerations[0].operator: Invalid value: "Equal": '
-                                 'operator must be Exists when `key` is empty, which means "match all values and all keys"')
+    assert cp.stderr.strip() == ('The RuntimeClass "tol" is invalid: scheduling.tolerations.tolerations[0].operator: Invalid value: '
+                                 '"Equal": operator must be Exists when `key` is empty, which means "match all values and all keys"')
+    exists = RC.format(name="tolx", handler="runc") + ("scheduling:\n  tolerations:\n  - {key: tier, operator: Exists, value: high-security, "
+                                                      "effect: NoSchedule}\n")
+    cp = cluster.kubectl("apply", "-f", "-", input=exists)
+    assert cp.stderr.strip() == ('The RuntimeClass "tolx" is invalid: scheduling.tolerations.tolerations[0].operator: Invalid value: '
+                                 '"high-security": value must be empty when `operator` is \'Exists\'')
+    bad_effect = RC.format(name="tole", handler="runc") + "scheduling:\n  tolerations:\n  - {key: a, operator: Exists, effect: Sometimes}\n"
+    cp = cluster.kubectl("apply", "-f", "-", input=bad_effect)
+    assert 'scheduling.tolerations.tolerations[0].effect: Unsupported value: "Sometimes"' in cp.stderr
     dup = RC.format(name="dup", handler="runc") + ("scheduling:\n  tolerations:\n  - {key: a, operator: Equal, value: b, effect: NoExecute, tolerationSeconds: 5}\n"
                                                    "  - {key: a, operator: Equal, value: b, effect: NoExecute, tolerationSeconds: 10}\n")
     cp = cluster.kubectl("apply", "-f", "-", input=dup)

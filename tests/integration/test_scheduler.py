@@ -89,7 +89,7 @@ def test_seed001_layout_places_each_class(sched_cluster):
     assert node_of(c, "p-standard") in ("worker-1", "worker-2")   # worker-3's taint keeps standard Pods off
     expected = ("0/3 nodes are available: 1 node(s) had untolerated taint {dedicated: high-security}, "
                 "2 node(s) didn't match Pod's node affinity/selector. preemption: 0/3 nodes are available: "
-                "3 Preemption is not helpful for scheduling..")
+                "3 Preemption is not helpful for scheduling.")
     cond = scheduled_condition(c, "p-kata-fc")
     assert (cond["status"], cond["reason"], cond["message"]) == ("False", "Unschedulable", expected)
     assert c.ok("get", "pod", "p-kata-fc", "-o", "jsonpath={.status.phase}") == "Pending"
@@ -104,7 +104,7 @@ def test_seed001_layout_places_each_class(sched_cluster):
     cond = scheduled_condition(c, "big-kata")
     assert cond["message"] == ("0/3 nodes are available: 1 Insufficient cpu, 2 node(s) didn't match Pod's node affinity/selector. "
                                "preemption: 0/3 nodes are available: 1 No preemption victims found for incoming pod, "
-                               "2 Preemption is not helpful for scheduling..")
+                               "2 Preemption is not helpful for scheduling.")
 
     # explain: every node's verdict and the scores
     out = subprocess.run([sys.executable, "-m", "kubeclass.cli", "explain", "pod", "p-gvisor", "--kubeconfig", c.kubeconfig],
@@ -130,7 +130,7 @@ def test_overhead_changes_placement(sched_cluster):
     c.ok("apply", "-f", "-", input=first.replace(f"name: {name}", "name: second"))
     cond = scheduled_condition(c, "second")
     assert cond["message"] == ("0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: "
-                               "1 No preemption victims found for incoming pod..")
+                               "1 No preemption victims found for incoming pod.")
 
 
 def test_upstream_e2e_scheduling_with_taints(sched_cluster):
@@ -180,7 +180,7 @@ def test_runtime_handler_filter(sched_cluster):
     c.ok("apply", "-f", "-", input=pod("stranded", "gvisor"))
     cond = scheduled_condition(c, "stranded")
     assert cond["message"] == ('0/1 nodes are available: 1 node(s) didn\'t have the runtime handler "runsc". '
-                               "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling..")
+                               "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.")
     # a node that publishes no handler list is not filtered
     c.ok("apply", "-f", "-", input=node("unknown"))
     assert node_of(c, "stranded") == "unknown"

@@ -149,3 +149,11 @@ def test_server_side_apply_cannot_create_an_object_under_another_name(cluster, t
             assert code == 400 and "does not match the name on the URL (allowed-cm)" in out["message"], (method, out)
     finally:
         cluster.kubectl("delete", "namespace", "ssa-name", "--timeout=30s")
+
+
+def test_a_refused_create_has_no_empty_name_in_its_status_details(cluster, tmp_path):
+    """metav1.StatusDetails' name is omitempty: a 403 for a create (no object name yet) carries none."""
+    nobody = token_of(user_kubeconfig(cluster, tmp_path, "nameless"))
+    code, _, out = cluster.request("POST", "/api/v1/namespaces/default/configmaps",
+                                   {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}, token=nobody)
+    assert code == 403 and out["details"] == {"kind": "configmaps"}

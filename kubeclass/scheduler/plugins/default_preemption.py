@@ -42,7 +42,7 @@ class DefaultPreemption(Plugin):
                     victims.append(v)
             candidates.append((name, victims))
         if not candidates:
-            return f"preemption: 0/{len(cache.order)} nodes are available: {histogram(reasons)}."
+            return f"preemption: 0/{len(cache.order)} nodes are available: {histogram(reasons)}"
         candidates.sort(key=lambda c: (max(v.priority for v in c[1]) if c[1] else -2**31, sum(v.priority for v in c[1]), len(c[1])))
         state["preemption"] = candidates[0]
         return ""
