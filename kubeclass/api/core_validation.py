@@ -81,7 +81,8 @@ def validate_resource_name(name: str, path: str, container: bool) -> list[FieldE
 def _resource_name_problems(name: str, container: bool) -> tuple[str, ...]:
     errs = list(names.qualified_name(name))
     if "/" not in name:
-        if name not in STANDARD_RESOURCES and not name.startswith("hugepages-"):
+        # validateResourceName stops at a name that is not a qualified name; the container check still runs
+        if not errs and name not in STANDARD_RESOURCES and not name.startswith("hugepages-"):
             errs.append("must be a standard resource type or fully qualified")
         if container and name not in STANDARD_CONTAINER_RESOURCES and not name.startswith("hugepages-"):
             errs.append("must be a standard resource for containers")

@@ -13,6 +13,8 @@ import time
 import urllib.parse
 from typing import Any
 
+import orjson
+
 
 from ..api import errors, impersonation, limits, params, registry
 from ..api.errors import StatusError
@@ -31,6 +33,17 @@ MAX_BODY = 3 * 1024 * 1024
 DRAIN_BODY = 16 * 1024 * 1024
 PUBLIC = {"/healthz", "/livez", "/readyz"}
 IMMORTAL_NAMESPACES = {"default", "kube-system", "kube-public"}
+
+
+def pretty_json(body: bytes) -> bytes:
+    """JSON indented by two spaces, as Go's MarshalIndent (kube-apiserver's pretty output)."""
+    try:
+        obj = orjson.loads(body)
+        if isinstance(obj, dict) and "kind" in obj:   # Go's TypeMeta order: kind, then apiVersion, then the rest
+            obj = {"kind": obj["kind"], **({"apiVersion": obj["apiVersion"]} if "apiVersion" in obj else {}), **obj}
+        return orjson.dumps(obj, option=orjson.OPT_INDENT_2)
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+        return body
 
 
 def _verb(method: str, name: str | None, sub: str | None, query: dict) -> str:
@@ -152,6 +165,8 @@ class APIServer:
             result = Result(500, encode(errors.internal("an unexpected error occurred; see the server log").status()))
         if result is None:  # streamed
             return
+        if result.content_type.startswith("application/json") and params.pretty(query, headers.get("user-agent", "")):
+            result.body = pretty_json(result.body)
         hdrs = [(b"content-type", result.content_type.encode()), (b"cache-control", b"no-cache, private"),
                 (b"content-length", b"%d" % len(result.body))]
         for w in result.warnings:

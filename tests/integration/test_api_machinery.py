@@ -288,3 +288,21 @@ def test_verbs_enforced_and_system_namespaces_immortal(cluster):
     assert cp.returncode == 1
     assert cp.stderr.strip() == 'Error from server (Forbidden): namespaces "default" is forbidden: this namespace may not be deleted'
     assert cluster.kubectl("get", "namespace", "default").returncode == 0
+
+
+def test_json_is_pretty_for_curl_and_pretty_true_as_upstream(cluster):
+    """apimachinery's isPrettyPrint: ?pretty= (strconv.ParseBool) when given, else user agents starting with
+    curl, Wget or Mozilla/5.0 get JSON indented by two spaces."""
+    url = "/api/v1/namespaces/default"
+    _, _, raw = cluster.request("GET", url, headers={"User-Agent": "kubectl/v1.32.0"})
+    for ua, q, pretty in (("curl/7.88.1", "", True), ("Wget/1.21", "", True), ("Mozilla/5.0 (X11)", "", True),
+                          ("kubectl/v1.32.0", "", False), ("kubectl/v1.32.0", "?pretty=true", True),
+                          ("curl/7.88.1", "?pretty=false", False), ("curl/7.88.1", "?pretty=nonsense", False)):
+        import http.client
+        import ssl
+        conn = http.client.HTTPSConnection("127.0.0.1", cluster.port, context=ssl.create_default_context(cafile=cluster.ca()))
+        conn.request("GET", url + q, headers={"Authorization": f"Bearer {cluster.token()}", "User-Agent": ua})
+        body = conn.getresponse().read().decode()
+        conn.close()
+        assert body.startswith('{\n  "kind": "Namespace",\n  "apiVersion": "v1",') == pretty, (ua, q, body[:80])
+        assert json.loads(body) == raw

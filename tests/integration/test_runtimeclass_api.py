@@ -173,6 +173,14 @@ def test_invalid_cases_exact_messages(cluster):
     cp = cluster.kubectl("apply", "-f", "-", input=unknown)
     assert "overhead.limits[my.org]: Invalid value: my.org: must be a standard resource type or fully qualified" in cp.stderr
     assert "overhead.limits[my.org]: Invalid value: my.org: must be a standard resource for containers" in cp.stderr
+    spaced = RC.format(name="spaced", handler="runc") + "overhead:\n  podFixed:\n    foo bar: 10m\n"
+    cp = cluster.kubectl("apply", "-f", "-", input=spaced)
+    assert cp.stderr.strip().splitlines() == [   # exactly upstream's two errors, kubectl lists them
+        'The RuntimeClass "spaced" is invalid: ',
+        "* overhead.limits[foo bar]: Invalid value: foo bar: name part must consist of alphanumeric characters, '-', '_' or '.', "
+        "and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for "
+        "validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')",
+        "* overhead.limits[foo bar]: Invalid value: foo bar: must be a standard resource for containers"]
     tol = RC.format(name="tol", handler="runc") + "scheduling:\n  tolerations:\n  - operator: Equal\n    value: x\n"
     cp = cluster.kubectl("apply", "-f", "-", input=tol)
     assert cp.stderr.strip() == ('The RuntimeClass "tol" is invalid: scheduling.tolerations.tolerations[0].operator: Invalid value: '
