@@ -152,6 +152,11 @@ def canonical(s) -> str:
     return Quantity.parse(s).canonical()
 
 
+def canonical_binary(n: int) -> str:
+    """An integer amount (bytes) as a BinarySI quantity: 134217728 -> 128Mi."""
+    return _canonical(n, 1, BINARY)
+
+
 def zero() -> Quantity:
     return Quantity(Fraction(0))
 

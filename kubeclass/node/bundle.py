@@ -197,6 +197,24 @@ def container_resources(container: dict) -> dict:
     return out
 
 
+def applied_resources(cfg: dict, container: dict) -> tuple[dict | None, dict | None]:
+    """(containerStatuses[].resources, allocatedResources) as kubelet reports them (InPlacePodVerticalScaling):
+    the limits the container runs with, read back from what its OCI config applied (CPU quota, memory
+    limit), and the requests it was allocated; None for what is empty."""
+    res = (cfg.get("linux") or {}).get("resources") or {}
+    spec_req = (container.get("resources") or {}).get("requests") or {}
+    requests = {k: quantity.canonical(v) for k, v in spec_req.items()}
+    limits = {}
+    cpu = res.get("cpu") or {}
+    if cpu.get("quota") and cpu.get("period"):
+        limits["cpu"] = quantity.canonical(f"{-(-int(cpu['quota']) * 1000 // int(cpu['period']))}m")
+    mem = (res.get("memory") or {}).get("limit")
+    if mem:
+        limits["memory"] = quantity.canonical_binary(int(mem))
+    out = {**({"limits": limits} if limits else {}), **({"requests": requests} if requests else {})}
+    return (out or None), (requests or None)
+
+
 def pod_limits(pod: dict) -> dict:
     """The Pod-level cgroup: limits = sum of container limits + overhead (only when every container sets
     that limit, as kubelet), cpu.shares from requests + overhead."""

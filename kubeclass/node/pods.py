@@ -55,6 +55,7 @@ class Container:
         self.image_id = ""
         self.start_error = ""        # the runtime's complaint when the current attempt never started
         self.done = False            # an init container that succeeded
+        self.applied: tuple | None = None   # (status resources, allocatedResources) of the current attempt
 
     def workdir(self, pod_dir: str, attempt: int | None = None) -> str:
         return os.path.join(pod_dir, "containers", self.name, str(self.attempt if attempt is None else attempt))
@@ -360,6 +361,7 @@ class PodWorker:
         c.image_id = digest
         self.event("Created", f"Created container: {c.name}", container=c)
         c.start_error = ""
+        c.applied = bundle.applied_resources(cfg, c.spec)
         try:
             await self.sandbox.start_container(cid, workdir, log_path, cfg)
         except RuntimeError_ as e:
@@ -542,6 +544,17 @@ class PodWorker:
         st = self.state(c.workdir(self.dir)) if c.attempt >= 0 else {"state": "none"}
         if c.attempt >= 0 and c.cid:
             out["containerID"] = f"kubeclass://{c.cid}"
+            if c.applied is None:   # an adopted container: what its config applied
+                try:
+                    with open(os.path.join(c.workdir(self.dir), "config.json")) as f:
+                        c.applied = bundle.applied_resources(json.load(f), c.spec)
+                except (OSError, ValueError):
+                    c.applied = (None, None)
+            resources, allocated = c.applied
+            if allocated:
+                out["allocatedResources"] = allocated
+            if resources:
+                out["resources"] = resources
         if st["state"] == "running" and not c.waiting[0]:
             out["state"] = {"running": {"startedAt": c.started_at}}
             out["ready"] = not c.init

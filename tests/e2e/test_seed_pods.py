@@ -4,6 +4,7 @@ own, only `image` is replaced by a stand-in imported under a tagged name."""
 from __future__ import annotations
 
 import copy
+import json
 import os
 import subprocess
 import sys
@@ -86,6 +87,11 @@ def test_seed_001_overhead_example_and_deployment_template(nc):
     p = nc.wait_phase("overhead-example", ("Running",))
     assert p["spec"]["overhead"] == {"cpu": "50m", "memory": "64Mi"}
     assert p["spec"]["nodeSelector"] == {"runtime.kubernetes.io/gvisor": "true"}
+    # seed 001's "Check the actual allocation": what the node allocated and applied, as kubelet reports it
+    got = nc.ok("get", "pod", "overhead-example", "-o", "jsonpath={.status.containerStatuses[0].resources}")
+    assert json.loads(got) == {"requests": {"cpu": "100m", "memory": "128Mi"}}
+    assert json.loads(nc.ok("get", "pod", "overhead-example", "-o", "jsonpath={.status.containerStatuses[0].allocatedResources}")) == \
+        {"cpu": "100m", "memory": "128Mi"}
     # the Deployment's template, as a Pod: limits 200m/256Mi + the gvisor overhead on the Pod's cgroup
     dep = seed_doc("001", 4, "Deployment", "secure-api")
     tpl = dep["spec"]["template"]

@@ -128,3 +128,15 @@ def test_merge_patch_rfc7386():
 def test_human_duration(secs, out):
     """apimachinery duration.HumanDuration, used by every AGE column."""
     assert human_duration(secs) == out
+
+
+def test_applied_resources_are_read_back_as_kubelet_reports_them():
+    from kubeclass.node import bundle
+    cfg = {"linux": {"resources": {"cpu": {"shares": 102, "quota": 50000, "period": 100000}, "memory": {"limit": 134217728}}}}
+    spec = {"resources": {"requests": {"cpu": "0.1", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "128Mi"}}}
+    assert bundle.applied_resources(cfg, spec) == ({"limits": {"cpu": "500m", "memory": "128Mi"},
+                                                    "requests": {"cpu": "100m", "memory": "128Mi"}}, {"cpu": "100m", "memory": "128Mi"})
+    # a 5m limit is applied as the kernel's smallest quota (1 ms per 100 ms): reported as what runs, 10m
+    small = {"linux": {"resources": {"cpu": {"shares": 5, "quota": 1000, "period": 100000}}}}
+    assert bundle.applied_resources(small, {"resources": {"limits": {"cpu": "5m"}}})[0] == {"limits": {"cpu": "10m"}}
+    assert bundle.applied_resources({"linux": {"resources": {"cpu": {"shares": 2}}}}, {}) == (None, None)
