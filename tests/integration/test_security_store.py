@@ -20,13 +20,28 @@ def start_fails(data: str) -> str:
     return str(e.value)
 
 
+def copy_store(src: str, dst: str) -> None:
+    """dst becomes a consistent copy of the store src (its WAL included, through SQLite's backup API), with no
+    -wal / -shm of its own left beside it to be replayed onto it."""
+    for extra in (dst + "-wal", dst + "-shm"):
+        if os.path.exists(extra):
+            os.unlink(extra)
+    if os.path.exists(dst):
+        os.unlink(dst)
+    with sqlite3.connect(src) as a, sqlite3.connect(dst) as b:
+        a.backup(b)
+    b.close()
+    a.close()
+
+
 def test_a_truncated_or_foreign_store_does_not_start_an_empty_cluster(tmp_path):
     data = str(tmp_path / "data")
     c = Cluster(data, port=free_port(), extra=CP).start()
     c.ok("create", "configmap", "precious", "--from-literal=a=b")
     c.stop()
     db = os.path.join(data, "kubeclass.db")
-    saved = open(db, "rb").read()
+    saved = str(tmp_path / "saved.db")
+    copy_store(db, saved)
     os.truncate(db, 0)
     for extra in (db + "-wal", db + "-shm"):
         if os.path.exists(extra):
@@ -36,18 +51,19 @@ def test_a_truncated_or_foreign_store_does_not_start_an_empty_cluster(tmp_path):
     # another cluster's store
     other = str(tmp_path / "other")
     Cluster(other, port=free_port(), extra=CP).start().stop()
-    with open(db, "wb") as f:
-        f.write(open(os.path.join(other, "kubeclass.db"), "rb").read())
+    copy_store(os.path.join(other, "kubeclass.db"), db)
     out = start_fails(data)
     assert "belongs to cluster" in out and "Traceback" not in out, out
     # not a database at all: one clear line
+    for extra in (db + "-wal", db + "-shm"):
+        if os.path.exists(extra):
+            os.unlink(extra)
     with open(db, "wb") as f:
         f.write(os.urandom(8192))
     out = start_fails(data)
     assert "cannot be read (file is not a database)" in out and "Traceback" not in out, out
     # the right file back: everything is there
-    with open(db, "wb") as f:
-        f.write(saved)
+    copy_store(saved, db)
     c = Cluster(data, port=free_port(), extra=CP).start()
     try:
         assert c.ok("get", "configmap", "precious", "-o", "jsonpath={.data.a}") == "b"
