@@ -71,11 +71,9 @@ async def serve(args) -> int:
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
-        why = port_in_use(node_opts.address, node_opts.port)
-        if why:
-            print(f"error: the node agent cannot listen on {node_opts.address}:{node_opts.port} ({why}): another "
-                  "`kubeclass up` or a kubelet on this machine? Pass --node-port with a free port, or --no-node",
-                  file=sys.stderr)
+        taken = node_port_taken(node_opts, "Pass --node-port with a free port, or --no-node")
+        if taken:
+            print(taken, file=sys.stderr)
             return 1
     why = port_in_use(args.bind, args.port)
     if why:
@@ -229,6 +227,16 @@ def node_options(args, data_dir: str):
                         vm_templates=not getattr(args, "no_vm_templates", False))
 
 
+def node_port_taken(opts, advice: str) -> str:
+    """The error line when the node agent's port is in use ("" when it is free): checked before anything starts."""
+    from .server.serving import port_in_use
+    why = port_in_use(opts.address, opts.port)
+    if not why:
+        return ""
+    return (f"error: the node agent cannot listen on {opts.address}:{opts.port} ({why}): another `kubeclass up`, node "
+            f"agent or kubelet on this machine? {advice}")
+
+
 def _mib(q: str) -> int:
     from .api import quantity
     try:
@@ -286,11 +294,9 @@ async def cmd_node(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     opts.address, opts.port = args.address, args.node_port
-    from .server.serving import port_in_use
-    why = port_in_use(opts.address, opts.port)
-    if why:
-        print(f"error: the node agent cannot listen on {opts.address}:{opts.port} ({why}): is another node agent or "
-              "kubelet running here? Pass --node-port with a free port", file=sys.stderr)
+    taken = node_port_taken(opts, "Pass --node-port with a free port")
+    if taken:
+        print(taken, file=sys.stderr)
         return 1
     return await _run_until_signal(run_node(args.kubeconfig, opts))
 

@@ -67,7 +67,7 @@ def load_yaml(body: bytes):
         elif isinstance(ev, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
             depth -= 1
     obj = yaml.load(body, Loader=loader)
-    check(obj, max_nodes=len(body) + ALIAS_SLACK)
+    check_yaml(obj, len(body))
     return obj
 
 

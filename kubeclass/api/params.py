@@ -73,9 +73,14 @@ def check_list_options(query: dict, watch: bool) -> None:
         raise errors.invalid_object("ListOptions", "meta.k8s.io", "", errs)
 
 
+def parse_bool(v: str) -> bool:
+    """strconv.ParseBool, which clients rely on (watch=true|1|True|t)."""
+    return v in ("1", "t", "T", "TRUE", "true", "True")
+
+
 def pretty(query: dict, user_agent: str) -> bool:
     """Whether kube-apiserver indents its JSON answer: `?pretty=` parsed as strconv.ParseBool when given, else
     for user agents that start with curl, Wget or Mozilla/5.0 (apimachinery's isPrettyPrint)."""
     if query.get("pretty"):
-        return query["pretty"] in ("1", "t", "T", "TRUE", "true", "True")
+        return parse_bool(query["pretty"])
     return user_agent.startswith(("curl", "Wget", "Mozilla/5.0"))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
-import time
 
 from ..api import nodelifecycle as nl
 from ..client import ApiError, Client, path_for
@@ -53,7 +52,8 @@ class NodeLifecycle:
                 if conds is not None:
                     log.info("node %s: no heartbeat for %.0f s: status Unknown", name, self.grace)
                     node = await self._patch(path_for("", "v1", "nodes", None, name, "status"), {"status": {"conditions": conds}}) or node
-                    await self._event(node, "NodeNotReady", f"Node {name} status is now: NodeNotReady")
+                    await self.client.event({"kind": "Node", "apiVersion": "v1", **node}, "NodeNotReady",
+                                            f"Node {name} status is now: NodeNotReady", component="node-controller")
             taints = nl.desired_taints(node, now)
             if taints is not None:
                 node = await self._patch(path_for("", "v1", "nodes", None, name), {"spec": {"taints": taints}}) or node
@@ -75,7 +75,8 @@ class NodeLifecycle:
                 continue
             self.evicting.add(md["uid"])
             log.info("evicting pod %s/%s from node %s (NoExecute taints)", md["namespace"], md["name"], node)
-            await self._event(pod, "TaintManagerEviction", f"Marking for deletion Pod {md['namespace']}/{md['name']}")
+            await self.client.event({"kind": "Pod", "apiVersion": "v1", **pod}, "TaintManagerEviction",
+                                    f"Marking for deletion Pod {md['namespace']}/{md['name']}", component="taint-eviction-controller")
             try:
                 await self.client.delete(path_for("", "v1", "pods", md["namespace"], md["name"]),
                                          {"preconditions": {"uid": md["uid"]}})
@@ -91,20 +92,3 @@ class NodeLifecycle:
             if e.status != 404:
                 log.warning("node lifecycle: %s: %s", path, e)
             return None
-
-    async def _event(self, obj: dict, reason: str, message: str) -> None:
-        md = obj["metadata"]
-        ns = md.get("namespace") or "default"
-        ts = nl.fmt(datetime.datetime.now(datetime.timezone.utc))
-        # named as client-go's event recorder names them: <object>.<unix nanoseconds in hex>
-        ev = {"apiVersion": "v1", "kind": "Event", "metadata": {"name": f"{md['name']}.{time.time_ns():x}", "namespace": ns},
-              "involvedObject": {"kind": obj.get("kind") or ("Pod" if md.get("namespace") else "Node"),
-                                 "apiVersion": "v1", "name": md["name"], "uid": md.get("uid", ""),
-                                 **({"namespace": md["namespace"]} if md.get("namespace") else {})},
-              "reason": reason, "message": message, "type": "Normal", "count": 1, "firstTimestamp": ts, "lastTimestamp": ts,
-              "source": {"component": "taint-eviction-controller" if reason == "TaintManagerEviction" else "node-controller"},
-              "reportingComponent": "", "reportingInstance": ""}
-        try:
-            await self.client.create(path_for("", "v1", "events", ns), ev)
-        except (ApiError, TransportError) as e:
-            log.debug("event: %s", e)

@@ -15,7 +15,6 @@ from typing import Any
 
 import orjson
 
-
 from ..api import errors, impersonation, limits, params, registry
 from ..api.errors import StatusError
 from ..store import Compacted, StoreFull
@@ -396,9 +395,7 @@ class APIServer:
         if ct in ("", "application/json", "*/*"):
             try:
                 return limits.load_json(body)
-            except limits.LimitError as e:
-                raise errors.bad_request(f"couldn't get version/kind; json parse error: {e}")
-            except ValueError as e:
+            except ValueError as e:   # limits.LimitError included
                 raise errors.bad_request(f"couldn't get version/kind; json parse error: {e}")
         if ct in ("application/yaml", "application/x-yaml", "text/yaml"):
             import yaml

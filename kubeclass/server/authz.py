@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import copy
 
-from ..api import rbac
+from ..api import errors, rbac
 from ..api.rbac import RequestAttributes
+from ..api.rbac_escalation import escalation_message, missing
 
 
 class RBACAuthorizer:
@@ -52,8 +53,8 @@ async def bootstrap(rest, registry) -> None:
                 await rest.create(Context("POST", {}, "application/json"), res, copy.deepcopy(obj))
 
 
-ROLE_KINDS = {"roles": "Role", "clusterroles": "ClusterRole"}
-BINDING_KINDS = {"rolebindings": "RoleBinding", "clusterrolebindings": "ClusterRoleBinding"}
+ROLES = ("roles", "clusterroles")
+BINDINGS = ("rolebindings", "clusterrolebindings")
 
 
 class EscalationGuard:
@@ -68,13 +69,13 @@ class EscalationGuard:
             return
         md = obj.get("metadata") or {}
         ns, name = md.get("namespace") or "", md.get("name") or ""
-        if res.plural in ROLE_KINDS:
+        if res.plural in ROLES:
             if old is not None and (old.get("rules") or []) == (obj.get("rules") or []):
                 return
             if self._allowed(user, "escalate", res.plural, ns, name):
                 return
             self._confirm(user, ns, obj.get("rules") or [], res, name)
-        elif res.plural in BINDING_KINDS:
+        elif res.plural in BINDINGS:
             ref = obj.get("roleRef") or {}
             if old is not None and (old.get("roleRef") or {}) == ref and \
                     (old.get("subjects") or []) == (obj.get("subjects") or []):
@@ -90,7 +91,6 @@ class EscalationGuard:
                                                       plural, "", ns, name))
 
     def _role_rules(self, ref: dict, ns: str, res, name: str) -> list[dict]:
-        from ..api import errors
         kind, rname = ref.get("kind"), ref.get("name") or ""
         if kind == "ClusterRole":
             e = self.authz.store.get(f"/registry/clusterroles/{rname}")
@@ -105,8 +105,6 @@ class EscalationGuard:
         return e.obj.get("rules") or []
 
     def _confirm(self, user, ns: str, rules: list[dict], res, name: str) -> None:
-        from ..api import errors
-        from ..api.rbac_escalation import escalation_message, missing
         owner = list(self.authz.rules_for(user.name, user.groups, ns))
         lacking = missing(owner, rules)
         if lacking:

@@ -19,6 +19,7 @@ import orjson
 from ..admission import Attributes, Chain
 from ..api import errors, limits, meta, params, patch as patchlib, registry, schema
 from ..api.errors import StatusError
+from ..api.params import parse_bool
 from ..api.registry import Resource
 from ..api.selectors import FieldRequirement, FieldSelector, LabelSelector, SelectorError, check_field_labels
 from ..store import Compacted, Entry, KeyExists, KeyNotFound, RevisionConflict
@@ -50,11 +51,6 @@ class Context:
 
     def flag(self, name: str) -> bool:
         return parse_bool(self.query.get(name, ""))
-
-
-def parse_bool(v: str) -> bool:
-    """strconv.ParseBool, which clients rely on (watch=true|1|True|t)."""
-    return v in ("1", "t", "T", "TRUE", "true", "True")
 
 
 @dataclass
@@ -359,19 +355,11 @@ class REST:
                                         [errors.invalid("metadata.resourceVersion", errors.GoRepr("0x0"), "must be specified for an update")])
         if rv:
             return await self._update_obj(ctx, res, obj, cur, _parse_rv(rv))
-        # an unconditional update (kinds that allow one) is retried until it applies, as upstream
-        deadline = time.monotonic() + RETRY_FOR
-        for attempt in itertools.count(1):
-            try:
-                return await self._update_obj(ctx, res, copy.deepcopy(obj), cur, cur.rev)
-            except StatusError as e:
-                if e.code != 409 or e.reason != "Conflict" or time.monotonic() >= deadline:
-                    raise
-            await asyncio.sleep(random.uniform(0, min(0.01, 0.0005 * attempt)))
-            cur = self.store.get(res.key(ctx.namespace, ctx.name or ""))
-            if cur is None:
-                raise errors.not_found(res.plural, res.group, ctx.name or "")
-        raise AssertionError("unreachable")
+
+        async def unconditional() -> Result:   # kinds that allow an update without a resourceVersion
+            latest = self._get_entry(res, ctx.namespace, ctx.name or "")
+            return await self._update_obj(ctx, res, copy.deepcopy(obj), latest, latest.rev)
+        return await self._until_applied(unconditional)
 
     async def _update_obj(self, ctx: Context, res: Resource, obj: dict, cur: Entry, expected: int) -> Result:
         old = cur.obj
@@ -449,6 +437,21 @@ class REST:
                 md["generation"] = omd.get("generation", 1) + 1
         return new
 
+    @staticmethod
+    async def _until_applied(attempt, pinned: bool = False) -> Result:
+        """attempt() again while it meets a write conflict, as upstream's GuaranteedUpdate (concurrent
+        `kubectl label` / `annotate` / `scale` must all succeed): for up to RETRY_FOR seconds, with a short
+        growing jitter; a request that pins a resourceVersion gets its 409 at once."""
+        deadline = time.monotonic() + RETRY_FOR
+        for n in itertools.count(1):
+            try:
+                return await attempt()
+            except StatusError as e:
+                if pinned or e.code != 409 or e.reason != "Conflict" or time.monotonic() >= deadline:
+                    raise
+            await asyncio.sleep(random.uniform(0, min(0.01, 0.0005 * n)))
+        raise AssertionError("unreachable")
+
     # ------------------------------------------------------------------ patch
     async def patch(self, ctx: Context, res: Resource, ctype: str, body: bytes) -> Result:
         ctype = ctype.split(";")[0].strip()
@@ -460,11 +463,11 @@ class REST:
             raise errors.StatusError(422, "Invalid", str(e))
         except ValueError as e:
             raise errors.bad_request(f"error decoding patch: {e}")
-        # without a resourceVersion a patch is retried until it applies, as upstream's GuaranteedUpdate
-        # (concurrent `kubectl label` / `annotate` must all succeed); only a pinned one may get 409
-        deadline = time.monotonic() + RETRY_FOR
+        # without a resourceVersion a patch is retried until it applies; only a pinned one may get 409
+        pinned = bool(isinstance(p, dict) and isinstance(p.get("metadata"), dict) and p["metadata"].get("resourceVersion"))
         warnings_before = len(ctx.warnings)
-        for attempt in itertools.count(1):
+
+        async def attempt() -> Result:
             del ctx.warnings[warnings_before:]
             cur = self.store.get(res.key(ctx.namespace, ctx.name or ""))
             if cur is None:
@@ -497,19 +500,11 @@ class REST:
                 raise errors.bad_request("patch did not produce an object")
             sub = {"resourceVersion": patched.get("metadata", {}).get("resourceVersion")}
             obj = self.decode_object(ctx, res, patched)
-            md = obj["metadata"]
-            if md.get("name") != ctx.name:
-                raise errors.bad_request(f"the name of the object ({md.get('name')}) does not match the name on the URL ({ctx.name})")
-            pinned = isinstance(p, dict) and isinstance(p.get("metadata"), dict) and p["metadata"].get("resourceVersion")
+            if obj["metadata"].get("name") != ctx.name:
+                raise errors.bad_request(f"the name of the object ({obj['metadata'].get('name')}) does not match the name on the URL ({ctx.name})")
             expected = _parse_rv(sub["resourceVersion"]) if pinned else cur.rev
-            try:
-                return await self._update_obj(ctx, res, obj, cur, expected)
-            except StatusError as e:
-                if e.code == 409 and e.reason == "Conflict" and not pinned and time.monotonic() < deadline:
-                    await asyncio.sleep(random.uniform(0, min(0.01, 0.0005 * attempt)))
-                    continue
-                raise
-        raise AssertionError("unreachable")
+            return await self._update_obj(ctx, res, obj, cur, expected)
+        return await self._until_applied(attempt, pinned)
 
     # ------------------------------------------------------------------ delete
     async def delete(self, ctx: Context, res: Resource, body: Any) -> Result:
@@ -670,15 +665,8 @@ class REST:
     async def scale(self, ctx: Context, res: Resource, ctype: str | None, body: Any) -> Result:
         """GET / PUT / PATCH of the scale subresource; `kubectl scale` (no resourceVersion) retries on conflicts."""
         pinned = ctx.method == "PUT" and isinstance(body, dict) and bool((body.get("metadata") or {}).get("resourceVersion"))
-        deadline = time.monotonic() + RETRY_FOR
-        for attempt in itertools.count(1):
-            try:
-                return await self._scale_once(ctx, res, ctype, copy.deepcopy(body) if isinstance(body, dict) else body)
-            except StatusError as e:
-                if pinned or e.code != 409 or e.reason != "Conflict" or time.monotonic() >= deadline:
-                    raise
-            await asyncio.sleep(random.uniform(0, min(0.01, 0.0005 * attempt)))
-        raise AssertionError("unreachable")
+        return await self._until_applied(
+            lambda: self._scale_once(ctx, res, ctype, copy.deepcopy(body) if isinstance(body, dict) else body), pinned)
 
     async def _scale_once(self, ctx: Context, res: Resource, ctype: str | None, body: Any) -> Result:
         cur = self._get_entry(res, ctx.namespace, ctx.name or "")
