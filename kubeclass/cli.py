@@ -123,9 +123,9 @@ async def serve(args) -> int:
     if args.cmd == "up" and not args.no_scheduler:
         components.append(loop.create_task(_after_server_start(
             server, functools.partial(run_scheduler, p["kubeconfig"], scheduler_options(args)), "kubeclass.scheduler")))
-    if args.cmd == "up" and not args.no_node_lifecycle:
+    if args.cmd == "up" and not args.no_controllers:
         components.append(loop.create_task(_after_server_start(
-            server, functools.partial(run_node_lifecycle, p["kubeconfig"], args), "kubeclass.nodelifecycle")))
+            server, functools.partial(run_controllers, p["kubeconfig"], controller_options(args)), "kubeclass.controllers")))
     if args.cmd == "up" and not args.no_simulator:
         components.append(loop.create_task(_after_server_start(
             server, functools.partial(run_simulator, p["kubeconfig"], args), "kubeclass.simulator")))
@@ -185,14 +185,18 @@ async def _after_server_start(server, run, logger: str) -> None:
         logging.getLogger(logger).exception("%s stopped", logger.rsplit(".", 1)[-1])
 
 
-async def run_node_lifecycle(kubeconfig_path: str, args) -> None:
-    from .client import Client, Config
-    from .controllers.node_lifecycle import NodeLifecycle
-    client = Client(Config.from_kubeconfig(kubeconfig_path), user_agent="kubeclass-node-lifecycle")
-    try:
-        await NodeLifecycle(client, args.node_monitor_grace_period, args.node_monitor_period).run()
-    finally:
-        await client.close()
+def controller_options(args):
+    from .controllers.manager import Options, enabled
+    spec = list(args.controllers or ["*"])
+    if getattr(args, "no_node_lifecycle", False):
+        spec.append("-nodelifecycle")
+    return Options(enabled(spec), args.node_monitor_grace_period, args.node_monitor_period,
+                   leader_elect=not getattr(args, "no_leader_elect", False))
+
+
+async def run_controllers(kubeconfig_path: str, opts) -> None:
+    from .controllers import manager
+    await manager.run(kubeconfig_path, opts)
 
 
 async def run_simulator(kubeconfig_path: str, args) -> None:
@@ -327,6 +331,24 @@ def _add_scheduler_flags(s) -> None:
                    help="record each Pod's per-node filter verdicts and scores as an annotation")
 
 
+def _add_controller_flags(s) -> None:
+    s.add_argument("--controllers", type=lambda v: v.split(","), default=None,
+                   help="controllers to run: '*' (all), 'name', '-name' (leave out), comma-separated, as kube-controller-manager")
+    s.add_argument("--node-monitor-grace-period", type=float, default=40.0,
+                   help="seconds without a heartbeat before a Node is Ready=Unknown (as kube-controller-manager)")
+    s.add_argument("--node-monitor-period", type=float, default=5.0,
+                   help="seconds between the node lifecycle controller's looks at the Nodes")
+
+
+async def cmd_controllers(args) -> int:
+    try:
+        opts = controller_options(args)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return await _run_until_signal(run_controllers(args.kubeconfig, opts))
+
+
 async def cmd_scheduler(args) -> int:
     return await _run_until_signal(run_scheduler(args.kubeconfig, scheduler_options(args),
                                                  leader_elect=not args.no_leader_elect))
@@ -400,12 +422,11 @@ def main(argv: list[str] | None = None) -> int:
                            help="create N simulated nodes (KWOK's convention: annotated kwok.x-k8s.io/node=fake, tainted "
                                 "kwok.x-k8s.io/node=fake:NoSchedule); their Pods go Running without containers")
             s.add_argument("--no-simulator", action="store_true", help="do not run the simulated-node controller")
+            s.add_argument("--no-controllers", action="store_true",
+                           help="do not start the controller manager (Deployments, ReplicaSets, garbage collection, node lifecycle)")
             s.add_argument("--no-node-lifecycle", action="store_true",
                            help="do not run the node lifecycle controller (unreachable nodes, taints, evictions)")
-            s.add_argument("--node-monitor-grace-period", type=float, default=40.0,
-                           help="seconds without a heartbeat before a Node is Ready=Unknown (as kube-controller-manager)")
-            s.add_argument("--node-monitor-period", type=float, default=5.0,
-                           help="seconds between the node lifecycle controller's looks at the Nodes")
+            _add_controller_flags(s)
             s.add_argument("--simulated-node-template", default=None,
                            help="a Node YAML the simulated nodes are made from (labels, taints, capacity, runtimeHandlers)")
     sch = sub.add_parser("scheduler", help="run the scheduler against a cluster (as kube-scheduler does)")
@@ -413,6 +434,11 @@ def main(argv: list[str] | None = None) -> int:
     sch.add_argument("--no-leader-elect", action="store_true")
     sch.add_argument("-v", "--verbose", action="store_true")
     _add_scheduler_flags(sch)
+    cm = sub.add_parser("controllers", help="run the controller manager against a cluster (as kube-controller-manager does)")
+    cm.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG") or os.path.join(DEFAULT_DATA_DIR, "kubeconfig"))
+    cm.add_argument("--no-leader-elect", action="store_true")
+    cm.add_argument("-v", "--verbose", action="store_true")
+    _add_controller_flags(cm)
     nd = sub.add_parser("node", help="run a node agent: register this machine and run its Pods (as kubelet does); "
                                      "`kubeclass node handlers` prints its runtime handler table")
     nd.add_argument("what", nargs="?", choices=["run", "handlers"], default="run")
@@ -454,6 +480,11 @@ def main(argv: list[str] | None = None) -> int:
                             format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}')
         _use_uvloop()
         return asyncio.run(cmd_scheduler(args))
+    if args.cmd == "controllers":
+        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                            format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}')
+        _use_uvloop()
+        return asyncio.run(cmd_controllers(args))
     if args.cmd == "node":
         logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                             format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}')

@@ -14,6 +14,7 @@ import os
 import random
 import ssl
 import tempfile
+import time
 from dataclasses import dataclass
 from typing import Any, AsyncIterator
 from urllib.parse import quote, urlencode
@@ -104,6 +105,7 @@ class Client:
         self._session: aiohttp.ClientSession | None = None   # watches (streamed)
         self._http: HTTPClient | None = None                   # every other request
         self._events: dict[tuple, tuple[str, int]] = {}   # recent events, for folding repeats
+        self._spam: dict[tuple, tuple[float, float]] = {}   # source+object -> (tokens, last refill)
 
     def _ssl(self) -> ssl.SSLContext | bool:
         if not self.config.server.startswith("https"):
@@ -233,6 +235,11 @@ class Client:
             except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError):
                 await asyncio.sleep(0.5)
 
+    def _spam_allows(self, key: tuple) -> bool:
+        """Each source may post 25 events about one object, then one per 5 minutes (client-go's spam filter):
+        a ReplicaSet of 1,000 Pods does not post 1,000 SuccessfulCreate events."""
+        return _spam_check(self._spam, key, time.monotonic())
+
     async def event(self, regarding: dict, reason: str, message: str, type: str = "Normal", component: str = "",
                     action: str = "", host: str = "") -> None:
         """A core/v1 Event about `regarding`, as a component reports it (message capped at 1024 chars).
@@ -240,6 +247,9 @@ class Client:
         (kubectl describe shows `(x3 over 10s)`)."""
         md = regarding.get("metadata", {})
         ns = md.get("namespace") or "default"
+        if not self._spam_allows((component, host, regarding.get("kind", ""), ns, md.get("name", ""), md.get("uid", ""),
+                                  regarding.get("apiVersion", ""))):
+            return
         if len(message) > 1024:
             message = message[:1020] + " ..."
         now = now_rfc3339()
@@ -272,6 +282,21 @@ class Client:
         except (ApiError, TransportError) as e:
             # events are best effort, as client-go's recorder: a lost one is logged, never raised
             log.debug("event %s for %s/%s not recorded: %s", reason, ns, md.get("name", ""), e)
+
+
+SPAM_BURST, SPAM_REFILL = 25, 300.0   # client-go's EventSourceObjectSpamFilter: 25 events, then 1 per 5 minutes
+
+
+def _spam_check(buckets: dict, key: tuple, now: float) -> bool:
+    tokens, last = buckets.get(key, (float(SPAM_BURST), now))
+    tokens = min(float(SPAM_BURST), tokens + (now - last) / SPAM_REFILL)
+    if tokens < 1:
+        buckets[key] = (tokens, now)
+        return False
+    if len(buckets) > 4096:
+        buckets.clear()
+    buckets[key] = (tokens - 1, now)
+    return True
 
 
 async def _call(fn, *args):

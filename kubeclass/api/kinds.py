@@ -2,7 +2,7 @@
 quantities), as upstream words them. Controllers and enforcement live elsewhere."""
 from __future__ import annotations
 
-from . import core_validation, meta, names, pod
+from . import core_validation, meta, names
 from .errors import FieldError, invalid, not_supported, required
 
 # ---- Namespace
@@ -150,69 +150,6 @@ def limitrange_validate(lr: dict) -> list[FieldError]:
             errs.append(invalid(f"{p}.default" if item.get("default") else f"{p}.defaultRequest",
                                 item.get("default") or item.get("defaultRequest"), "may not be specified when `type` is 'Pod'"))
     return errs
-
-
-# ---- apps: Deployment, ReplicaSet
-
-def _selector_matches(selector: dict, labels: dict) -> bool:
-    from .selectors import LabelSelector
-    return LabelSelector.from_object(selector).matches(labels)
-
-
-def workload_validate(obj: dict) -> list[FieldError]:
-    errs = meta.validate_object_meta(obj.get("metadata", {}), True, names.dns1123_subdomain)
-    spec = obj.get("spec") or {}
-    sel = spec.get("selector")
-    tmpl = spec.get("template") or {}
-    tlabels = (tmpl.get("metadata") or {}).get("labels") or {}
-    if not sel:
-        errs.append(required("spec.selector"))
-    else:
-        if not sel.get("matchLabels") and not sel.get("matchExpressions"):
-            errs.append(invalid("spec.selector", {}, "empty selector is invalid for deployment"))
-        elif not _selector_matches(sel, tlabels):
-            errs.append(invalid("spec.template.metadata.labels", tlabels, "`selector` does not match template `labels`"))
-    r = spec.get("replicas")
-    if isinstance(r, int) and r < 0:
-        errs.append(invalid("spec.replicas", r, "must be greater than or equal to 0"))
-    tspec = dict(tmpl.get("spec") or {})
-    errs += pod.validate_spec(tspec, "spec.template.spec")
-    return errs
-
-
-def workload_prepare_create(obj: dict) -> None:
-    spec = obj.setdefault("spec", {})
-    spec.setdefault("replicas", 1)
-    if obj.get("kind") == "Deployment":
-        spec.setdefault("strategy", {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}})
-        spec.setdefault("revisionHistoryLimit", 10)
-        spec.setdefault("progressDeadlineSeconds", 600)
-    tmpl = spec.setdefault("template", {})
-    ts = tmpl.setdefault("spec", {})
-    pod.set_defaults({"spec": ts})
-    obj["status"] = {}
-
-
-def _containers(obj: dict) -> tuple[str, str, str]:
-    spec = obj.get("spec") or {}
-    cs = ((spec.get("template") or {}).get("spec") or {}).get("containers") or []
-    sel = spec.get("selector") or {}
-    from .selectors import LabelSelector
-    return ",".join(c.get("name", "") for c in cs), ",".join(c.get("image", "") for c in cs), LabelSelector.from_object(sel).to_string()
-
-
-def deployment_row(d: dict) -> list:
-    spec, st = d.get("spec") or {}, d.get("status") or {}
-    c, i, s = _containers(d)
-    return [d["metadata"]["name"], f"{st.get('readyReplicas', 0)}/{spec.get('replicas', 1)}", str(st.get("updatedReplicas", 0)),
-            str(st.get("availableReplicas", 0)), meta.age(d["metadata"].get("creationTimestamp")), c, i, s]
-
-
-def replicaset_row(r: dict) -> list:
-    spec, st = r.get("spec") or {}, r.get("status") or {}
-    c, i, s = _containers(r)
-    return [r["metadata"]["name"], str(spec.get("replicas", 1)), str(st.get("replicas", 0)), str(st.get("readyReplicas", 0)),
-            meta.age(r["metadata"].get("creationTimestamp")), c, i, s]
 
 
 # ---- RBAC

@@ -6,7 +6,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import configdata, gatekeeper, kinds, kyverno, meta, pod, runtimeclass
+from . import configdata, gatekeeper, kinds, kyverno, meta, pod, runtimeclass, workloads
 from .errors import FieldError
 
 ALL_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
@@ -160,14 +160,16 @@ CONFIGMAP = Kind("ConfigMap", configdata.configmap_validate, configdata.configma
 LIMITRANGE = Kind("LimitRange", kinds.limitrange_validate, defaults=kinds.limitrange_defaults)
 _WL_COLS = [_col("Containers", "Names of each container in the template.", priority=1), _col("Images", "Images referenced by each container in the template.", priority=1),
             _col("Selector", "Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected by this deployment.", priority=1)]
-DEPLOYMENT = Kind("Deployment", kinds.workload_validate, prepare_create=kinds.workload_prepare_create,
+DEPLOYMENT = Kind("Deployment", workloads.deployment_validate, workloads.deployment_validate_update, defaults=workloads.deployment_defaults,
+                  prepare_create=workloads.prepare_create,
                   columns=[NAME_COL, _col("Ready", "Number of the pod with ready state"), _col("Up-to-date", "Total number of non-terminated pods targeted by this deployment that have the desired template spec."),
                            _col("Available", "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment."), AGE_COL] + _WL_COLS,
-                  row=kinds.deployment_row, has_status=True, generation=True)
-REPLICASET = Kind("ReplicaSet", kinds.workload_validate, prepare_create=kinds.workload_prepare_create,
+                  row=workloads.deployment_row, has_status=True, generation=True)
+REPLICASET = Kind("ReplicaSet", workloads.replicaset_validate, workloads.replicaset_validate_update, defaults=workloads.replicaset_defaults,
+                  prepare_create=workloads.prepare_create,
                   columns=[NAME_COL, _col("Desired", "Replicas is the number of desired replicas."), _col("Current", "Replicas is the most recently observed number of replicas."),
                            _col("Ready", "The number of ready replicas for this replica set."), AGE_COL] + _WL_COLS,
-                  row=kinds.replicaset_row, has_status=True, generation=True)
+                  row=workloads.replicaset_row, has_status=True, generation=True)
 ROLE = Kind("Role", kinds.rbac_validate(True))
 CLUSTERROLE = Kind("ClusterRole", kinds.rbac_validate(False))
 _BINDING_COLS = [NAME_COL, _col("Role", "Role references the role that this binding uses."), AGE_COL,

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from ..admission import Attributes, Chain
-from ..api import errors, limits, meta, params, patch as patchlib, registry, schema
+from ..api import errors, gc, limits, meta, params, patch as patchlib, registry, schema
 from ..api.errors import StatusError
 from ..api.params import parse_bool
 from ..api.registry import Resource
@@ -425,6 +425,9 @@ class REST:
             else:
                 md.pop(f, None)
         md.pop("managedFields", None)
+        for f in ("labels", "annotations", "ownerReferences", "finalizers"):   # omitempty: [] and {} are not stored
+            if f in md and not md[f]:
+                del md[f]
         md["resourceVersion"] = omd.get("resourceVersion")
         if omd.get("deletionTimestamp"):
             # finalizers may only be removed from an object being deleted
@@ -511,6 +514,14 @@ class REST:
         opts = params.delete_options(body)
         if ctx.query.get("gracePeriodSeconds"):
             opts["gracePeriodSeconds"] = params.parse_int("gracePeriodSeconds", ctx.query["gracePeriodSeconds"])
+        for q in ("propagationPolicy",):
+            if ctx.query.get(q):
+                opts[q] = ctx.query[q]
+        if ctx.query.get("orphanDependents"):
+            opts["orphanDependents"] = parse_bool(ctx.query["orphanDependents"])
+        errs = gc.validate_delete_options(opts)
+        if errs:
+            raise errors.invalid_object("DeleteOptions", "meta.k8s.io", "", errs)
         key = res.key(ctx.namespace, ctx.name or "")
         if self.store.get(key) is None and key in getattr(self.store, "corrupt", {}):
             # a value that does not parse can only be removed (upstream 1.32:
@@ -536,11 +547,13 @@ class REST:
         md = obj["metadata"]
         key = res.key(md.get("namespace"), md["name"])
         grace = self._grace_period(res, obj, opts)
+        gc_changed = res.kind.kind != "Namespace" and gc.apply_propagation(md, gc.propagation_policy(opts))
         if md.get("finalizers") or grace is not None:
-            if not md.get("deletionTimestamp") or (grace is not None and grace < (md.get("deletionGracePeriodSeconds") or 0)):
-                when = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=grace or 0)
-                md["deletionTimestamp"] = when.strftime("%Y-%m-%dT%H:%M:%SZ")
-                md["deletionGracePeriodSeconds"] = grace or 0
+            if gc_changed or not md.get("deletionTimestamp") or (grace is not None and grace < (md.get("deletionGracePeriodSeconds") or 0)):
+                if not md.get("deletionTimestamp") or (grace is not None and grace < (md.get("deletionGracePeriodSeconds") or 0)):
+                    when = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=grace or 0)
+                    md["deletionTimestamp"] = when.strftime("%Y-%m-%dT%H:%M:%SZ")
+                    md["deletionGracePeriodSeconds"] = grace or 0
                 if res.kind.kind == "Namespace":
                     obj.setdefault("status", {})["phase"] = "Terminating"
                 if ctx.dry_run:
