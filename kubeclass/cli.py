@@ -110,6 +110,7 @@ async def serve(args) -> int:
     await api.start()
     server = HTTPSServer(api, args.bind, args.port, crt, key)
     loop = asyncio.get_running_loop()
+    _quiet_transport_errors(loop)
     components: list[asyncio.Task] = []
 
     def shutdown() -> None:
@@ -305,10 +306,25 @@ async def cmd_node(args) -> int:
     return await _run_until_signal(run_node(args.kubeconfig, opts))
 
 
+def _quiet_transport_errors(loop) -> None:
+    """A connection reset in the middle of a TLS handshake (a component's watch being opened while the server
+    stops) surfaces as an unretrieved future in uvloop's SSL protocol: log it at debug, not as a traceback."""
+    import ssl
+
+    def handler(loop, context) -> None:
+        exc = context.get("exception")
+        if isinstance(exc, (ConnectionResetError, BrokenPipeError, ssl.SSLError)):
+            logging.getLogger("kubeclass").debug("connection closed during a handshake: %r", exc)
+            return
+        loop.default_exception_handler(context)
+    loop.set_exception_handler(handler)
+
+
 async def _run_until_signal(coro) -> int:
     """A component as its own command: runs until it ends or SIGINT / SIGTERM cancels it."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    _quiet_transport_errors(loop)
     task = loop.create_task(coro)
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)

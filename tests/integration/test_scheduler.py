@@ -43,7 +43,9 @@ def pod(name: str, rc: str | None = None, cpu: str | None = None, extra_spec: di
 
 @pytest.fixture
 def sched_cluster(tmp_path):
-    c = Cluster(str(tmp_path / "data"), extra=["--record-decisions", "--no-node"]).start()
+    # the Nodes here are posted by hand and never heartbeat: without --no-node-lifecycle they would be
+    # tainted unreachable at once (as upstream's node lifecycle controller does for a node that never posted status)
+    c = Cluster(str(tmp_path / "data"), extra=["--record-decisions", "--no-node", "--no-node-lifecycle"]).start()
     yield c
     c.stop()
 
