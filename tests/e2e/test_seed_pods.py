@@ -1,4 +1,4 @@
-"""The seeds' Pods (and seed 001's Deployment template, as a Pod until a controller exists) on a real node,
+"""The seeds' Pods and seed 001's Deployment (run by the controller manager) on a real node,
 with busybox-based stand-ins for their images (no registry on the internet here): the YAML is the seeds'
 own, only `image` is replaced by a stand-in imported under a tagged name."""
 from __future__ import annotations
@@ -92,19 +92,33 @@ def test_seed_001_overhead_example_and_deployment_template(nc):
     assert json.loads(got) == {"requests": {"cpu": "100m", "memory": "128Mi"}}
     assert json.loads(nc.ok("get", "pod", "overhead-example", "-o", "jsonpath={.status.containerStatuses[0].allocatedResources}")) == \
         {"cpu": "100m", "memory": "128Mi"}
-    # the Deployment's template, as a Pod: limits 200m/256Mi + the gvisor overhead on the Pod's cgroup
+    nc.ok("delete", "pod", "overhead-example", "--grace-period=1")
+
+
+def test_seed_001_secure_api_deployment_runs_three_gvisor_pods(nc):
+    """Seed 001's Deployment, its class swapped for gvisor (kata-qemu's VMs have their own e2e test) and its
+    image for a stand-in: the controller manager runs 3 Pods on the real node under runsc, each with limits
+    200m/256Mi + the gvisor overhead on its cgroup."""
+    apply(nc, seed_doc("001", 7, "RuntimeClass", "gvisor"))          # overhead 50m/64Mi, nodeSelector gvisor=true
     dep = seed_doc("001", 4, "Deployment", "secure-api")
-    tpl = dep["spec"]["template"]
-    tpl_pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "secure-api-0", "labels": tpl["metadata"]["labels"]},
-               "spec": stand_in(tpl["spec"])}
-    tpl_pod["spec"]["runtimeClassName"] = "gvisor"   # kata-qemu is not on this node; the class is gvisor's
-    apply(nc, tpl_pod)
-    q = nc.wait_phase("secure-api-0", ("Running",))
-    assert cgroups.read_limits(q["metadata"]["uid"]) == {"memory": (256 + 64) * 2**20, "cpu_quota": 25000}
-    # Running is reported once the container started; its first line may still be on its way to the log
-    assert wait_for(lambda: nc.logs("secure-api-0"), 10, what="the stand-in's first line") == \
-        "myregistry/secure-api:v1.2.0 stand-in ready\n"
-    nc.ok("delete", "pod", "overhead-example", "secure-api-0", "--grace-period=1")
+    stand_in(dep["spec"]["template"]["spec"])
+    dep["spec"]["template"]["spec"]["runtimeClassName"] = "gvisor"
+    apply(nc, dep)
+    out = nc.kubectl("rollout", "status", "deploy/secure-api", "--timeout=120s", timeout=150)
+    assert out.returncode == 0 and 'deployment "secure-api" successfully rolled out' in out.stdout, out.stderr
+    pods = json.loads(nc.ok("get", "pods", "-l", "app=secure-api", "-o", "json"))["items"]
+    assert len(pods) == 3
+    for q in pods:
+        name = q["metadata"]["name"]
+        assert q["status"]["phase"] == "Running" and q["spec"]["nodeName"] == NODE
+        assert cgroups.read_limits(q["metadata"]["uid"]) == {"memory": (256 + 64) * 2**20, "cpu_quota": 25000}
+        assert any(e["reason"] == "Started" and 'runtime handler "runsc"' in e["message"] for e in nc.events(name))
+        # Running is reported once the container started; its first line may still be on its way to the log
+        assert wait_for(lambda: nc.logs(name), 10, what="the stand-in's first line") == \
+            "myregistry/secure-api:v1.2.0 stand-in ready\n"
+    nc.ok("delete", "deploy", "secure-api")
+    wait_for(lambda: not json.loads(nc.ok("get", "pods", "-l", "app=secure-api", "-o", "json"))["items"], 60,
+             what="the Pods gone with their Deployment")
 
 
 def test_seed_000_handler_no_node_has(nc):
