@@ -69,13 +69,16 @@ WRITE = ["create", "delete", "deletecollection", "patch", "update"]
 _VIEW_RULES = [
     {"apiGroups": [""], "resources": ["pods", "pods/log", "pods/status", "events", "serviceaccounts", "resourcequotas",
                                       "resourcequotas/status", "limitranges", "namespaces", "namespaces/status"], "verbs": READ},
-    {"apiGroups": ["apps"], "resources": ["deployments", "deployments/scale", "deployments/status", "replicasets",
-                                          "replicasets/scale", "replicasets/status"], "verbs": READ},
+    {"apiGroups": ["apps"], "resources": ["daemonsets", "daemonsets/status", "deployments", "deployments/scale", "deployments/status",
+                                          "replicasets", "replicasets/scale", "replicasets/status"], "verbs": READ},
+    {"apiGroups": ["batch"], "resources": ["cronjobs", "cronjobs/status", "jobs", "jobs/status"], "verbs": READ},
 ]
 _EDIT_RULES = [
     {"apiGroups": [""], "resources": ["pods", "pods/attach", "pods/exec", "pods/portforward", "pods/proxy", "serviceaccounts"],
      "verbs": WRITE},
-    {"apiGroups": ["apps"], "resources": ["deployments", "deployments/scale", "replicasets", "replicasets/scale"], "verbs": WRITE},
+    {"apiGroups": ["apps"], "resources": ["daemonsets", "deployments", "deployments/rollback", "deployments/scale", "replicasets",
+                                          "replicasets/scale"], "verbs": WRITE},
+    {"apiGroups": ["batch"], "resources": ["cronjobs", "jobs"], "verbs": WRITE},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch", "update"]},
 ]
 _ADMIN_RULES = [

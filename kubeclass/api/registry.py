@@ -6,7 +6,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import configdata, gatekeeper, kinds, kyverno, meta, pod, runtimeclass, workloads
+from . import configdata, gatekeeper, jobs, kinds, kyverno, meta, pod, runtimeclass, schema, workloads
 from .errors import FieldError
 
 ALL_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
@@ -170,6 +170,35 @@ REPLICASET = Kind("ReplicaSet", workloads.replicaset_validate, workloads.replica
                   columns=[NAME_COL, _col("Desired", "Replicas is the number of desired replicas."), _col("Current", "Replicas is the most recently observed number of replicas."),
                            _col("Ready", "The number of ready replicas for this replica set."), AGE_COL] + _WL_COLS,
                   row=workloads.replicaset_row, has_status=True, generation=True)
+def _doc(definition: str, prop: str) -> str:
+    """A field's description from upstream's OpenAPI (the table columns upstream describes with SwaggerDoc)."""
+    try:
+        return schema.definitions()[definition]["properties"][prop]["description"]
+    except KeyError:
+        return ""
+
+
+JOB = Kind("Job", jobs.validate, jobs.validate_update, defaults=jobs.defaults, prepare_create=jobs.prepare_create,
+           columns=[NAME_COL, _col("Status", "Status of the job."),
+                    _col("Completions", _doc("io.k8s.api.batch.v1.JobStatus", "succeeded")),
+                    _col("Duration", "Time required to complete the job."), AGE_COL,
+                    _col("Containers", "Names of each container in the template.", priority=1),
+                    _col("Images", "Images referenced by each container in the template.", priority=1),
+                    _col("Selector", _doc("io.k8s.api.batch.v1.JobSpec", "selector"), priority=1)],
+           row=jobs.row, has_status=True, generation=True)
+DAEMONSET = Kind("DaemonSet", workloads.daemonset_validate, workloads.daemonset_validate_update, defaults=workloads.daemonset_defaults,
+                 prepare_create=workloads.daemonset_prepare_create,
+                 columns=[NAME_COL, _col("Desired", _doc("io.k8s.api.apps.v1.DaemonSetStatus", "desiredNumberScheduled")),
+                          _col("Current", _doc("io.k8s.api.apps.v1.DaemonSetStatus", "currentNumberScheduled")),
+                          _col("Ready", _doc("io.k8s.api.apps.v1.DaemonSetStatus", "numberReady")),
+                          _col("Up-to-date", _doc("io.k8s.api.apps.v1.DaemonSetStatus", "updatedNumberScheduled")),
+                          _col("Available", _doc("io.k8s.api.apps.v1.DaemonSetStatus", "numberAvailable")),
+                          _col("Node Selector", _doc("io.k8s.api.core.v1.PodSpec", "nodeSelector")), AGE_COL] + _WL_COLS,
+                 row=workloads.daemonset_row, has_status=True, generation=True)
+CONTROLLERREVISION = Kind("ControllerRevision", workloads.controllerrevision_validate, workloads.controllerrevision_validate_update,
+                          columns=[NAME_COL, _col("Controller", "Controller of the object"),
+                                   _col("Revision", _doc("io.k8s.api.apps.v1.ControllerRevision", "revision")), AGE_COL],
+                          row=workloads.controllerrevision_row)
 ROLE = Kind("Role", kinds.rbac_validate(True))
 CLUSTERROLE = Kind("ClusterRole", kinds.rbac_validate(False))
 _BINDING_COLS = [NAME_COL, _col("Role", "Role references the role that this binding uses."), AGE_COL,
@@ -230,6 +259,9 @@ RESOURCES: list[Resource] = [
     Resource("", "v1", "limitranges", "limitrange", True, LIMITRANGE, "io.k8s.api.core.v1.LimitRange", ["limits"]),
     Resource("apps", "v1", "deployments", "deployment", True, DEPLOYMENT, "io.k8s.api.apps.v1.Deployment", ["deploy"], ["all"], subresources=["status", "scale"]),
     Resource("apps", "v1", "replicasets", "replicaset", True, REPLICASET, "io.k8s.api.apps.v1.ReplicaSet", ["rs"], ["all"], subresources=["status", "scale"]),
+    Resource("apps", "v1", "daemonsets", "daemonset", True, DAEMONSET, "io.k8s.api.apps.v1.DaemonSet", ["ds"], ["all"], subresources=["status"]),
+    Resource("apps", "v1", "controllerrevisions", "controllerrevision", True, CONTROLLERREVISION, "io.k8s.api.apps.v1.ControllerRevision"),
+    Resource("batch", "v1", "jobs", "job", True, JOB, "io.k8s.api.batch.v1.Job", [], ["all"], subresources=["status"]),
     Resource("rbac.authorization.k8s.io", "v1", "roles", "role", True, ROLE, "io.k8s.api.rbac.v1.Role"),
     Resource("rbac.authorization.k8s.io", "v1", "clusterroles", "clusterrole", False, CLUSTERROLE, "io.k8s.api.rbac.v1.ClusterRole"),
     Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "rolebinding", True, ROLEBINDING, "io.k8s.api.rbac.v1.RoleBinding"),
@@ -252,7 +284,7 @@ VIRTUAL = {
 }
 
 # Preferred version per group (first listed wins), and group order in discovery.
-GROUP_ORDER = ["", "apps", "authentication.k8s.io", "authorization.k8s.io", "coordination.k8s.io",
+GROUP_ORDER = ["", "apps", "authentication.k8s.io", "authorization.k8s.io", "batch", "coordination.k8s.io",
                "rbac.authorization.k8s.io", "scheduling.k8s.io", "node.k8s.io", "kyverno.io", "templates.gatekeeper.sh"]
 
 BY_PATH: dict[tuple[str, str, str], Resource] = {}

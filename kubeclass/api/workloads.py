@@ -220,3 +220,82 @@ def replicaset_row(r: dict) -> list:
     c, i, s = _containers(r)
     return [r["metadata"]["name"], str(spec.get("replicas", 1)), str(st.get("replicas", 0)), str(st.get("readyReplicas", 0)),
             meta.age(r["metadata"].get("creationTimestamp")), c, i, s]
+
+
+# ---- DaemonSet
+
+DS_STRATEGY_TYPES = ["OnDelete", "RollingUpdate"]
+
+
+def daemonset_defaults(ds: dict) -> None:
+    spec = ds.setdefault("spec", {})
+    st = spec.setdefault("updateStrategy", {})
+    st.setdefault("type", "RollingUpdate")
+    if st["type"] == "RollingUpdate":
+        ru = st.get("rollingUpdate")
+        if not isinstance(ru, dict):
+            ru = st["rollingUpdate"] = {}
+        ru.setdefault("maxUnavailable", 1)
+        ru.setdefault("maxSurge", 0)
+    spec.setdefault("revisionHistoryLimit", 10)
+    _template_defaults(spec)
+
+
+def daemonset_prepare_create(ds: dict) -> None:
+    ds["status"] = {"currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0, "numberReady": 0}
+
+
+def daemonset_validate(ds: dict) -> list[FieldError]:
+    errs = _validate_common(ds, "daemonset")
+    spec = ds.get("spec") or {}
+    st = spec.get("updateStrategy") or {}
+    typ = st.get("type", "RollingUpdate")
+    if typ not in DS_STRATEGY_TYPES:
+        errs.append(not_supported("spec.updateStrategy.type", typ, DS_STRATEGY_TYPES))
+    elif typ == "RollingUpdate" and isinstance(st.get("rollingUpdate"), dict):
+        mu, ms = st["rollingUpdate"].get("maxUnavailable", 1), st["rollingUpdate"].get("maxSurge", 0)
+        errs += _validate_int_or_percent(mu, "spec.updateStrategy.rollingUpdate.maxUnavailable")
+        errs += _validate_int_or_percent(ms, "spec.updateStrategy.rollingUpdate.maxSurge")
+        if _is_zero(mu) and _is_zero(ms):
+            errs.append(invalid("spec.updateStrategy.rollingUpdate.maxUnavailable", go_int_or_string(mu),
+                                "may not be 0 when `maxSurge` is 0"))
+        errs += _more_than_100(mu, "spec.updateStrategy.rollingUpdate.maxUnavailable")
+    return errs
+
+
+def daemonset_validate_update(new: dict, old: dict) -> list[FieldError]:
+    return daemonset_validate(new) + meta.validate_object_meta_update(new.get("metadata", {}), old.get("metadata", {})) + \
+        _selector_immutable(new, old)
+
+
+def daemonset_row(ds: dict) -> list:
+    spec, st = ds.get("spec") or {}, ds.get("status") or {}
+    c, i, s = _containers(ds)
+    ns = ((spec.get("template") or {}).get("spec") or {}).get("nodeSelector") or {}
+    return [ds["metadata"]["name"], str(st.get("desiredNumberScheduled", 0)), str(st.get("currentNumberScheduled", 0)),
+            str(st.get("numberReady", 0)), str(st.get("updatedNumberScheduled", 0)), str(st.get("numberAvailable", 0)),
+            ",".join(f"{k}={v}" for k, v in sorted(ns.items())) or "<none>",
+            meta.age(ds["metadata"].get("creationTimestamp")), c, i, s]
+
+
+# ---- ControllerRevision (a DaemonSet's template history)
+
+def controllerrevision_validate(cr: dict) -> list[FieldError]:
+    errs = meta.validate_object_meta(cr.get("metadata", {}), True, names.dns1123_subdomain)
+    rev = cr.get("revision")
+    if not isinstance(rev, int) or isinstance(rev, bool) or rev < 0:
+        errs.append(invalid("revision", rev, "must be greater than or equal to 0"))
+    return errs
+
+
+def controllerrevision_validate_update(new: dict, old: dict) -> list[FieldError]:
+    errs = controllerrevision_validate(new) + meta.validate_object_meta_update(new.get("metadata", {}), old.get("metadata", {}))
+    if new.get("data") != old.get("data"):
+        errs.append(invalid("data", GoRepr("runtime.RawExtension{...}"), "field is immutable"))
+    return errs
+
+
+def controllerrevision_row(cr: dict) -> list:
+    refs = [r for r in cr["metadata"].get("ownerReferences") or [] if r.get("controller")]
+    owner = f"{refs[0].get('kind', '').lower()}.{refs[0].get('apiVersion', '').split('/')[0]}/{refs[0].get('name', '')}" if refs else "<none>"
+    return [cr["metadata"]["name"], owner, str(cr.get("revision", 0)), meta.age(cr["metadata"].get("creationTimestamp"))]

@@ -12,15 +12,18 @@ from dataclasses import dataclass
 
 from ..client import Client, Config
 from ..leaderelection import LeaderElector
+from .daemonset import DaemonSetController
 from .deployment import DeploymentController
 from .garbagecollector import GarbageCollector
 from .informers import Informers
+from .job import JobController
 from .node_lifecycle import NodeLifecycle
 from .replicaset import ReplicaSetController
+from .ttl_after_finished import TTLAfterFinished
 
 log = logging.getLogger("kubeclass.controllers")
 
-ALL = ["deployment", "replicaset", "garbagecollector", "nodelifecycle"]
+ALL = ["deployment", "replicaset", "daemonset", "job", "ttl-after-finished", "garbagecollector", "nodelifecycle"]
 
 
 @dataclass
@@ -56,6 +59,12 @@ async def run_all(client: Client, opts: Options) -> None:
         tasks.append(ReplicaSetController(client, informers).run())
     if "deployment" in names:
         tasks.append(DeploymentController(client, informers).run())
+    if "daemonset" in names:
+        tasks.append(DaemonSetController(client, informers).run())
+    if "job" in names:
+        tasks.append(JobController(client, informers).run())
+    if "ttl-after-finished" in names:
+        tasks.append(TTLAfterFinished(client, informers).run())
     if "garbagecollector" in names:
         gcol = GarbageCollector(client, informers)
         await gcol.discover()

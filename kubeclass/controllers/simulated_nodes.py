@@ -62,6 +62,7 @@ class Simulator:
         self.sem = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task] = set()
         self._seen_pods: set[str] = set()
+        self._completed: set[str] = set()
 
     def _spawn(self, coro) -> None:
         t = asyncio.ensure_future(coro)
@@ -102,12 +103,20 @@ class Simulator:
         node = self.fake.get(spec.get("nodeName") or "")
         if node is None or typ == "DELETED":
             self._seen_pods.discard(md.get("uid", ""))
+            self._completed.discard(md.get("uid", ""))
             return
         if md.get("deletionTimestamp"):
             self._spawn(self._call(self.client.delete(path_for("", "v1", "pods", md["namespace"], md["name"]),
                                                       {"gracePeriodSeconds": 0, "preconditions": {"uid": md["uid"]}})))
             return
-        if (obj.get("status") or {}).get("phase") in ("Running", "Succeeded", "Failed") or md["uid"] in self._seen_pods:
+        phase = (obj.get("status") or {}).get("phase")
+        if phase == "Running" and _job_pod(obj) and md["uid"] not in self._completed:
+            # KWOK's default pod-complete stage: a Job's Pods succeed once running
+            self._completed.add(md["uid"])
+            self._spawn(self._call(self.client.patch(path_for("", "v1", "pods", md["namespace"], md["name"], "status"),
+                                                     {"status": completed_status(obj)}, kind="merge")))
+            return
+        if phase in ("Running", "Succeeded", "Failed") or md["uid"] in self._seen_pods:
             return
         self._seen_pods.add(md["uid"])
         self._spawn(self._call(self.client.patch(path_for("", "v1", "pods", md["namespace"], md["name"], "status"),
@@ -136,6 +145,29 @@ def running_status(pod: dict, node: dict) -> dict:
                                    "state": {"running": {"startedAt": now}}, "lastState": {}}
                                   for c in spec.get("containers") or []],
             **({"qosClass": pod["status"]["qosClass"]} if (pod.get("status") or {}).get("qosClass") else {})}
+
+
+def _job_pod(pod: dict) -> bool:
+    return any(r.get("kind") == "Job" for r in pod["metadata"].get("ownerReferences") or [])
+
+
+def completed_status(pod: dict) -> dict:
+    now = now_rfc3339()
+    conds = [{"type": t, "status": "False" if t in ("Ready", "ContainersReady", "PodReadyToStartContainers") else "True",
+              "lastProbeTime": None, "lastTransitionTime": now,
+              **({"reason": "PodCompleted"} if t != "PodReadyToStartContainers" else {})}
+             for t in ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady")]
+    old = {c["type"]: c for c in (pod.get("status") or {}).get("conditions") or []}
+    if "PodScheduled" in old:
+        conds.append(old["PodScheduled"])
+    started = ((pod.get("status") or {}).get("startTime")) or now
+    return {"phase": "Succeeded", "conditions": conds,
+            "containerStatuses": [{"name": c["name"], "image": c.get("image", ""), "imageID": "", "ready": False,
+                                   "restartCount": 0, "started": False, "containerID": f"kwok://{c['name']}",
+                                   "state": {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": started,
+                                                            "finishedAt": now, "containerID": f"kwok://{c['name']}"}},
+                                   "lastState": {}}
+                                  for c in (pod.get("spec") or {}).get("containers") or []]}
 
 
 def fake_pod_ip(uid: str) -> str:

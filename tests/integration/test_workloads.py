@@ -397,3 +397,128 @@ def test_controllers_as_their_own_command(tmp_path):
             p.terminate()
             p.wait(10)
         c.stop()
+
+
+def job(name, completions=None, parallelism=None, extra=None, restart="Never"):
+    spec = {"template": {"spec": {"restartPolicy": restart, "containers": [{"name": "work", "image": "registry.k8s.io/pause:3.10"}]}}}
+    if completions is not None:
+        spec["completions"] = completions
+    if parallelism is not None:
+        spec["parallelism"] = parallelism
+    spec.update(extra or {})
+    return yaml.safe_dump({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name}, "spec": spec})
+
+
+def test_job_runs_to_completion_with_parallelism(wc):
+    """Simulated nodes complete a Job's Pods once running (KWOK's pod-complete stage)."""
+    wc.ok("apply", "-f", "-", input=job("five", 5, 2))
+    out = wc.kubectl("wait", "--for=condition=complete", "job/five", "--timeout=60s", timeout=90)
+    assert out.returncode == 0 and out.stdout.strip() == "job.batch/five condition met", out.stderr
+    j = get(wc, "job", "five")
+    uid = j["metadata"]["uid"]
+    assert j["spec"]["selector"] == {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
+    assert j["spec"]["template"]["metadata"]["labels"] == {"batch.kubernetes.io/controller-uid": uid, "batch.kubernetes.io/job-name": "five",
+                                                           "controller-uid": uid, "job-name": "five"}
+    assert (j["spec"]["backoffLimit"], j["spec"]["completionMode"], j["spec"]["suspend"], j["spec"]["podReplacementPolicy"]) == \
+        (6, "NonIndexed", False, "TerminatingOrFailed")
+    st = j["status"]
+    assert st["succeeded"] == 5 and "failed" not in st and st["uncountedTerminatedPods"] == {}
+    assert [c["type"] for c in st["conditions"]] == ["SuccessCriteriaMet", "Complete"]
+    assert all(c["reason"] == "CompletionsReached" and c["message"] == "Reached expected number of succeeded pods" for c in st["conditions"])
+    assert st["completionTime"] and st["startTime"]
+    pods = get(wc, "pods", "-l", "job-name=five")["items"]
+    assert len(pods) == 5 and all(p["status"]["phase"] == "Succeeded" for p in pods)
+    assert all("finalizers" not in p["metadata"] for p in pods), "the tracking finalizer is released once counted"
+    assert all(p["metadata"]["ownerReferences"][0]["kind"] == "Job" for p in pods)
+    table = wc.ok("get", "job", "five").split("\n")
+    assert table[0].split() == ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"]
+    assert table[1].split()[:3] == ["five", "Complete", "5/5"]
+    desc = wc.ok("describe", "job", "five")
+    assert "Pods Statuses:    0 Active (0 Ready) / 5 Succeeded / 0 Failed" in desc
+    assert "Completions:      5" in desc and "Parallelism:      2" in desc
+    events = json.loads(wc.ok("get", "events", "--field-selector", "involvedObject.name=five", "-o", "json"))["items"]
+    assert sum(1 for e in events if e["reason"] == "SuccessfulCreate") == 5
+    assert any(e["reason"] == "Completed" and e["message"] == "Job completed" for e in events)
+    wc.ok("delete", "job", "five")
+    wait(lambda: not get(wc, "pods", "-l", "job-name=five")["items"], what="the Job's Pods collected")
+
+
+def test_indexed_job_and_ttl_after_finished(wc):
+    wc.ok("apply", "-f", "-", input=job("idx", 3, 3, {"completionMode": "Indexed", "ttlSecondsAfterFinished": 2}))
+    assert wc.kubectl("wait", "--for=condition=complete", "job/idx", "--timeout=60s", timeout=90).returncode == 0
+    j = get(wc, "job", "idx")
+    assert j["status"]["completedIndexes"] == "0-2"
+    pods = get(wc, "pods", "-l", "job-name=idx")["items"]
+    assert sorted(p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"] for p in pods) == ["0", "1", "2"]
+    p0 = next(p for p in pods if p["metadata"]["labels"]["batch.kubernetes.io/job-completion-index"] == "0")
+    assert p0["spec"]["hostname"] == "idx-0" and p0["metadata"]["generateName"] == "idx-0-"
+    assert {"name": "JOB_COMPLETION_INDEX", "valueFrom": {"fieldRef": {"apiVersion": "v1",
+            "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}} in p0["spec"]["containers"][0]["env"]
+    # ttlSecondsAfterFinished: the Job and its Pods go 2 s after it completed
+    wait(lambda: wc.kubectl("get", "job", "idx").returncode != 0, timeout=30, what="the finished Job removed")
+    wait(lambda: not get(wc, "pods", "-l", "job-name=idx")["items"], what="its Pods removed")
+
+
+def test_job_validation_texts(wc):
+    r = wc.kubectl("apply", "-f", "-", input=job("always", restart="Always"))
+    assert 'The Job "always" is invalid: spec.template.spec.restartPolicy: Unsupported value: "Always": supported values: "OnFailure", "Never"' in r.stderr
+    r = wc.kubectl("apply", "-f", "-", input=job("noidx", extra={"completionMode": "Indexed"}, parallelism=2))
+    assert "spec.completions: Required value: when completion mode is Indexed" in r.stderr
+
+
+def test_suspended_job_creates_nothing_until_resumed(wc):
+    wc.ok("apply", "-f", "-", input=job("later", 2, 2, {"suspend": True}))
+    cond = wait(lambda: next((c for c in get(wc, "job", "later")["status"].get("conditions", []) if c["type"] == "Suspended"), None),
+                what="Suspended")
+    assert (cond["status"], cond["reason"], cond["message"]) == ("True", "JobSuspended", "Job suspended")
+    assert not get(wc, "pods", "-l", "job-name=later")["items"]
+    assert wc.ok("get", "job", "later").split("\n")[1].split()[1] == "Suspended"
+    wc.ok("patch", "job", "later", "--type=merge", "-p", '{"spec":{"suspend":false}}')
+    assert wc.kubectl("wait", "--for=condition=complete", "job/later", "--timeout=60s", timeout=90).returncode == 0
+    c = next(c for c in get(wc, "job", "later")["status"]["conditions"] if c["type"] == "Suspended")
+    assert (c["status"], c["reason"], c["message"]) == ("False", "JobResumed", "Job resumed")
+    wc.ok("delete", "job", "later")
+
+
+def test_daemonset_covers_nodes_with_its_handler(wc):
+    wc.ok("apply", "-f", "-", input="apiVersion: node.k8s.io/v1\nkind: RuntimeClass\nmetadata:\n  name: ds-gvisor\nhandler: runsc\n---\n"
+                                    "apiVersion: node.k8s.io/v1\nkind: RuntimeClass\nmetadata:\n  name: ds-fc\nhandler: kata-fc\n")
+
+    def ds(name, rc, image="registry.k8s.io/pause:3.9"):
+        return yaml.safe_dump({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": name},
+                               "spec": {"selector": {"matchLabels": {"app": name}},
+                                        "template": {"metadata": {"labels": {"app": name}},
+                                                     "spec": {"runtimeClassName": rc, "containers": [{"name": "agent", "image": image}]}}}})
+    wc.ok("apply", "-f", "-", input=ds("everywhere", "ds-gvisor"))
+    out = wc.kubectl("rollout", "status", "ds/everywhere", "--timeout=60s", timeout=90)
+    assert out.returncode == 0 and 'daemon set "everywhere" successfully rolled out' in out.stdout, out.stderr
+    d = get(wc, "ds", "everywhere")
+    assert (d["status"]["desiredNumberScheduled"], d["status"]["numberReady"], d["status"]["numberAvailable"]) == (4, 4, 4)
+    pods = get(wc, "pods", "-l", "app=everywhere")["items"]
+    assert sorted(p["spec"]["nodeName"] for p in pods) == [f"kwok-node-{i}" for i in range(4)]
+    for p in pods:
+        terms = p["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+        assert terms == [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": [p["spec"]["nodeName"]]}]}]
+        keys = {(t["key"], t["effect"]) for t in p["spec"]["tolerations"]}
+        assert ("node.kubernetes.io/unreachable", "NoExecute") in keys and ("node.kubernetes.io/unschedulable", "NoSchedule") in keys
+    table = wc.ok("get", "ds", "everywhere").split("\n")
+    assert table[0].split() == ["NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "NODE", "SELECTOR", "AGE"]
+    assert table[1].split()[:7] == ["everywhere", "4", "4", "4", "4", "4", "<none>"]
+    # a new template rolls out node by node, history in ControllerRevisions
+    wc.ok("set", "image", "ds/everywhere", "agent=registry.k8s.io/pause:3.10")
+    assert wc.kubectl("rollout", "status", "ds/everywhere", "--timeout=60s", timeout=90).returncode == 0
+    wait(lambda: sorted(p["spec"]["containers"][0]["image"] for p in get(wc, "pods", "-l", "app=everywhere")["items"]) ==
+         ["registry.k8s.io/pause:3.10"] * 4, what="every node on the new template")
+    hist = wc.ok("rollout", "history", "ds/everywhere")
+    assert [line.split()[0] for line in hist.strip().split("\n")[2:]] == ["1", "2"]
+    # a class whose handler no node has: nothing scheduled, and the DaemonSet says why
+    wc.ok("apply", "-f", "-", input=ds("nowhere", "ds-fc"))
+    wait(lambda: [e for e in json.loads(wc.ok("get", "events", "--field-selector", "involvedObject.name=nowhere", "-o", "json"))["items"]
+                  if e["reason"] == "FailedPlacement"], what="FailedPlacement")
+    ev = json.loads(wc.ok("get", "events", "--field-selector", "involvedObject.name=nowhere", "-o", "json"))["items"]
+    assert any(e["message"] == 'failed to place pod on "kwok-node-0": node(s) didn\'t have the runtime handler "kata-fc"' for e in ev)
+    assert get(wc, "ds", "nowhere")["status"]["desiredNumberScheduled"] == 0
+    assert not get(wc, "pods", "-l", "app=nowhere")["items"]
+    wc.ok("delete", "ds", "everywhere", "nowhere")
+    wait(lambda: not get(wc, "pods", "-l", "app=everywhere")["items"], what="daemon Pods collected")
+    assert not [cr for cr in get(wc, "controllerrevisions")["items"] if cr["metadata"]["name"].startswith("everywhere-")]

@@ -103,8 +103,8 @@ def test_propagation_finalizers():
 
 
 def test_controllers_flag_syntax():
-    assert enabled(["*"]) == ["deployment", "replicaset", "garbagecollector", "nodelifecycle"]
-    assert enabled(["*", "-garbagecollector"]) == ["deployment", "replicaset", "nodelifecycle"]
+    assert enabled(["*"]) == ["deployment", "replicaset", "daemonset", "job", "ttl-after-finished", "garbagecollector", "nodelifecycle"]
+    assert enabled(["*", "-garbagecollector", "-job"]) == ["deployment", "replicaset", "daemonset", "ttl-after-finished", "nodelifecycle"]
     assert enabled(["replicaset"]) == ["replicaset"]
     with pytest.raises(ValueError):
         enabled(["nope"])
