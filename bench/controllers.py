@@ -6,6 +6,8 @@ Measures
   create      a Deployment of --replicas (1,000) Pods: seconds until all are available
   rollout     `kubectl set image`-style template change: seconds until the rollout is complete
   scale-down  replicas to 0: seconds until every Pod is gone
+  job         a Job of --replicas completions, --job-parallelism at a time (simulated nodes complete a Job's
+              Pods once running, KWOK's pod-complete stage): seconds until Complete
 and the CPU seconds each process spent per Pod in each phase (from /proc/PID/stat). Upstream's
 kube-controller-manager is bound by its client QPS (20, burst 30): about 50 s for 1,000 Pods.
 Asserts nothing; prints figures."""
@@ -80,7 +82,25 @@ async def pods_gone(client: Client, timeout: float) -> float:
     raise TimeoutError("Pods still there")
 
 
-async def run(kubeconfig: str, replicas: int, pids: dict[str, int]) -> list[tuple[str, float, dict[str, float]]]:
+def job(completions: int, parallelism: int) -> dict:
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "bench"},
+            "spec": {"completions": completions, "parallelism": parallelism,
+                     "template": {"spec": {"restartPolicy": "Never",
+                                           "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}],
+                                           "containers": [{"name": "work", "image": "registry.k8s.io/pause:3.10"}]}}}}
+
+
+async def job_complete(client: Client, timeout: float) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        j = await client.get(path_for("batch", "v1", "jobs", "default", "bench"))
+        if any(c.get("type") == "Complete" for c in (j.get("status") or {}).get("conditions") or []):
+            return time.monotonic() - start
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"Job not complete: {j.get('status')}")
+
+
+async def run(kubeconfig: str, replicas: int, pids: dict[str, int], parallelism: int = 100) -> list[tuple[str, float, dict[str, float]]]:
     client = Client(Config.from_kubeconfig(kubeconfig), user_agent="bench-controllers")
     out = []
     try:
@@ -98,6 +118,8 @@ async def run(kubeconfig: str, replicas: int, pids: dict[str, int]) -> list[tupl
                     lambda: wait_for(client, done(replicas, 2), 300))
         await phase("scale-down", lambda: client.patch(dpath + "/bench", {"spec": {"replicas": 0}}, kind="merge"),
                     lambda: pods_gone(client, 300))
+        await phase("job", lambda: client.create(path_for("batch", "v1", "jobs", "default"), job(replicas, parallelism)),
+                    lambda: job_complete(client, 600))
     finally:
         await client.close()
     return out
@@ -107,6 +129,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--replicas", type=int, default=1000)
     ap.add_argument("--nodes", type=int, default=100)
+    ap.add_argument("--job-parallelism", type=int, default=100)
     args = ap.parse_args()
     d = tempfile.mkdtemp(prefix="bench-controllers-")
     port = free_port()
@@ -132,7 +155,8 @@ def main() -> int:
         time.sleep(3)   # leases won, informers synced
         print(f"bench/controllers: Deployment of {args.replicas} on {args.nodes} simulated nodes "
               f"(server + simulator, scheduler, controllers: three processes)")
-        results = asyncio.run(run(kc, args.replicas, {"server+simulator": up.pid, "scheduler": sched.pid, "controllers": ctrl.pid}))
+        results = asyncio.run(run(kc, args.replicas, {"server+simulator": up.pid, "scheduler": sched.pid, "controllers": ctrl.pid},
+                                  args.job_parallelism))
         print()
         print(f"{'phase':<11} {'seconds':>8} {'Pods/s':>8}   CPU ms per Pod: " + "  ".join(f"{k:>16}" for k in results[0][2]))
         for name, secs, cpu in results:
