@@ -115,6 +115,7 @@ async def main() -> None:
     await store.create("/registry/namespaces/bench", {"metadata": {"name": "bench", "labels": {
         "pod-security.kubernetes.io/enforce": "baseline", "pod-security.kubernetes.io/warn": "restricted"},
         "annotations": {"runtimeclass.kubeclass.io/default": "gvisor"}}})
+    await store.create("/registry/serviceaccounts/bench/default", {"metadata": {"name": "default", "namespace": "bench", "uid": "sa-uid"}})
     await store.create("/registry/runtimeclasses/gvisor", {"metadata": {"name": "gvisor"}, "handler": "runsc",
                                                            "overhead": {"podFixed": {"cpu": "50m", "memory": "64Mi"}},
                                                            "scheduling": {"nodeSelector": {"runtime.kubernetes.io/gvisor": "true"},

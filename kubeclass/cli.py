@@ -104,9 +104,11 @@ async def serve(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     kubelet_client = ensure_client_cert(p["pki"], "apiserver-kubelet-client", "kube-apiserver-kubelet-client", ["system:masters"])
+    from .server.satokens import TokenIssuer
+    issuer = TokenIssuer(os.path.join(p["pki"], "sa.key"), jwks_uri=f"{server_url}/openid/v1/jwks")
     api = APIServer(store, TokenFile(p["tokens"]), f"{host}:{args.port}", bookmark_interval=args.bookmark_interval, body_timeout=args.request_body_timeout,
                     toleration_seconds=(args.default_not_ready_toleration_seconds, args.default_unreachable_toleration_seconds),
-                    kubelet_client=kubelet_client)
+                    kubelet_client=kubelet_client, issuer=issuer)
     await api.start()
     server = HTTPSServer(api, args.bind, args.port, crt, key)
     loop = asyncio.get_running_loop()

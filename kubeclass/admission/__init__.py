@@ -63,9 +63,10 @@ def default_plugins(writer=None, toleration_seconds: tuple[int, int] = (300, 300
     from .priority import Priority
     from .resourcequota import ResourceQuota
     from .runtimeclass import RuntimeClass
-    # upstream order: LimitRanger, Priority, DefaultTolerationSeconds ... RuntimeClass ... PodSecurity ...
+    from .serviceaccount import ServiceAccount
+    # upstream order: LimitRanger, ServiceAccount, Priority, DefaultTolerationSeconds ... RuntimeClass ... PodSecurity ...
     # (validating webhooks: Kyverno, Gatekeeper) ... ResourceQuota (last)
-    return [LimitRanger(), Priority(), DefaultTolerationSeconds(*toleration_seconds), NamespaceDefaultRuntimeClass(),
+    return [LimitRanger(), ServiceAccount(), Priority(), DefaultTolerationSeconds(*toleration_seconds), NamespaceDefaultRuntimeClass(),
             RuntimeClass(), PodSecurity(), KyvernoPolicies(), GatekeeperConstraints(), ResourceQuota(writer)]
 
 

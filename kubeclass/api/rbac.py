@@ -115,10 +115,13 @@ DEFAULT_CLUSTER_ROLES = [
                                "verbs": ["create"]},
                               {"apiGroups": ["authentication.k8s.io"], "resources": ["selfsubjectreviews"], "verbs": ["create"]}]),
     _cr("system:public-info-viewer", [{"nonResourceURLs": ["/healthz", "/livez", "/readyz", "/version", "/version/"], "verbs": ["get"]}]),
+    _cr("system:service-account-issuer-discovery", [{"nonResourceURLs": ["/.well-known/openid-configuration", "/.well-known/openid-configuration/",
+                                                                         "/openid/v1/jwks", "/openid/v1/jwks/"], "verbs": ["get"]}]),
 ]
 DEFAULT_CLUSTER_ROLE_BINDINGS = [
     _crb("cluster-admin", "cluster-admin", [_group("system:masters")]),
     _crb("system:discovery", "system:discovery", [_group("system:authenticated")]),
     _crb("system:basic-user", "system:basic-user", [_group("system:authenticated")]),
     _crb("system:public-info-viewer", "system:public-info-viewer", [_group("system:authenticated"), _group("system:unauthenticated")]),
+    _crb("system:service-account-issuer-discovery", "system:service-account-issuer-discovery", [_group("system:serviceaccounts")]),
 ]

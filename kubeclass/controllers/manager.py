@@ -19,11 +19,14 @@ from .informers import Informers
 from .job import JobController
 from .node_lifecycle import NodeLifecycle
 from .replicaset import ReplicaSetController
+from .rootcacert import RootCACertPublisher
+from .serviceaccount import ServiceAccountController
 from .ttl_after_finished import TTLAfterFinished
 
 log = logging.getLogger("kubeclass.controllers")
 
-ALL = ["deployment", "replicaset", "daemonset", "job", "ttl-after-finished", "garbagecollector", "nodelifecycle"]
+ALL = ["deployment", "replicaset", "daemonset", "job", "ttl-after-finished", "serviceaccount", "root-ca-cert-publisher",
+       "garbagecollector", "nodelifecycle"]
 
 
 @dataclass
@@ -65,6 +68,10 @@ async def run_all(client: Client, opts: Options) -> None:
         tasks.append(JobController(client, informers).run())
     if "ttl-after-finished" in names:
         tasks.append(TTLAfterFinished(client, informers).run())
+    if "serviceaccount" in names:
+        tasks.append(ServiceAccountController(client, informers).run())
+    if "root-ca-cert-publisher" in names and client.config.ca_data:
+        tasks.append(RootCACertPublisher(client, informers, client.config.ca_data.decode()).run())
     if "garbagecollector" in names:
         gcol = GarbageCollector(client, informers)
         await gcol.discover()

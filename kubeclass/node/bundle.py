@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from urllib.parse import urlsplit
 
 from ..api import quantity
 
@@ -52,10 +53,22 @@ def expand(s: str, env: dict[str, str]) -> str:
     return _VAR.sub(lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)), s)
 
 
+def service_env(api_server_url: str) -> dict[str, str]:
+    """The `kubernetes` service's variables kubelet gives every container (KUBERNETES_SERVICE_HOST, ...), so
+    in-cluster clients find the API server; until Services exist (issue 18) they name the address the node
+    reaches the API server at (a hostNetwork Pod reaches it there)."""
+    u = urlsplit(api_server_url)
+    host, port = u.hostname or "", str(u.port or 443)
+    return {"KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": port, "KUBERNETES_SERVICE_PORT_HTTPS": port,
+            "KUBERNETES_PORT": f"tcp://{host}:{port}", f"KUBERNETES_PORT_{port}_TCP": f"tcp://{host}:{port}",
+            f"KUBERNETES_PORT_{port}_TCP_PROTO": "tcp", f"KUBERNETES_PORT_{port}_TCP_PORT": port,
+            f"KUBERNETES_PORT_{port}_TCP_ADDR": host}
+
+
 def environment(pod: dict, container: dict, image_config: dict, node_name: str, host_ip: str,
-                refs: dict | None = None) -> dict[str, str]:
-    """The container's environment: the image's, then envFrom, then env (later wins). `refs` holds the
-    ConfigMap / Secret values resolved beforehand (node.volumes.env_values)."""
+                refs: dict | None = None, services: dict | None = None) -> dict[str, str]:
+    """The container's environment: the image's, the services' variables, then envFrom, then env (later
+    wins). `refs` holds the ConfigMap / Secret values resolved beforehand (node.volumes.env_values)."""
     refs = refs or {}
     env: dict[str, str] = {}
     for item in (image_config.get("config") or {}).get("Env") or []:
@@ -63,6 +76,7 @@ def environment(pod: dict, container: dict, image_config: dict, node_name: str, 
         env[k] = v
     env.setdefault("PATH", DEFAULT_PATH)
     env["HOSTNAME"] = pod["metadata"]["name"]
+    env.update(services or {})
     for i, _ in enumerate(container.get("envFrom") or []):
         env.update(refs.get(("envFrom", str(i), "")) or {})
     for e in container.get("env") or []:

@@ -206,7 +206,7 @@ class PodWorker:
         if self.failed is None and not self.sandbox_ready:
             await self.start_sandbox()
         # one fetch per ConfigMap / Secret per sync, shared by the volumes and every container's env
-        self.sources = volumes.Sources(self.mgr.client, md.get("namespace", "default"))
+        self.sources = volumes.Sources(self.mgr.client, md.get("namespace", "default"), self.mgr.tokens)
         if self.failed is None and self.sandbox_ready and not self.sandbox_stopped and await self.mount_volumes():
             await self.sync_containers()
         phase = await self.post_status()
@@ -347,7 +347,8 @@ class PodWorker:
             lower = await asyncio.to_thread(self.mgr.images.rootfs, digest)
             rootfs = await asyncio.to_thread(mount_rootfs, lower, workdir)
             refs = await volumes.env_values(self.sources, c.spec)
-            env = bundle.environment(self.pod, c.spec, image_config, self.mgr.node_name, self.mgr.address, refs)
+            env = bundle.environment(self.pod, c.spec, image_config, self.mgr.node_name, self.mgr.address, refs,
+                                     bundle.service_env(self.mgr.client.config.server))
             mounts = self.etc_mounts() + self.volume_mounts(c)
             cfg = bundle.spec(self.pod, c.spec, image_config, rootfs, env=env, cgroups_path=f"{cgroups.pod_path(self.uid)}/{cid}",
                               mounts=mounts, **self.sandbox.container_options(c.name))
@@ -524,6 +525,7 @@ class PodWorker:
         """As kubelet, once the containers are gone: delete with grace 0 and the Pod's uid as precondition."""
         remove_pod_dir(self.dir)
         md = self.pod["metadata"]
+        self.mgr.tokens.forget(md.get("uid", ""))
         try:
             await self.mgr.client.delete(path_for("", "v1", "pods", md["namespace"], md["name"]),
                                          {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0,
@@ -659,6 +661,7 @@ class PodManager:
     def __init__(self, client: Client, node_name: str, table: HandlerTable, data_dir: str, address: str):
         self.client = client
         self.node_name = node_name
+        self.tokens = volumes.TokenCache()   # the Pods' service account tokens
         self.table = table
         self.data_dir = data_dir
         self.address = address

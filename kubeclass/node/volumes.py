@@ -14,6 +14,7 @@ import datetime
 import os
 import shutil
 import subprocess
+import time
 
 from ..client import ApiError, Client, path_for
 
@@ -25,11 +26,46 @@ class SourceError(Exception):
     """A referenced ConfigMap / Secret / key is missing; str() is kubelet's message."""
 
 
+class TokenCache:
+    """Service account tokens of the node's Pods (projected `serviceAccountToken` sources), requested through
+    TokenRequest bound to the Pod and asked again, as kubelet does, once 80 % of the requested lifetime has
+    passed or the token is a day old."""
+
+    def __init__(self):
+        self._tokens: dict[tuple, tuple[str, float, int]] = {}
+
+    async def get(self, client: Client, pod: dict, src: dict) -> str:
+        md, spec = pod["metadata"], pod.get("spec") or {}
+        sa = spec.get("serviceAccountName") or "default"
+        seconds = int(src.get("expirationSeconds") or 3600)
+        audiences = [src["audience"]] if src.get("audience") else []
+        key = (md.get("uid"), sa, tuple(audiences), seconds)
+        now = time.monotonic()
+        cur = self._tokens.get(key)
+        if cur is not None and now - cur[1] < min(0.8 * cur[2], 24 * 3600):
+            return cur[0]
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                "spec": {"audiences": audiences or None, "expirationSeconds": seconds,
+                         "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": md["name"], "uid": md.get("uid")}}}
+        try:
+            tr = await client.create(path_for("", "v1", "serviceaccounts", md.get("namespace"), sa) + "/token", body)
+        except ApiError as e:
+            raise SourceError(f'failed to fetch token: {e.body.get("message", e)}') from e
+        token = (tr.get("status") or {}).get("token") or ""
+        self._tokens[key] = (token, now, seconds)
+        return token
+
+    def forget(self, uid: str) -> None:
+        for k in [k for k in self._tokens if k[0] == uid]:
+            del self._tokens[k]
+
+
 class Sources:
     """The ConfigMaps and Secrets of one namespace, each fetched once per Sources object."""
 
-    def __init__(self, client: Client, namespace: str):
+    def __init__(self, client: Client, namespace: str, tokens: TokenCache | None = None):
         self.client, self.namespace = client, namespace
+        self.tokens = tokens or TokenCache()
         self._cache: dict[tuple[str, str], dict | None] = {}
 
     async def get(self, plural: str, name: str) -> dict | None:
@@ -111,6 +147,10 @@ async def volume_files(sources: Sources, volume: dict, pod: dict, field_value) -
                     files.update(await _object_files(sources, KINDS[kind], src[kind], default))
             if "downwardAPI" in src:
                 files.update(_downward_files(src["downwardAPI"].get("items") or [], default, field_value))
+            if "serviceAccountToken" in src:
+                tok = src["serviceAccountToken"]
+                files[tok.get("path") or "token"] = ((await sources.tokens.get(sources.client, pod, tok)).encode(),
+                                                     tok.get("mode", default) if isinstance(tok.get("mode"), int) else default)
         return files
     for kind in ("configMap", "secret"):
         if kind in volume:

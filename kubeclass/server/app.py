@@ -20,7 +20,7 @@ from ..api.errors import StatusError
 from ..store import Compacted, StoreFull
 from ..admission import Chain
 from ..api.rbac import RequestAttributes, forbidden_message
-from . import discovery, podlogs, protobuf, tables
+from . import discovery, podlogs, protobuf, satokens, tables
 from .auth import TokenFile, User
 from .authz import EscalationGuard, RBACAuthorizer, bootstrap
 from .constraint_kinds import ConstraintKinds
@@ -65,8 +65,10 @@ def _verb(method: str, name: str | None, sub: str | None, query: dict) -> str:
 class APIServer:
     def __init__(self, store, tokens: TokenFile, address: str = "127.0.0.1:6443", bookmark_interval: float = 60.0,
                  kubelet_client: tuple[str, str] | None = None, body_timeout: float = 60.0,
-                 toleration_seconds: tuple[int, int] = (300, 300)):
+                 toleration_seconds: tuple[int, int] = (300, 300), issuer=None):
         self.store = store
+        self.issuer = issuer   # service account tokens (satokens.TokenIssuer), when the server signs them
+        self.sa_auth = satokens.ServiceAccountAuthenticator(issuer, store) if issuer is not None else None
         self.body_timeout = body_timeout   # seconds a request body may take to arrive (a trickled body is refused)
         self.node_client = podlogs.NodeClient(*(kubelet_client or (None, None)))
         self.tokens = tokens
@@ -223,7 +225,7 @@ class APIServer:
             if path.startswith("/readyz") and not self.ready:
                 return Result(500, b"[-]ready failed: not started\nreadyz check failed", "text/plain; charset=utf-8")
             return Result(200, b"ok", "text/plain; charset=utf-8")
-        user = self.tokens.authenticate(headers.get("authorization"))
+        user = self._authenticate(headers.get("authorization"))
         if user is None:
             raise errors.unauthorized()
         if impersonate:
@@ -236,6 +238,10 @@ class APIServer:
             raise self.forbidden(attrs)
         if p == "/version":
             return Result(200, encode(discovery.VERSION))
+        if self.issuer is not None and p == "/.well-known/openid-configuration":
+            return Result(200, encode(self.issuer.openid_configuration()))
+        if self.issuer is not None and p == "/openid/v1/jwks":
+            return Result(200, encode(self.issuer.jwks()), "application/jwk-set+json")
         if p in ("/api", "/apis"):
             core = p == "/api"
             for ver, ct in (("v2", discovery.AGG_V2), ("v2beta1", discovery.AGG_V2BETA1)):
@@ -258,6 +264,15 @@ class APIServer:
             paths = ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/openapi/v2", "/openapi/v3", "/readyz", "/version"]
             return Result(200, encode({"paths": paths}))
         return await self._resource(method, route, attrs.verb, query, headers, body, accept, user, receive, send)
+
+    def _authenticate(self, header: str | None) -> User | None:
+        """A token from the token file, else a service account token we signed."""
+        user = self.tokens.authenticate(header)
+        if user is None and self.sa_auth is not None:
+            parts = (header or "").split(" ", 2)
+            if len(parts) >= 2 and parts[0].lower() == "bearer" and parts[1].isascii():
+                user = self.sa_auth.authenticate(parts[1].strip())
+        return user
 
     def _impersonate(self, user: User, headers: list[tuple[str, str]]) -> User:
         """The identity a request asks to run as (kubectl --as / --as-group / --as-uid), once the requester has
@@ -368,6 +383,11 @@ class APIServer:
             if method != "POST":
                 raise errors.method_not_allowed()
             return await rest.binding(ctx, res, self._decode_body(ctype, body))
+        if sub == "token":
+            if method != "POST" or self.issuer is None:
+                raise errors.method_not_allowed()
+            tr = satokens.token_request(self.issuer, self.store, ns or "", name, self._decode_body(ctype, body), ctx.dry_run)
+            return Result(201, encode(tr))
         if sub == "scale":
             if method == "PATCH":
                 return await rest.scale(ctx, res, ctype, body)

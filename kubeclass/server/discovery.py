@@ -21,7 +21,7 @@ def _verbs(r: registry.Resource) -> list[str]:
 
 def _sub_verbs(sub: str) -> list[str]:
     return {"status": ["get", "patch", "update"], "scale": ["get", "patch", "update"], "binding": ["create"],
-            "log": ["get"]}.get(sub, ["get"])
+            "log": ["get"], "token": ["create"]}.get(sub, ["get"])
 
 
 def _sub_kind(r: registry.Resource, sub: str) -> tuple[str, str, str]:
@@ -29,6 +29,8 @@ def _sub_kind(r: registry.Resource, sub: str) -> tuple[str, str, str]:
         return ("autoscaling", "v1", "Scale")
     if sub == "binding":
         return ("", "v1", "Binding")
+    if sub == "token":
+        return ("authentication.k8s.io", "v1", "TokenRequest")
     return (r.group, r.version, r.kind.kind)
 
 
@@ -45,7 +47,7 @@ def resource_list(group: str, version: str) -> dict:
         for sub in r.subresources:
             g, v, k = _sub_kind(r, sub)
             s = {"name": f"{r.plural}/{sub}", "singularName": "", "namespaced": r.namespaced, "kind": k, "verbs": _sub_verbs(sub)}
-            if sub == "scale":
+            if sub in ("scale", "token"):
                 s["group"], s["version"] = g, v
             items.append(s)
     for (g, v, plural), kind in registry.VIRTUAL.items():

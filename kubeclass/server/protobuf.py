@@ -101,6 +101,16 @@ M: dict[str, dict[int, tuple[str, str]]] = {
     "SelfSubjectRulesReview": {1: ("metadata", "ObjectMeta"), 2: ("spec", "SelfSubjectRulesReviewSpec"), 3: ("status", "skip")},
     "SelfSubjectRulesReviewSpec": {1: ("namespace", "string")},
     "SelfSubjectReview": {1: ("metadata", "ObjectMeta"), 2: ("status", "skip")},
+    # batch/v1 (kubectl create job), authentication/v1 TokenRequest (kubectl create token)
+    "Job": {1: ("metadata", "ObjectMeta"), 2: ("spec", "JobSpec"), 3: ("status", "skip")},
+    "JobSpec": {1: ("parallelism", "int"), 2: ("completions", "int"), 3: ("activeDeadlineSeconds", "int"), 4: ("selector", "LabelSelector"),
+                5: ("manualSelector", "bool"), 6: ("template", "PodTemplateSpec"), 7: ("backoffLimit", "int"),
+                8: ("ttlSecondsAfterFinished", "int"), 9: ("completionMode", "string"), 10: ("suspend", "bool"),
+                11: ("podFailurePolicy", "skip"), 12: ("backoffLimitPerIndex", "int"), 13: ("maxFailedIndexes", "int"),
+                14: ("podReplacementPolicy", "string"), 15: ("managedBy", "string"), 16: ("successPolicy", "skip")},
+    "TokenRequest": {1: ("metadata", "ObjectMeta"), 2: ("spec", "TokenRequestSpec"), 3: ("status", "skip")},
+    "TokenRequestSpec": {1: ("audiences", "[]string"), 3: ("boundObjectRef", "BoundObjectReference"), 4: ("expirationSeconds", "int")},
+    "BoundObjectReference": {1: ("kind", "string"), 2: ("apiVersion", "string"), 3: ("name", "string"), 4: ("uid", "string")},
     # scheduling/v1, coordination/v1
     "PriorityClass": {1: ("metadata", "ObjectMeta"), 2: ("value", "int"), 3: ("globalDefault", "bool"), 4: ("description", "string"),
                       5: ("preemptionPolicy", "string")},
@@ -108,7 +118,8 @@ M: dict[str, dict[int, tuple[str, str]]] = {
 M["ClusterRoleBinding"] = M["RoleBinding"]
 
 ROOTS = {"Namespace", "ResourceQuota", "ServiceAccount", "Secret", "ConfigMap", "Deployment", "Role", "ClusterRole", "RoleBinding",
-         "ClusterRoleBinding", "SelfSubjectAccessReview", "SelfSubjectRulesReview", "SelfSubjectReview", "PriorityClass"}
+         "ClusterRoleBinding", "SelfSubjectAccessReview", "SelfSubjectRulesReview", "SelfSubjectReview", "PriorityClass", "Job",
+         "TokenRequest"}
 # Fields Go writes even when zero and whose zero is meaningful in JSON.
 KEEP_ZERO = {"replicas", "containerPort", "value"}
 
