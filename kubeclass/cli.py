@@ -128,7 +128,8 @@ async def serve(args) -> int:
             server, functools.partial(run_scheduler, p["kubeconfig"], scheduler_options(args)), "kubeclass.scheduler")))
     if args.cmd == "up" and not args.no_controllers:
         components.append(loop.create_task(_after_server_start(
-            server, functools.partial(run_controllers, p["kubeconfig"], controller_options(args)), "kubeclass.controllers")))
+            server, functools.partial(run_controllers, p["kubeconfig"], controller_options(args)), "kubeclass.controllers"),
+            name="controllers"))
     if args.cmd == "up" and not args.no_simulator:
         components.append(loop.create_task(_after_server_start(
             server, functools.partial(run_simulator, p["kubeconfig"], args), "kubeclass.simulator")))
@@ -148,7 +149,10 @@ async def serve(args) -> int:
             t.cancel()
         if components:
             # let them finish their clean-up (the node powers its idle pooled VMs off) while the store is open
-            await asyncio.wait(components, timeout=15)
+            _, pending = await asyncio.wait(components, timeout=15)
+            for t in pending:
+                logging.getLogger("kubeclass").warning("component %s did not stop within 15 s: %s", t.get_name(),
+                                                       "".join(t.get_stack(limit=3) and [str(f) for f in t.get_stack(limit=3)]))
         compactor.cancel()
         await store.close()
     print("kubeclass stopped", flush=True)

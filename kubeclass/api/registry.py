@@ -6,7 +6,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import configdata, gatekeeper, jobs, kinds, kyverno, meta, pod, runtimeclass, schema, workloads
+from . import configdata, cronjobs, gatekeeper, jobs, kinds, kyverno, meta, pod, runtimeclass, schema, workloads
 from .errors import FieldError
 
 ALL_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
@@ -186,6 +186,16 @@ JOB = Kind("Job", jobs.validate, jobs.validate_update, defaults=jobs.defaults, p
                     _col("Images", "Images referenced by each container in the template.", priority=1),
                     _col("Selector", _doc("io.k8s.api.batch.v1.JobSpec", "selector"), priority=1)],
            row=jobs.row, has_status=True, generation=True)
+CRONJOB = Kind("CronJob", cronjobs.validate, cronjobs.validate_update, defaults=cronjobs.defaults, prepare_create=cronjobs.prepare_create,
+               columns=[NAME_COL, _col("Schedule", _doc("io.k8s.api.batch.v1.CronJobSpec", "schedule")),
+                        _col("Timezone", _doc("io.k8s.api.batch.v1.CronJobSpec", "timeZone")),
+                        _col("Suspend", _doc("io.k8s.api.batch.v1.CronJobSpec", "suspend"), typ="boolean"),
+                        _col("Active", _doc("io.k8s.api.batch.v1.CronJobStatus", "active"), typ="integer"),
+                        _col("Last Schedule", _doc("io.k8s.api.batch.v1.CronJobStatus", "lastScheduleTime")), AGE_COL,
+                        _col("Containers", "Names of each container in the template.", priority=1),
+                        _col("Images", "Images referenced by each container in the template.", priority=1),
+                        _col("Selector", _doc("io.k8s.api.batch.v1.JobSpec", "selector"), priority=1)],
+               row=cronjobs.row, has_status=True, generation=True)
 DAEMONSET = Kind("DaemonSet", workloads.daemonset_validate, workloads.daemonset_validate_update, defaults=workloads.daemonset_defaults,
                  prepare_create=workloads.daemonset_prepare_create,
                  columns=[NAME_COL, _col("Desired", _doc("io.k8s.api.apps.v1.DaemonSetStatus", "desiredNumberScheduled")),
@@ -262,6 +272,7 @@ RESOURCES: list[Resource] = [
     Resource("apps", "v1", "replicasets", "replicaset", True, REPLICASET, "io.k8s.api.apps.v1.ReplicaSet", ["rs"], ["all"], subresources=["status", "scale"]),
     Resource("apps", "v1", "daemonsets", "daemonset", True, DAEMONSET, "io.k8s.api.apps.v1.DaemonSet", ["ds"], ["all"], subresources=["status"]),
     Resource("apps", "v1", "controllerrevisions", "controllerrevision", True, CONTROLLERREVISION, "io.k8s.api.apps.v1.ControllerRevision"),
+    Resource("batch", "v1", "cronjobs", "cronjob", True, CRONJOB, "io.k8s.api.batch.v1.CronJob", ["cj"], ["all"], subresources=["status"]),
     Resource("batch", "v1", "jobs", "job", True, JOB, "io.k8s.api.batch.v1.Job", [], ["all"], subresources=["status"]),
     Resource("rbac.authorization.k8s.io", "v1", "roles", "role", True, ROLE, "io.k8s.api.rbac.v1.Role"),
     Resource("rbac.authorization.k8s.io", "v1", "clusterroles", "clusterrole", False, CLUSTERROLE, "io.k8s.api.rbac.v1.ClusterRole"),

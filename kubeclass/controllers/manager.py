@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from ..client import Client, Config
 from ..leaderelection import LeaderElector
+from .cronjob import CronJobController
 from .daemonset import DaemonSetController
 from .deployment import DeploymentController
 from .garbagecollector import GarbageCollector
@@ -25,7 +26,7 @@ from .ttl_after_finished import TTLAfterFinished
 
 log = logging.getLogger("kubeclass.controllers")
 
-ALL = ["deployment", "replicaset", "daemonset", "job", "ttl-after-finished", "serviceaccount", "root-ca-cert-publisher",
+ALL = ["deployment", "replicaset", "daemonset", "job", "cronjob", "ttl-after-finished", "serviceaccount", "root-ca-cert-publisher",
        "garbagecollector", "nodelifecycle"]
 
 
@@ -66,6 +67,8 @@ async def run_all(client: Client, opts: Options) -> None:
         tasks.append(DaemonSetController(client, informers).run())
     if "job" in names:
         tasks.append(JobController(client, informers).run())
+    if "cronjob" in names:
+        tasks.append(CronJobController(client, informers).run())
     if "ttl-after-finished" in names:
         tasks.append(TTLAfterFinished(client, informers).run())
     if "serviceaccount" in names:

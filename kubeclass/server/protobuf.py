@@ -62,7 +62,10 @@ M: dict[str, dict[int, tuple[str, str]]] = {
                 11: ("hostNetwork", "bool"), 12: ("hostPID", "bool"), 13: ("hostIPC", "bool"), 20: ("initContainers", "[]Container"),
                 14: ("securityContext", "skip"), 15: ("imagePullSecrets", "[]LocalObjectReference"), 16: ("hostname", "string"),
                 17: ("subdomain", "string"), 19: ("schedulerName", "string"), 22: ("tolerations", "[]Toleration"),
-                24: ("priorityClassName", "string"), 29: ("runtimeClassName", "string")},
+                21: ("automountServiceAccountToken", "bool"), 24: ("priorityClassName", "string"), 25: ("priority", "int"),
+                27: ("shareProcessNamespace", "bool"), 29: ("runtimeClassName", "string"), 30: ("enableServiceLinks", "bool"),
+                31: ("preemptionPolicy", "string"), 32: ("overhead", "map:Quantity"), 35: ("setHostnameAsFQDN", "bool"),
+                37: ("hostUsers", "bool")},
     "Toleration": {1: ("key", "string"), 2: ("operator", "string"), 3: ("value", "string"), 4: ("effect", "string"),
                    5: ("tolerationSeconds", "int")},
     "Container": {1: ("name", "string"), 2: ("image", "string"), 3: ("command", "[]string"), 4: ("args", "[]string"),
@@ -108,6 +111,11 @@ M: dict[str, dict[int, tuple[str, str]]] = {
                 8: ("ttlSecondsAfterFinished", "int"), 9: ("completionMode", "string"), 10: ("suspend", "bool"),
                 11: ("podFailurePolicy", "skip"), 12: ("backoffLimitPerIndex", "int"), 13: ("maxFailedIndexes", "int"),
                 14: ("podReplacementPolicy", "string"), 15: ("managedBy", "string"), 16: ("successPolicy", "skip")},
+    "CronJob": {1: ("metadata", "ObjectMeta"), 2: ("spec", "CronJobSpec"), 3: ("status", "skip")},
+    "CronJobSpec": {1: ("schedule", "string"), 2: ("startingDeadlineSeconds", "int"), 3: ("concurrencyPolicy", "string"),
+                    4: ("suspend", "bool"), 5: ("jobTemplate", "JobTemplateSpec"), 6: ("successfulJobsHistoryLimit", "int"),
+                    7: ("failedJobsHistoryLimit", "int"), 8: ("timeZone", "string")},
+    "JobTemplateSpec": {1: ("metadata", "ObjectMeta"), 2: ("spec", "JobSpec")},
     "TokenRequest": {1: ("metadata", "ObjectMeta"), 2: ("spec", "TokenRequestSpec"), 3: ("status", "skip")},
     "TokenRequestSpec": {1: ("audiences", "[]string"), 3: ("boundObjectRef", "BoundObjectReference"), 4: ("expirationSeconds", "int")},
     "BoundObjectReference": {1: ("kind", "string"), 2: ("apiVersion", "string"), 3: ("name", "string"), 4: ("uid", "string")},
@@ -119,7 +127,7 @@ M["ClusterRoleBinding"] = M["RoleBinding"]
 
 ROOTS = {"Namespace", "ResourceQuota", "ServiceAccount", "Secret", "ConfigMap", "Deployment", "Role", "ClusterRole", "RoleBinding",
          "ClusterRoleBinding", "SelfSubjectAccessReview", "SelfSubjectRulesReview", "SelfSubjectReview", "PriorityClass", "Job",
-         "TokenRequest"}
+         "CronJob", "TokenRequest"}
 # Fields Go writes even when zero and whose zero is meaningful in JSON.
 KEEP_ZERO = {"replicas", "containerPort", "value"}
 

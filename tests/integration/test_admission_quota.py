@@ -99,7 +99,8 @@ def test_object_counts_for_other_kinds(cluster):
     """count/<resource>[.<group>] quotas (upstream's generic object-count evaluator) for kinds other than Pods."""
     cluster.ok("create", "namespace", "q-count")
     try:
-        cluster.ok("create", "quota", "objects", "--hard=count/deployments.apps=1,count/serviceaccounts=2", "-n", "q-count")
+        # the namespace's `default` ServiceAccount (made by the controller manager) counts, as upstream
+        cluster.ok("create", "quota", "objects", "--hard=count/deployments.apps=1,count/serviceaccounts=3", "-n", "q-count")
         cluster.ok("create", "deployment", "one", "--image=busybox", "-n", "q-count")
         cp = cluster.kubectl("create", "deployment", "two", "--image=busybox", "-n", "q-count")
         assert cp.returncode == 1
@@ -107,7 +108,7 @@ def test_object_counts_for_other_kinds(cluster):
                                      "requested: count/deployments.apps=1, used: count/deployments.apps=1, limited: count/deployments.apps=1")
         cluster.ok("create", "serviceaccount", "a", "-n", "q-count")
         used = quota_used(cluster, "q-count", "objects")
-        assert used == {"count/deployments.apps": "1", "count/serviceaccounts": "1"}
+        assert used == {"count/deployments.apps": "1", "count/serviceaccounts": "2"}
         # deleting frees the count (the status refresher recounts)
         cluster.ok("delete", "deployment", "one", "-n", "q-count")
         deadline = time.time() + 10

@@ -103,10 +103,10 @@ def test_propagation_finalizers():
 
 
 def test_controllers_flag_syntax():
-    assert enabled(["*"]) == ["deployment", "replicaset", "daemonset", "job", "ttl-after-finished", "serviceaccount",
+    assert enabled(["*"]) == ["deployment", "replicaset", "daemonset", "job", "cronjob", "ttl-after-finished", "serviceaccount",
                               "root-ca-cert-publisher", "garbagecollector", "nodelifecycle"]
     assert enabled(["*", "-garbagecollector", "-job", "-serviceaccount"]) == \
-        ["deployment", "replicaset", "daemonset", "ttl-after-finished", "root-ca-cert-publisher", "nodelifecycle"]
+        ["deployment", "replicaset", "daemonset", "cronjob", "ttl-after-finished", "root-ca-cert-publisher", "nodelifecycle"]
     assert enabled(["replicaset"]) == ["replicaset"]
     with pytest.raises(ValueError):
         enabled(["nope"])
