@@ -98,6 +98,22 @@ def validate(job: dict) -> list[FieldError]:
         errs.append(not_supported("spec.template.spec.restartPolicy", rp, JOB_RESTART_POLICIES))
     if tspec.get("activeDeadlineSeconds") is not None:
         errs.append(forbidden("spec.template.spec.activeDeadlineSeconds", "activeDeadlineSeconds in Job is not Supported"))
+    pfp = spec.get("podFailurePolicy")
+    if pfp is not None:
+        if rp and rp != "Never" and rp in JOB_RESTART_POLICIES:
+            errs.append(not_supported("spec.template.spec.restartPolicy", rp, ["Never"]))
+        for i, rule in enumerate(pfp.get("rules") or []):
+            act = rule.get("action", "")
+            if act not in ("FailJob", "FailIndex", "Ignore", "Count"):
+                errs.append(not_supported(f"spec.podFailurePolicy.rules[{i}].action", act, ["Count", "FailIndex", "FailJob", "Ignore"]))
+            if bool(rule.get("onExitCodes")) == bool(rule.get("onPodConditions")):
+                errs.append(invalid(f"spec.podFailurePolicy.rules[{i}]", "", "specifying one of OnExitCodes and OnPodConditions is required"))
+            oec = rule.get("onExitCodes") or {}
+            if oec and oec.get("operator") not in ("In", "NotIn"):
+                errs.append(not_supported(f"spec.podFailurePolicy.rules[{i}].onExitCodes.operator", oec.get("operator", ""), ["In", "NotIn"]))
+            if oec.get("operator") == "In" and 0 in (oec.get("values") or []):
+                errs.append(invalid(f"spec.podFailurePolicy.rules[{i}].onExitCodes.values[{(oec.get('values') or []).index(0)}]", 0,
+                                    "must not be 0 for the In operator"))
     sel = spec.get("selector")
     if sel is not None:
         from .selectors import LabelSelector
@@ -241,3 +257,31 @@ def pod_finish_time(p: dict) -> datetime.datetime | None:
         if t is not None and (latest is None or t > latest):
             latest = t
     return latest
+
+
+def pod_failure_action(policy: dict | None, p: dict) -> tuple[str, str]:
+    """The podFailurePolicy action for a failed Pod — FailJob, Ignore or Count (upstream's
+    matchPodFailurePolicy: rules in order, exit codes of containers that ended non-zero, Pod conditions) —
+    and, for FailJob, the condition message upstream writes."""
+    if not policy:
+        return "Count", ""
+    md, st = p["metadata"], p.get("status") or {}
+    statuses = (st.get("initContainerStatuses") or []) + (st.get("containerStatuses") or [])
+    for i, rule in enumerate(policy.get("rules") or []):
+        action = rule.get("action", "")
+        oec = rule.get("onExitCodes")
+        if oec:
+            for cs in statuses:
+                term = (cs.get("state") or {}).get("terminated") or {}
+                code = term.get("exitCode")
+                if code in (None, 0) or (oec.get("containerName") and oec["containerName"] != cs.get("name")):
+                    continue
+                inside = code in (oec.get("values") or [])
+                if (oec.get("operator") == "In") == inside:
+                    return action, (f"Container {cs.get('name')} for pod {md.get('namespace')}/{md.get('name')} failed with exit code "
+                                    f"{code} matching {action} rule at index {i}")
+        for pc in rule.get("onPodConditions") or []:
+            for c in st.get("conditions") or []:
+                if c.get("type") == pc.get("type") and c.get("status") == pc.get("status", "True"):
+                    return action, f"Pod {md.get('namespace')}/{md.get('name')} has condition {pc.get('type')} matching {action} rule at index {i}"
+    return "Count", ""

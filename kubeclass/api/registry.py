@@ -258,7 +258,7 @@ RESOURCES: list[Resource] = [
     Resource("node.k8s.io", "v1alpha1", "runtimeclasses", "runtimeclass", False, RUNTIMECLASS, "io.k8s.api.node.v1alpha1.RuntimeClass",
              storage_version="v1", to_storage=runtimeclass.to_storage, from_storage=runtimeclass.from_storage),
     Resource("", "v1", "namespaces", "namespace", False, NAMESPACE, "io.k8s.api.core.v1.Namespace", ["ns"],
-             verbs=["create", "delete", "get", "list", "patch", "update", "watch"], subresources=["status"]),
+             verbs=["create", "delete", "get", "list", "patch", "update", "watch"], subresources=["finalize", "status"]),
     Resource("", "v1", "nodes", "node", False, NODE, "io.k8s.api.core.v1.Node", ["no"], subresources=["status"]),
     Resource("", "v1", "pods", "pod", True, POD, "io.k8s.api.core.v1.Pod", ["po"], ["all"], subresources=["status", "binding", "log"]),
     Resource("", "v1", "events", "event", True, EVENT, "io.k8s.api.core.v1.Event", ["ev"]),

@@ -117,6 +117,8 @@ class JobController:
         # a Pod being deleted counts as failed (upstream's isPodFailed with podReplacementPolicy
         # TerminatingOrFailed), unless the Job met its success criteria and removes its leftovers itself
         cleaning_up = jobs.condition(status, "SuccessCriteriaMet") is not None
+        policy_failure: tuple[str, str] | None = None
+        ignored: list[dict] = []
         for p in holding:
             uid, t = p["metadata"]["uid"], _terminal(p)
             if uid in unc_s or uid in unc_f:
@@ -125,7 +127,13 @@ class JobController:
                 unc_s.append(uid)
             elif t == "Failed" or (p["metadata"].get("deletionTimestamp") and spec.get("podReplacementPolicy") != "Failed"
                                    and not cleaning_up):
+                action, why = jobs.pod_failure_action(spec.get("podFailurePolicy"), p) if t == "Failed" else ("Count", "")
+                if action == "Ignore":
+                    ignored.append(p)   # neither counted nor charged to backoffLimit
+                    continue
                 unc_f.append(uid)
+                if action == "FailJob" and policy_failure is None:
+                    policy_failure = ("PodFailurePolicy", why)
 
         # those whose finalizer is gone (or the Pod itself) move into the counts
         done_s = [u for u in unc_s if u not in by_uid or jobs.TRACKING_FINALIZER not in (by_uid[u]["metadata"].get("finalizers") or [])]
@@ -158,7 +166,7 @@ class JobController:
             elif jobs.condition(status, "SuccessCriteriaMet"):
                 success = True
             else:
-                failure = self._failure(job, status, active, failed, now)
+                failure = policy_failure or self._failure(job, status, active, failed, now)
                 if failure is None:
                     if indexed:
                         success = len(completed_ix) >= (spec.get("completions") or 0)
@@ -212,7 +220,7 @@ class JobController:
             res = await self.client.update(path_for("batch", "v1", "jobs", md["namespace"], md["name"], "status"), {**job, "status": status})
             job = res
         # after the uids are saved, the Pods may let go of their finalizer
-        release = [by_uid[u] for u in unc_s + unc_f if u in by_uid]
+        release = [by_uid[u] for u in unc_s + unc_f if u in by_uid] + ignored
         if cleaning_up or jobs.finished(job):
             release += [p for p in holding if p["metadata"].get("deletionTimestamp") and p not in release]
         await asyncio.gather(*(self._remove_finalizer(p) for p in release))

@@ -18,6 +18,7 @@ from .deployment import DeploymentController
 from .garbagecollector import GarbageCollector
 from .informers import Informers
 from .job import JobController
+from .namespace import NamespaceController
 from .node_lifecycle import NodeLifecycle
 from .replicaset import ReplicaSetController
 from .rootcacert import RootCACertPublisher
@@ -27,7 +28,7 @@ from .ttl_after_finished import TTLAfterFinished
 log = logging.getLogger("kubeclass.controllers")
 
 ALL = ["deployment", "replicaset", "daemonset", "job", "cronjob", "ttl-after-finished", "serviceaccount", "root-ca-cert-publisher",
-       "garbagecollector", "nodelifecycle"]
+       "namespace", "garbagecollector", "nodelifecycle"]
 
 
 @dataclass
@@ -75,6 +76,8 @@ async def run_all(client: Client, opts: Options) -> None:
         tasks.append(ServiceAccountController(client, informers).run())
     if "root-ca-cert-publisher" in names and client.config.ca_data:
         tasks.append(RootCACertPublisher(client, informers, client.config.ca_data.decode()).run())
+    if "namespace" in names:
+        tasks.append(NamespaceController(client, informers).run())
     if "garbagecollector" in names:
         gcol = GarbageCollector(client, informers)
         await gcol.discover()

@@ -78,7 +78,6 @@ class APIServer:
         self.quota_status = QuotaStatus(store, locks)
         self.rest = REST(store, Chain(writer=self.quota_status, toleration_seconds=toleration_seconds), locks)
         self.rest.guard = EscalationGuard(self.authorizer)
-        self.rest.after_delete_marked = self._after_delete_marked  # type: ignore[method-assign]
         self.rest.committed = self._committed  # type: ignore[method-assign]
         self.constraint_kinds = ConstraintKinds(store)
         self.bookmark_interval = bookmark_interval
@@ -98,10 +97,6 @@ class APIServer:
         await bootstrap(self.rest, registry)
         await self.constraint_kinds.sync()
         self._spawn(self.quota_status.run())
-        # resume namespace cleanups interrupted by a restart
-        for _, e in self.store.list("/registry/namespaces/")[0]:
-            if e.obj["metadata"].get("deletionTimestamp"):
-                self._spawn(self._finalize_namespace(e.obj["metadata"]["name"]))
         self.ready = True
 
     def _spawn(self, coro) -> None:
@@ -112,28 +107,6 @@ class APIServer:
     async def _committed(self, res: registry.Resource, obj: dict, deleted: bool) -> None:
         if res.group == "templates.gatekeeper.sh":
             await self.constraint_kinds.sync()
-
-    async def _after_delete_marked(self, res: registry.Resource, obj: dict) -> None:
-        if res.kind.kind == "Namespace":
-            self._spawn(self._finalize_namespace(obj["metadata"]["name"]))
-
-    async def _finalize_namespace(self, ns: str) -> None:
-        """The namespace controller's job: delete the content, then the namespace itself."""
-        try:
-            for r in registry.RESOURCES:
-                if not r.namespaced or r.version != (r.storage_version or r.version):
-                    continue
-                for key, e in self.store.list(r.key_prefix(ns))[0]:
-                    try:
-                        await self.store.delete(key)
-                    except Exception:
-                        pass
-            key = f"/registry/namespaces/{ns}"
-            e = self.store.get(key)
-            if e is not None:
-                await self.store.delete(key)
-        except Exception:
-            log.exception("namespace %s cleanup failed", ns)
 
     # ------------------------------------------------------------------ ASGI
     async def __call__(self, scope, receive, send) -> None:
@@ -383,6 +356,10 @@ class APIServer:
             if method != "POST":
                 raise errors.method_not_allowed()
             return await rest.binding(ctx, res, self._decode_body(ctype, body))
+        if sub == "finalize":
+            if method != "PUT":
+                raise errors.method_not_allowed()
+            return await rest.finalize(ctx, res, self._decode_body(ctype, body))
         if sub == "token":
             if method != "POST" or self.issuer is None:
                 raise errors.method_not_allowed()

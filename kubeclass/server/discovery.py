@@ -21,7 +21,7 @@ def _verbs(r: registry.Resource) -> list[str]:
 
 def _sub_verbs(sub: str) -> list[str]:
     return {"status": ["get", "patch", "update"], "scale": ["get", "patch", "update"], "binding": ["create"],
-            "log": ["get"], "token": ["create"]}.get(sub, ["get"])
+            "log": ["get"], "token": ["create"], "finalize": ["update"]}.get(sub, ["get"])
 
 
 def _sub_kind(r: registry.Resource, sub: str) -> tuple[str, str, str]:

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from ..admission import Attributes, Chain
-from ..api import errors, gc, limits, meta, params, patch as patchlib, registry, schema
+from ..api import errors, gc, limits, meta, names, params, patch as patchlib, registry, schema
 from ..api.errors import StatusError
 from ..api.params import parse_bool
 from ..api.registry import Resource
@@ -382,7 +382,8 @@ class REST:
             return self.respond(ctx, res, 200, new)
         key = res.key(ctx.namespace, ctx.name or "")
         if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers") and \
-                not (res.kind.kind == "Pod" and old["metadata"].get("deletionTimestamp") and new["metadata"].get("deletionGracePeriodSeconds")):
+                not (res.kind.kind == "Pod" and old["metadata"].get("deletionTimestamp") and new["metadata"].get("deletionGracePeriodSeconds")) and \
+                not (res.kind.kind == "Namespace" and (new.get("spec") or {}).get("finalizers")):
             try:
                 ent = await self.store.delete(key, expected)
             except RevisionConflict:
@@ -562,7 +563,6 @@ class REST:
                     ent = await self.store.update(key, obj, cur.rev)
                 except RevisionConflict:
                     raise errors.conflict(res.plural, res.group, md["name"], errors.MODIFIED)
-                await self.after_delete_marked(res, ent.obj)
                 return self.respond(ctx, res, 200, ent.obj)
             return self.respond(ctx, res, 200, cur.obj)
         if ctx.dry_run:
@@ -581,7 +581,8 @@ class REST:
 
     def _grace_period(self, res: Resource, obj: dict, opts: dict) -> int | None:
         if res.kind.kind == "Namespace":
-            return 0  # always through termination: the content goes first
+            # through termination while the `kubernetes` finalizer asks the namespace controller to empty it first
+            return 0 if (obj.get("spec") or {}).get("finalizers") else None
         if res.kind.kind != "Pod":
             return None
         spec, st = obj.get("spec") or {}, obj.get("status") or {}
@@ -592,8 +593,38 @@ class REST:
             g = spec.get("terminationGracePeriodSeconds", 30)
         return None if g == 0 else max(int(g), 1)
 
-    async def after_delete_marked(self, res: Resource, obj: dict) -> None:
-        """Hook: a namespace marked for deletion starts its cleanup (set by the server)."""
+    async def finalize(self, ctx: Context, res: Resource, body: Any) -> Result:
+        """PUT namespaces/NAME/finalize: only spec.finalizers changes; a namespace being deleted whose
+        finalizers are all gone is removed (what the namespace controller does last)."""
+        if not isinstance(body, dict):
+            raise errors.bad_request("the body must be a Namespace")
+        fins = (body.get("spec") or {}).get("finalizers") or []
+        if not isinstance(fins, list) or not all(isinstance(f, str) for f in fins):
+            raise errors.bad_request("spec.finalizers must be a list of strings")
+        errs = [errors.invalid(f"spec.finalizers[{i}]", f, m) for i, f in enumerate(fins)
+                for m in names.qualified_name(f) if f != "kubernetes"]
+        if errs:
+            raise errors.invalid_object("Namespace", "", ctx.name or "", errs)
+        cur = self._get_entry(res, None, ctx.name or "")
+        rv = (body.get("metadata") or {}).get("resourceVersion")
+        if rv and _parse_rv(rv) != cur.rev:
+            raise errors.conflict(res.plural, res.group, ctx.name or "", errors.MODIFIED)
+        obj = cur.copy()
+        obj.setdefault("spec", {})["finalizers"] = fins
+        if not fins:
+            obj["spec"].pop("finalizers")
+        key = res.key(None, ctx.name or "")
+        if ctx.dry_run:
+            return self.respond(ctx, res, 200, obj)
+        try:
+            if obj["metadata"].get("deletionTimestamp") and not fins and not obj["metadata"].get("finalizers"):
+                ent = await self.store.delete(key, cur.rev)
+                await self.committed(res, ent.obj, True)
+                return self.respond(ctx, res, 200, obj)
+            ent = await self.store.update(key, obj, cur.rev)
+        except (RevisionConflict, KeyNotFound):
+            raise errors.conflict(res.plural, res.group, ctx.name or "", errors.MODIFIED)
+        return self.respond_entry(ctx, res, 200, ent)
 
     async def committed(self, res: Resource, obj: dict, deleted: bool) -> None:
         """Hook: an object was stored or removed (set by the server: constraint kinds follow templates)."""

@@ -64,3 +64,17 @@ def test_failing_job_stops_at_its_backoff_limit(nc):
     events = [e for e in json.loads(nc.ok("get", "events", "--field-selector", "involvedObject.name=doomed", "-o", "json"))["items"]]
     assert any(e["reason"] == "BackoffLimitExceeded" and e["type"] == "Warning" for e in events)
     nc.ok("delete", "job", "doomed")
+
+
+def test_pod_failure_policy_fails_the_job_at_once(nc):
+    """A FailJob rule on exit code 42: the first failure ends the Job (no retry, no back-off)."""
+    doc = yaml.safe_load(job("fatal", "exit 42", backoffLimit=6))
+    doc["spec"]["podFailurePolicy"] = {"rules": [{"action": "FailJob", "onExitCodes": {"containerName": "work", "operator": "In", "values": [42]}}]}
+    nc.ok("apply", "-f", "-", input=yaml.safe_dump(doc))
+    cond = wait_for(lambda: next((c for c in json.loads(nc.ok("get", "job", "fatal", "-o", "json"))["status"].get("conditions", [])
+                                  if c["type"] == "Failed"), None), 60, what="the Job failed")
+    pod = json.loads(nc.ok("get", "pods", "-l", "job-name=fatal", "-o", "json"))["items"]
+    assert len(pod) == 1
+    assert (cond["reason"], cond["message"]) == (
+        "PodFailurePolicy", f"Container work for pod default/{pod[0]['metadata']['name']} failed with exit code 42 matching FailJob rule at index 0")
+    nc.ok("delete", "job", "fatal")

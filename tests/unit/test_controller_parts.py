@@ -104,9 +104,27 @@ def test_propagation_finalizers():
 
 def test_controllers_flag_syntax():
     assert enabled(["*"]) == ["deployment", "replicaset", "daemonset", "job", "cronjob", "ttl-after-finished", "serviceaccount",
-                              "root-ca-cert-publisher", "garbagecollector", "nodelifecycle"]
+                              "root-ca-cert-publisher", "namespace", "garbagecollector", "nodelifecycle"]
     assert enabled(["*", "-garbagecollector", "-job", "-serviceaccount"]) == \
-        ["deployment", "replicaset", "daemonset", "cronjob", "ttl-after-finished", "root-ca-cert-publisher", "nodelifecycle"]
+        ["deployment", "replicaset", "daemonset", "cronjob", "ttl-after-finished", "root-ca-cert-publisher", "namespace", "nodelifecycle"]
     assert enabled(["replicaset"]) == ["replicaset"]
     with pytest.raises(ValueError):
         enabled(["nope"])
+
+
+def test_pod_failure_policy_actions():
+    from kubeclass.api import jobs
+    policy = {"rules": [{"action": "FailJob", "onExitCodes": {"containerName": "main", "operator": "In", "values": [42]}},
+                        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+                        {"action": "Count", "onExitCodes": {"operator": "NotIn", "values": [1]}}]}
+
+    def failed(code, name="main", conds=()):
+        return {"metadata": {"name": "p", "namespace": "ns"},
+                "status": {"phase": "Failed", "conditions": [{"type": t, "status": "True"} for t in conds],
+                           "containerStatuses": [{"name": name, "state": {"terminated": {"exitCode": code}}}]}}
+    assert jobs.pod_failure_action(policy, failed(42)) == \
+        ("FailJob", "Container main for pod ns/p failed with exit code 42 matching FailJob rule at index 0")
+    assert jobs.pod_failure_action(policy, failed(42, "side"))[0] == "Count"
+    assert jobs.pod_failure_action(policy, failed(1, conds=("DisruptionTarget",))) == \
+        ("Ignore", "Pod ns/p has condition DisruptionTarget matching Ignore rule at index 1")
+    assert jobs.pod_failure_action(None, failed(42)) == ("Count", "")
