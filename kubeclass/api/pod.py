@@ -31,6 +31,14 @@ def _default_container(c: dict) -> None:
             req.setdefault(k, v)
     for p in c.get("ports") or []:
         p.setdefault("protocol", "TCP")
+    for f in ("livenessProbe", "readinessProbe", "startupProbe"):
+        pr = c.get(f)
+        if isinstance(pr, dict):   # SetDefaults_Probe, SetDefaults_HTTPGetAction
+            for k, v in (("timeoutSeconds", 1), ("periodSeconds", 10), ("successThreshold", 1), ("failureThreshold", 3)):
+                pr.setdefault(k, v)
+            if isinstance(pr.get("httpGet"), dict):
+                pr["httpGet"].setdefault("path", "/")
+                pr["httpGet"].setdefault("scheme", "HTTP")
 
 
 def set_defaults(pod: dict) -> None:

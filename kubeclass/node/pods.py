@@ -19,7 +19,7 @@ import time
 
 from ..client import ApiError, Client, now_rfc3339, path_for
 from ..httpclient import TransportError
-from . import bundle, cgroups, mounts, volumes
+from . import bundle, cgroups, mounts, probes, volumes
 from .handlers import Handler, HandlerTable
 from .images import ImageError, ImageStore
 from .poddir import glob_workdirs, read_json
@@ -56,6 +56,10 @@ class Container:
         self.start_error = ""        # the runtime's complaint when the current attempt never started
         self.done = False            # an init container that succeeded
         self.applied: tuple | None = None   # (status resources, allocatedResources) of the current attempt
+        self.probes: probes.ContainerProbes | None = None   # the current attempt's probes, when it has any
+
+    def has_probes(self) -> bool:
+        return not self.init and any(self.spec.get(f) for f in probes.FIELDS.values())
 
     def workdir(self, pod_dir: str, attempt: int | None = None) -> str:
         return os.path.join(pod_dir, "containers", self.name, str(self.attempt if attempt is None else attempt))
@@ -152,7 +156,50 @@ class PodWorker:
     def next_wait(self) -> float:
         now = time.monotonic()
         due = [c.retry_at - now for c in self.containers if c.retry_at > now]
+        due += [d for c in self.containers if c.probes is not None and (d := c.probes.next_due(now)) is not None]
         return max(0.05, min([1.0] + due))
+
+    # ------------------------------------------------------------------ probes
+    def probe_host(self) -> str:
+        """Where probes connect: the Pod's address (its loopback inside its network namespace until Pods have
+        their own IPs; the node's for a hostNetwork Pod)."""
+        return self.mgr.address if (self.pod.get("spec") or {}).get("hostNetwork") else "127.0.0.1"
+
+    async def run_probes(self) -> None:
+        now = time.monotonic()
+        for c in self.containers:
+            if not c.has_probes() or c.attempt < 0 or not c.cid or self.sandbox is None:
+                continue
+            if self.state(c.workdir(self.dir))["state"] != "running":
+                continue
+            if c.probes is None:
+                c.probes = probes.ContainerProbes.for_container(c.spec, now)
+            for s in c.probes.due(now):
+                ok, msg = await probes.run(s.spec, c.spec, self.sandbox, c.cid, self.probe_host())
+                verdict = c.probes.record(s, ok, time.monotonic())
+                if not ok:
+                    self.event("Unhealthy", f"{probes.TITLE[s.kind]} probe failed: {msg}", "Warning", container=c)
+                if verdict == "failed":
+                    self.event("Killing", f"Container {c.name} failed {s.kind} probe, will be restarted", container=c)
+                    grace = s.spec.get("terminationGracePeriodSeconds")
+                    if grace is None:
+                        grace = (self.pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
+                    c.probes = None   # the next attempt starts its probes afresh
+                    asyncio.ensure_future(self.kill_for_restart(c, c.cid, int(grace)))
+                    break
+
+    async def kill_for_restart(self, c: Container, cid: str, grace: int) -> None:
+        """A failed liveness / startup probe: TERM, then KILL after the grace period; the restart policy
+        does the rest once it has exited."""
+        assert self.sandbox is not None
+        workdir = c.workdir(self.dir)
+        try:
+            await self.sandbox.kill(cid, "TERM")
+            if not await wait_exit(workdir, max(grace, 1), self.state):
+                await self.sandbox.kill(cid, "KILL", all_procs=True)
+        except Exception as e:  # noqa: BLE001 - it may have exited meanwhile
+            log.debug("pod %s: killing %s: %s", self.name, c.name, e)
+        self.wake.set()
 
     def adopt(self) -> None:
         """After an agent restart: the sandbox (first: it tells the containers' states), then each
@@ -209,6 +256,7 @@ class PodWorker:
         self.sources = volumes.Sources(self.mgr.client, md.get("namespace", "default"), self.mgr.tokens)
         if self.failed is None and self.sandbox_ready and not self.sandbox_stopped and await self.mount_volumes():
             await self.sync_containers()
+            await self.run_probes()
         phase = await self.post_status()
         if phase in ("Succeeded", "Failed") and self.sandbox_ready and not self.sandbox_stopped and self.sandbox is not None:
             # as kubelet: a Pod that has finished keeps its logs and statuses, not its sandbox (a VM's memory)
@@ -359,6 +407,7 @@ class PodWorker:
             c.retry_at = time.monotonic() + BACKOFF_START
             return
         c.attempt, c.cid = attempt, cid
+        c.probes = None
         c.image_id = digest
         self.event("Created", f"Created container: {c.name}", container=c)
         c.start_error = ""
@@ -559,8 +608,12 @@ class PodWorker:
                 out["resources"] = resources
         if st["state"] == "running" and not c.waiting[0]:
             out["state"] = {"running": {"startedAt": c.started_at}}
-            out["ready"] = not c.init
-            out["started"] = True
+            if c.has_probes():
+                cp = c.probes or probes.ContainerProbes.for_container(c.spec, time.monotonic())
+                out["ready"], out["started"] = cp.ready, cp.started
+            else:
+                out["ready"] = not c.init
+                out["started"] = True
         elif st["state"] == "exited" and not c.waiting[0]:
             out["state"] = {"terminated": self.terminated(st, c.started_at, c.cid, c.start_error)}
             out["ready"] = False

@@ -58,6 +58,28 @@ class PodSandbox:
         """bundle.spec's ns_paths / hostname / annotations for a container of this sandbox."""
         return {"ns_paths": {}, "hostname": None, "annotations": {}}
 
+    # ---- probes (ExecSync, and the Pod's network for tcpSocket / httpGet)
+    async def exec(self, cid: str, cmd: list[str], timeout: float) -> tuple[int, str]:
+        """Run cmd in a container: (exit code, output); asyncio.TimeoutError past timeout."""
+        raise RuntimeError_("exec is not supported in this kind of Pod sandbox yet")
+
+    def probe_netns(self) -> str | None:
+        """The network namespace tcpSocket / httpGet probes connect from (None: the node's)."""
+        raise RuntimeError_("tcpSocket and httpGet probes cannot reach this kind of Pod sandbox before Pods have their own "
+                            "network; use an exec probe")
+
+    async def _runtime_exec(self, cid: str, cmd: list[str], timeout: float) -> tuple[int, str]:
+        assert self.runtime is not None
+        proc = await asyncio.create_subprocess_exec(*self.runtime.argv(), "exec", cid, *cmd, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL)
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise
+        return proc.returncode or 0, out.decode(errors="replace")
+
     async def start_container(self, cid: str, workdir: str, log_path: str, cfg: dict) -> None:
         """Create and start a container whose config.json is cfg (raise RuntimeError_ with the runtime's
         message when it could not start: the attempt is then marked ended, exit 128)."""
@@ -114,6 +136,17 @@ class NamespaceSandbox(PodSandbox):
         await Sandbox(self.ctx.dir).wait_ready()
         await self.runtime.launch(cid, workdir, workdir, log_path)
 
+    async def exec(self, cid: str, cmd: list[str], timeout: float) -> tuple[int, str]:
+        return await self._runtime_exec(cid, cmd, timeout)
+
+    def probe_netns(self) -> str | None:
+        if (self.ctx.pod.get("spec") or {}).get("hostNetwork"):
+            return None
+        ns = Sandbox(self.ctx.dir).ns_paths()
+        if not ns:
+            raise RuntimeError_("the pod sandbox is gone")
+        return ns["network"]
+
     async def stop(self) -> None:
         Sandbox(self.ctx.dir).stop()
 
@@ -166,6 +199,9 @@ class GVisorSandbox(PodSandbox):
         assert self.runtime is not None
         self._write_config(workdir, cfg)
         await self.runtime.launch(cid, workdir, workdir, log_path)
+
+    async def exec(self, cid: str, cmd: list[str], timeout: float) -> tuple[int, str]:
+        return await self._runtime_exec(cid, cmd, timeout)   # inside the gVisor sandbox: its kernel runs the command
 
     async def stop(self) -> None:
         assert self.runtime is not None
