@@ -28,6 +28,8 @@ class Attributes:
     warnings: list[str] = field(default_factory=list)
     # events about the object, recorded once it is stored: dicts of reason, message, type, component
     events: list[dict] = field(default_factory=list)
+    # coroutine functions run once the object is stored, before the serialization locks are released
+    after_store: list = field(default_factory=list)
 
     def is_pod_create(self) -> bool:
         return self.operation == "CREATE" and self.group == "" and self.resource == "pods" and not self.subresource

@@ -1,19 +1,18 @@
 """The `ResourceQuota` admission plugin (upstream plugin/pkg/admission/resourcequota), last in the chain.
 
 Pod usage includes overhead (requests always, limits where a limit is set), as upstream's pod evaluator.
-As upstream, a create is charged against the quota's `status.used` (recounted from the stored Pods only
-when the status does not cover the quota's current `spec.hard` yet) and the new usage is written back.
-Pod creates in a namespace with quotas are serialized from admission to the store write
-(`serialization_key`), and the status refresher recounts under the same lock, so a concurrent burst can
-never overshoot and a recount never misses a Pod that was charged but not yet stored.
+As upstream, a create is checked against the quota's `status.used` (recounted from the stored Pods only
+when the status does not cover the quota's current `spec.hard` yet). Creates in a namespace with quotas
+are serialized from admission to the store write (`serialization_key`), so a concurrent burst can never
+overshoot; the charge is written once the object is stored (a read-modify-write of `used`), so the resource
+quota controller's recounts (kubeclass/controllers/resourcequota.py) can never miss it.
 """
 from __future__ import annotations
 
-import datetime
-
 from ..api import errors, quantity
-from ..api.podresources import pod_limits, pod_requests
 from ..api.quantity import Quantity
+from ..api.quota import (LEGACY_COUNTS, count_name, counted, is_charged, namespace_usage, object_usage,  # noqa: F401 - re-exported
+                         pod_usage)
 from . import Attributes, Lister, Plugin
 
 COMPUTE_VALIDATION = {"cpu", "memory", "requests.cpu", "requests.memory", "limits.cpu", "limits.memory"}
@@ -22,87 +21,6 @@ COMPUTE_VALIDATION = {"cpu", "memory", "requests.cpu", "requests.memory", "limit
 def lock_key(namespace: str) -> str:
     """The serialization key of a namespace's quota accounting, shared by admission and status refresh."""
     return f"quota/{namespace}"
-
-
-def pod_usage(pod: dict) -> dict[str, Quantity]:
-    """Quota usage of one pod (upstream PodUsageFunc)."""
-    one = quantity.parse("1")
-    usage: dict[str, Quantity] = {"pods": one, "count/pods": one}
-    req, lim = pod_requests(pod), pod_limits(pod)
-    for r in ("cpu", "memory", "ephemeral-storage"):
-        if r in req:
-            usage[r] = req[r]
-            usage[f"requests.{r}"] = req[r]
-        if r in lim:
-            usage[f"limits.{r}"] = lim[r]
-    for r, q in req.items():
-        if r.startswith("hugepages-"):
-            usage[f"requests.{r}"] = q
-    return usage
-
-
-def is_charged(pod: dict, now: datetime.datetime | None = None) -> bool:
-    if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
-        return False
-    md = pod.get("metadata") or {}
-    if md.get("deletionTimestamp") and md.get("deletionGracePeriodSeconds") is not None:
-        now = now or datetime.datetime.now(datetime.timezone.utc)
-        try:
-            dt = datetime.datetime.strptime(md["deletionTimestamp"][:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc)
-        except ValueError:
-            return True
-        if now > dt + datetime.timedelta(seconds=md["deletionGracePeriodSeconds"]):
-            return False
-    return True
-
-
-# quota names that count objects without the `count/` prefix (upstream's legacy object-count names)
-LEGACY_COUNTS = {"services", "secrets", "configmaps", "persistentvolumeclaims", "replicationcontrollers", "resourcequotas"}
-
-
-def count_name(group: str, plural: str) -> str:
-    return f"count/{plural}.{group}" if group else f"count/{plural}"
-
-
-def counted(tracked: set[str]) -> set[tuple[str, str]]:
-    """(group, plural) of every resource other than pods whose objects the tracked names count."""
-    out = set()
-    for r in tracked:
-        if r.startswith("count/"):
-            plural, _, group = r[len("count/"):].partition(".")
-            if (group, plural) != ("", "pods"):
-                out.add((group, plural))
-        elif r in LEGACY_COUNTS:
-            out.add(("", r))
-    return out
-
-
-def object_usage(group: str, plural: str, obj: dict) -> dict[str, Quantity]:
-    """Quota usage of one object: Pods by resources (with overhead), everything else by count."""
-    if group == "" and plural == "pods":
-        return pod_usage(obj) if is_charged(obj) else {}
-    one = quantity.parse("1")
-    usage = {count_name(group, plural): one}
-    if group == "" and plural in LEGACY_COUNTS:
-        usage[plural] = one
-    return usage
-
-
-def namespace_usage(pods: list[dict], tracked: set[str], others: dict[tuple[str, str], list[dict]] | None = None) -> dict[str, Quantity]:
-    """Usage of a namespace: its Pods, plus the objects of `others` ((group, plural) -> objects)."""
-    total: dict[str, Quantity] = {r: quantity.parse("0") for r in tracked}
-    for p in pods:
-        if not is_charged(p):
-            continue
-        for r, q in pod_usage(p).items():
-            if r in total:
-                total[r] = total[r] + q
-    for (group, plural), objs in (others or {}).items():
-        for o in objs:
-            for r, q in object_usage(group, plural, o).items():
-                if r in total:
-                    total[r] = total[r] + q
-    return total
 
 
 def pretty(rl: dict[str, Quantity]) -> str:
@@ -184,10 +102,16 @@ class ResourceQuota(Plugin):
                 raise errors.forbidden_status(a.resource, a.group, a.display_name(),
                                               f"exceeded quota: {q['metadata']['name']}, requested: {pretty({r: delta[r] for r in over})}, "
                                               f"used: {pretty({r: used[r] for r in over})}, limited: {pretty({r: hard[r] for r in over})}")
-            new_used = {r: (used[r] + delta[r] if r in delta else used[r]) for r in tracked}
-            updates.append((q, hard, new_used))
+            covered = st_hard == hard and tracked <= set(st.get("used") or {})
+            new_used = None if covered else {r: (used[r] + delta[r] if r in delta else used[r]).canonical() for r in tracked}
+            updates.append((q, {r: h.canonical() for r, h in hard.items()}, new_used,
+                            {r: delta[r].canonical() for r in tracked if r in delta}))
         if a.dry_run or self.writer is None:
             return
-        for q, hard, new_used in updates:
-            await self.writer.set_quota_status(q, {r: h.canonical() for r, h in hard.items()},
-                                               {r: u.canonical() for r, u in new_used.items()})
+
+        async def charge() -> None:
+            # once the object is stored (the serialization lock still held): a recount by the resource quota
+            # controller that listed before the write then conflicts with this one, or counted the object already
+            for q, hard, new_used, charged in updates:
+                await self.writer.charge(q, hard, new_used, charged)
+        a.after_store.append(charge)

@@ -21,6 +21,7 @@ from .job import JobController
 from .namespace import NamespaceController
 from .node_lifecycle import NodeLifecycle
 from .replicaset import ReplicaSetController
+from .resourcequota import ResourceQuotaController
 from .rootcacert import RootCACertPublisher
 from .serviceaccount import ServiceAccountController
 from .ttl_after_finished import TTLAfterFinished
@@ -28,7 +29,7 @@ from .ttl_after_finished import TTLAfterFinished
 log = logging.getLogger("kubeclass.controllers")
 
 ALL = ["deployment", "replicaset", "daemonset", "job", "cronjob", "ttl-after-finished", "serviceaccount", "root-ca-cert-publisher",
-       "namespace", "garbagecollector", "nodelifecycle"]
+       "namespace", "resourcequota", "garbagecollector", "nodelifecycle"]
 
 
 @dataclass
@@ -78,6 +79,8 @@ async def run_all(client: Client, opts: Options) -> None:
         tasks.append(RootCACertPublisher(client, informers, client.config.ca_data.decode()).run())
     if "namespace" in names:
         tasks.append(NamespaceController(client, informers).run())
+    if "resourcequota" in names:
+        tasks.append(ResourceQuotaController(client, informers).run())
     if "garbagecollector" in names:
         gcol = GarbageCollector(client, informers)
         await gcol.discover()

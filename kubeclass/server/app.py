@@ -96,7 +96,6 @@ class APIServer:
                     pass
         await bootstrap(self.rest, registry)
         await self.constraint_kinds.sync()
-        self._spawn(self.quota_status.run())
         self.ready = True
 
     def _spawn(self, coro) -> None:

@@ -1,10 +1,7 @@
-"""Keeps `ResourceQuota.status` current when usage drops or limits change (upstream's resourcequota
-controller): follows the store's watch for pod deletions and phase changes and for quota spec changes,
-and rewrites `status.hard` / `status.used` of the namespace's quotas. Usage only grows through the
-ResourceQuota admission plugin, which writes status itself (through `set_quota_status`).
-
-It runs inside the API server process on the store's watch; when `kubeclass controllers` exists as its
-own command this moves there and talks through the API like the other controllers."""
+"""Writes `ResourceQuota.status` for the ResourceQuota admission plugin: `charge` adds a stored object's
+usage (a compare-and-swap of `used`, or the recount the plugin made when the status did not cover
+`spec.hard` yet). Recounts after deletions are the resource quota controller's (kubeclass/controllers/
+resourcequota.py, in `kubeclass controllers`); `refresh` recounts one namespace in process (benchmarks)."""
 from __future__ import annotations
 
 import asyncio
@@ -21,8 +18,34 @@ class QuotaStatus:
     def __init__(self, store, locks: dict[str, asyncio.Lock]):
         self.store = store
         self.locks = locks  # shared with the REST layer's admission serialization
-        self._dirty: set[str] = set()
-        self._wake = asyncio.Event()
+
+    async def charge(self, quota: dict, hard: dict, used: dict | None, delta: dict) -> None:
+        """Add `delta` to the quota's current `used` (or set `used` when given) and `hard`, retried on conflicts."""
+        ns, name = quota["metadata"]["namespace"], quota["metadata"]["name"]
+        key = f"/registry/resourcequotas/{ns}/{name}"
+        for _ in range(16):
+            e = self.store.get(key)
+            if e is None:
+                return
+            obj = e.copy()
+            st = obj.get("status") or {}
+            if used is None:
+                cur = {r: quantity.parse(v) for r, v in (st.get("used") or {}).items()}
+                zero = quantity.parse("0")
+                new_used = {r: (cur.get(r, zero) + quantity.parse(delta[r]) if r in delta else cur.get(r, zero)).canonical() for r in hard}
+            else:
+                new_used = used
+            new = {"hard": hard, "used": new_used}
+            if st == new:
+                return
+            obj["status"] = new
+            try:
+                await self.store.update(key, obj, e.rev)
+                return
+            except RevisionConflict:
+                continue
+            except KeyNotFound:
+                return
 
     async def set_quota_status(self, quota: dict, hard: dict, used: dict) -> None:
         ns, name = quota["metadata"]["namespace"], quota["metadata"]["name"]
@@ -61,47 +84,3 @@ class QuotaStatus:
             used = namespace_usage(pods, set(hard), others)
             await self.set_quota_status(q, {k: quantity.canonical(v) for k, v in hard.items()},
                                         {k: v.canonical() for k, v in used.items()})
-
-    async def run(self) -> None:
-        w = self.store.watch("/registry/", self.store.revision)
-        for _, e in self.store.list("/registry/resourcequotas/")[0]:
-            self._dirty.add(e.obj["metadata"]["namespace"])
-        asyncio.get_running_loop().create_task(self._worker())
-        self._wake.set()
-        async for ev in w:
-            key = ev.key
-            if key.startswith("/registry/pods/"):
-                if not self._has_quota(key.split("/", 4)[3]):
-                    continue   # no quota counts this namespace's pods (a quota added later recounts them)
-                prev = ev.prev.obj if ev.prev is not None else None
-                cur = ev.entry.obj
-                terminal = (cur.get("status") or {}).get("phase") in ("Succeeded", "Failed")
-                was_terminal = prev is not None and (prev.get("status") or {}).get("phase") in ("Succeeded", "Failed")
-                if ev.type == "DELETED" or (terminal and not was_terminal) or cur["metadata"].get("deletionTimestamp"):
-                    self._dirty.add(key.split("/")[3])
-                    self._wake.set()
-            elif key.startswith("/registry/resourcequotas/"):
-                prev = ev.prev.obj if ev.prev is not None else None
-                if ev.type == "ADDED" or ev.type == "DELETED" or (prev is not None and prev.get("spec") != ev.entry.obj.get("spec")):
-                    self._dirty.add(key.split("/")[3])
-                    self._wake.set()
-            elif ev.type == "DELETED":
-                ns = ev.entry.obj.get("metadata", {}).get("namespace")
-                if ns and self._has_quota(ns):
-                    self._dirty.add(ns)   # an object a quota may count is gone
-                    self._wake.set()
-
-    def _has_quota(self, ns: str) -> bool:
-        return bool(self.store.list_objects(f"/registry/resourcequotas/{ns}/"))
-
-    async def _worker(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            await asyncio.sleep(0.05)  # coalesce bursts of deletions
-            while self._dirty:
-                ns = self._dirty.pop()
-                try:
-                    await self.refresh(ns)
-                except Exception:
-                    log.exception("quota status refresh failed for namespace %s", ns)

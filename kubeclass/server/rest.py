@@ -224,6 +224,8 @@ class REST:
                         raise errors.already_exists(res.plural, res.group, md["name"])
                     # RetryGenerateName (GA in 1.32): a generated name that is taken is generated again
                     md["name"] = md["generateName"] + "".join(random.choice(GENERATE_CHARS) for _ in range(5))
+            for fn in attrs.after_store:
+                await fn()
         finally:
             for lock in reversed(locks):
                 lock.release()
