@@ -47,25 +47,6 @@ class QuotaStatus:
             except KeyNotFound:
                 return
 
-    async def set_quota_status(self, quota: dict, hard: dict, used: dict) -> None:
-        ns, name = quota["metadata"]["namespace"], quota["metadata"]["name"]
-        key = f"/registry/resourcequotas/{ns}/{name}"
-        for _ in range(8):
-            e = self.store.get(key)
-            if e is None:
-                return
-            obj = e.copy()
-            if obj.get("status") == {"hard": hard, "used": used}:
-                return
-            obj["status"] = {"hard": hard, "used": used}
-            try:
-                await self.store.update(key, obj, e.rev)
-                return
-            except RevisionConflict:
-                continue
-            except KeyNotFound:
-                return
-
     async def refresh(self, ns: str) -> None:
         async with self.locks.setdefault(lock_key(ns), asyncio.Lock()):
             await self._refresh(ns)
@@ -82,5 +63,4 @@ class QuotaStatus:
                 res = registry.STORAGE.get((group, plural))
                 others[(group, plural)] = [e.obj for _, e in self.store.list(res.key_prefix(ns))[0]] if res else []
             used = namespace_usage(pods, set(hard), others)
-            await self.set_quota_status(q, {k: quantity.canonical(v) for k, v in hard.items()},
-                                        {k: v.canonical() for k, v in used.items()})
+            await self.charge(q, {k: quantity.canonical(v) for k, v in hard.items()}, {k: v.canonical() for k, v in used.items()}, {})
