@@ -60,18 +60,34 @@ M: dict[str, dict[int, tuple[str, str]]] = {
                 5: ("activeDeadlineSeconds", "int"), 6: ("dnsPolicy", "string"), 7: ("nodeSelector", "map:string"),
                 8: ("serviceAccountName", "string"), 9: ("serviceAccount", "string"), 10: ("nodeName", "string"),
                 11: ("hostNetwork", "bool"), 12: ("hostPID", "bool"), 13: ("hostIPC", "bool"), 20: ("initContainers", "[]Container"),
-                14: ("securityContext", "skip"), 15: ("imagePullSecrets", "[]LocalObjectReference"), 16: ("hostname", "string"),
+                14: ("securityContext", "PodSecurityContext"), 15: ("imagePullSecrets", "[]LocalObjectReference"), 16: ("hostname", "string"),
                 17: ("subdomain", "string"), 19: ("schedulerName", "string"), 22: ("tolerations", "[]Toleration"),
                 21: ("automountServiceAccountToken", "bool"), 24: ("priorityClassName", "string"), 25: ("priority", "int"),
                 27: ("shareProcessNamespace", "bool"), 29: ("runtimeClassName", "string"), 30: ("enableServiceLinks", "bool"),
                 31: ("preemptionPolicy", "string"), 32: ("overhead", "map:Quantity"), 35: ("setHostnameAsFQDN", "bool"),
                 37: ("hostUsers", "bool")},
+    "PodSecurityContext": {1: ("seLinuxOptions", "SELinuxOptions"), 2: ("runAsUser", "int"), 3: ("runAsNonRoot", "bool"),
+                           4: ("supplementalGroups", "[]int"), 5: ("fsGroup", "int"), 6: ("runAsGroup", "int"),
+                           7: ("sysctls", "[]Sysctl"), 8: ("windowsOptions", "WindowsSecurityContextOptions"),
+                           9: ("fsGroupChangePolicy", "string"), 10: ("seccompProfile", "SeccompProfile"),
+                           11: ("appArmorProfile", "SeccompProfile"), 12: ("supplementalGroupsPolicy", "string")},
+    "SecurityContext": {1: ("capabilities", "Capabilities"), 2: ("privileged", "bool"), 3: ("seLinuxOptions", "SELinuxOptions"),
+                        4: ("runAsUser", "int"), 5: ("runAsNonRoot", "bool"), 6: ("readOnlyRootFilesystem", "bool"),
+                        7: ("allowPrivilegeEscalation", "bool"), 8: ("runAsGroup", "int"), 9: ("procMount", "string"),
+                        10: ("windowsOptions", "WindowsSecurityContextOptions"), 11: ("seccompProfile", "SeccompProfile"),
+                        12: ("appArmorProfile", "SeccompProfile")},
+    "Capabilities": {1: ("add", "[]string"), 2: ("drop", "[]string")},
+    "SeccompProfile": {1: ("type", "string"), 2: ("localhostProfile", "string")},   # AppArmorProfile has the same shape
+    "SELinuxOptions": {1: ("user", "string"), 2: ("role", "string"), 3: ("type", "string"), 4: ("level", "string")},
+    "Sysctl": {1: ("name", "string"), 2: ("value", "string")},
+    "WindowsSecurityContextOptions": {1: ("gmsaCredentialSpecName", "string"), 2: ("gmsaCredentialSpec", "string"),
+                                      3: ("runAsUserName", "string"), 4: ("hostProcess", "bool")},
     "Toleration": {1: ("key", "string"), 2: ("operator", "string"), 3: ("value", "string"), 4: ("effect", "string"),
                    5: ("tolerationSeconds", "int")},
     "Container": {1: ("name", "string"), 2: ("image", "string"), 3: ("command", "[]string"), 4: ("args", "[]string"),
                   5: ("workingDir", "string"), 6: ("ports", "[]ContainerPort"), 7: ("env", "[]EnvVar"),
                   8: ("resources", "ResourceRequirements"), 13: ("terminationMessagePath", "string"),
-                  14: ("imagePullPolicy", "string"), 15: ("securityContext", "skip"), 16: ("stdin", "bool"),
+                  14: ("imagePullPolicy", "string"), 15: ("securityContext", "SecurityContext"), 16: ("stdin", "bool"),
                   17: ("stdinOnce", "bool"), 18: ("tty", "bool"),
                   20: ("terminationMessagePolicy", "string")},
     "ContainerPort": {1: ("name", "string"), 2: ("hostPort", "int"), 3: ("containerPort", "int"), 4: ("protocol", "string"),
@@ -129,7 +145,15 @@ ROOTS = {"Namespace", "ResourceQuota", "ServiceAccount", "Secret", "ConfigMap", 
          "ClusterRoleBinding", "SelfSubjectAccessReview", "SelfSubjectRulesReview", "SelfSubjectReview", "PriorityClass", "Job",
          "CronJob", "TokenRequest"}
 # Fields Go writes even when zero and whose zero is meaningful in JSON.
-KEEP_ZERO = {"replicas", "containerPort", "value"}
+# Pointer fields (Go `*int32` / `*bool`) are written only when set, so a zero or false there was meant:
+# `runAsUser: 0`, `allowPrivilegeEscalation: false`, `backoffLimit: 0`, `successfulJobsHistoryLimit: 0` ...
+KEEP_ZERO = {"replicas", "containerPort", "value", "runAsUser", "runAsGroup", "fsGroup", "runAsNonRoot", "privileged",
+             "readOnlyRootFilesystem", "allowPrivilegeEscalation", "automountServiceAccountToken", "enableServiceLinks",
+             "hostUsers", "setHostnameAsFQDN", "shareProcessNamespace", "terminationGracePeriodSeconds", "activeDeadlineSeconds",
+             "parallelism", "completions", "backoffLimit", "ttlSecondsAfterFinished", "suspend", "manualSelector",
+             "startingDeadlineSeconds", "successfulJobsHistoryLimit", "failedJobsHistoryLimit", "expirationSeconds",
+             "priority", "backoffLimitPerIndex", "maxFailedIndexes", "minReadySeconds", "revisionHistoryLimit",
+             "progressDeadlineSeconds", "paused", "tolerationSeconds"}
 
 
 def _varint(buf: bytes, i: int) -> tuple[int, int]:
@@ -204,6 +228,12 @@ def _message(name: str, buf: bytes) -> Any:
                 entry[n2] = _scalar("string" if n2 == 1 else typ[4:], w2, v2)
             out.setdefault(key, {})[entry.get(1, "")] = entry.get(2, "" if typ in ("map:string", "map:b64") else None)
         elif typ.startswith("[]"):
+            if typ == "[]int" and wt == 2:   # a packed repeated varint
+                buf2, j = bytes(v), 0
+                while j < len(buf2):
+                    x, j = _varint(buf2, j)
+                    out.setdefault(key, []).append(x - (1 << 64) if x >= 1 << 63 else x)
+                continue
             out.setdefault(key, []).append(_scalar(typ[2:], wt, v))
         else:
             out[key] = _scalar(typ, wt, v)
@@ -222,8 +252,11 @@ def _to_json(name: str, m: dict) -> Any:
         return m.get("intVal", 0) if m.get("type", 0) == 0 else m.get("strVal", "")
     out = {}
     for k, v in m.items():
+        if v is False and k in KEEP_ZERO:
+            out[k] = v
+            continue
         if v is None or v == "" or v is False or v == [] or v == {}:
-            if k not in ("metadata", "spec", "status", "resources", "template", "selector") or v is None:
+            if k not in ("metadata", "spec", "status", "resources", "template", "selector", "securityContext") or v is None:
                 continue
         if v == 0 and not isinstance(v, bool) and k not in KEEP_ZERO:
             continue

@@ -58,3 +58,30 @@ def test_cronjob_validation_texts(cluster):
                                 'expected exactly 5 fields, found 1: [bad]')
     r = cluster.kubectl("create", "cronjob", "tz", "--image=busybox", "--schedule=CRON_TZ=UTC 0 * * * *")
     assert "cannot use TZ or CRON_TZ in schedule, use timeZone field instead" in r.stderr
+
+
+def test_job_from_cronjob_keeps_security_context_and_zero_values(cluster):
+    """`kubectl create job --from=cronjob/x` sends protobuf: pointer fields set to 0 / false and the security
+    contexts arrive intact (a dropped `allowPrivilegeEscalation: false` would change what the Pod may do)."""
+    import yaml
+    cj = {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "secure", "namespace": "default"},
+          "spec": {"schedule": "0 0 1 1 *", "suspend": True, "successfulJobsHistoryLimit": 0,
+                   "jobTemplate": {"spec": {"backoffLimit": 0, "ttlSecondsAfterFinished": 0, "template": {"spec": {
+                       "restartPolicy": "Never", "automountServiceAccountToken": False,
+                       "securityContext": {"runAsUser": 0, "runAsNonRoot": False, "fsGroup": 2000, "supplementalGroups": [3000, 4000],
+                                           "seccompProfile": {"type": "RuntimeDefault"}},
+                       "containers": [{"name": "c", "image": "busybox",
+                                       "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                                           "capabilities": {"drop": ["ALL"]}, "runAsUser": 1000}}]}}}}}}
+    cluster.ok("apply", "-f", "-", input=yaml.safe_dump(cj))
+    cluster.ok("create", "job", "secure-now", "--from=cronjob/secure")
+    job = json.loads(cluster.ok("get", "job", "secure-now", "-o", "json"))
+    assert (job["spec"]["backoffLimit"], job["spec"]["ttlSecondsAfterFinished"]) == (0, 0)
+    ps = job["spec"]["template"]["spec"]
+    assert ps["automountServiceAccountToken"] is False
+    assert ps["securityContext"] == {"runAsUser": 0, "runAsNonRoot": False, "fsGroup": 2000, "supplementalGroups": [3000, 4000],
+                                     "seccompProfile": {"type": "RuntimeDefault"}}
+    assert ps["containers"][0]["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                                      "capabilities": {"drop": ["ALL"]}, "runAsUser": 1000}
+    cluster.ok("delete", "job", "secure-now")
+    cluster.ok("delete", "cronjob", "secure")
