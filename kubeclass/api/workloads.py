@@ -92,7 +92,16 @@ def _template_defaults(spec: dict) -> None:
         tmpl["metadata"] = {}
     if not isinstance(tmpl.get("spec"), dict):
         tmpl["spec"] = {}
+    drop_empty_meta(tmpl["metadata"])
     pod.set_defaults({"spec": tmpl["spec"]})
+
+
+def drop_empty_meta(md: dict) -> None:
+    """A template's empty labels / annotations are not stored (omitempty), so a template with its last
+    annotation removed is equal to the one that never had it (the same pod-template hash, as upstream)."""
+    for f in ("labels", "annotations", "finalizers", "ownerReferences"):
+        if f in md and not md[f]:
+            del md[f]
 
 
 def prepare_create(obj: dict) -> None:

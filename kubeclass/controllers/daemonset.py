@@ -155,11 +155,21 @@ class DaemonSetController:
         tmpl = ds["spec"]["template"]
         h = rollout.template_hash(tmpl, (ds.get("status") or {}).get("collisionCount"))
         mine = self.revisions.by_index("controller", ds["metadata"]["uid"])
+        top = max([cr.get("revision", 0) for cr in mine] or [0])
+        ns, name = ds["metadata"]["namespace"], ds["metadata"]["name"]
         for cr in mine:
             if (cr["metadata"].get("labels") or {}).get(HASH_LABEL) == h:
+                if cr.get("revision", 0) < top:
+                    # an earlier template back in use becomes the newest revision, as upstream
+                    try:
+                        cr = await self.client.patch(path_for("apps", "v1", "controllerrevisions", ns, cr["metadata"]["name"]),
+                                                     {"revision": top + 1}, kind="merge")
+                    except ApiError as e:
+                        if e.status not in (404, 409):
+                            raise
+                        raise Requeue() from e
                 return h, cr.get("revision", 0)
-        rev = max([cr.get("revision", 0) for cr in mine] or [0]) + 1
-        ns, name = ds["metadata"]["namespace"], ds["metadata"]["name"]
+        rev = top + 1
         cr = {"apiVersion": "apps/v1", "kind": "ControllerRevision",
               "metadata": {"name": f"{name}-{h}", "namespace": ns,
                            "labels": {**((tmpl.get("metadata") or {}).get("labels") or {}), HASH_LABEL: h},
@@ -211,15 +221,23 @@ class DaemonSetController:
                 alive = [p for p in mine if p not in failed]
                 if not alive:
                     create.append(nn)
-                elif len(alive) > 1:
-                    delete += sorted(alive, key=lambda p: p["metadata"].get("creationTimestamp", ""))[1:]
+                else:
+                    # two daemon Pods of one template on a node: the newer goes (an old and a new one may
+                    # share a node while a surge update replaces it)
+                    by_hash: dict[str, list[dict]] = {}
+                    for p in sorted(alive, key=lambda p: p["metadata"].get("creationTimestamp", "")):
+                        by_hash.setdefault((p["metadata"].get("labels") or {}).get(HASH_LABEL, ""), []).append(p)
+                    for same in by_hash.values():
+                        delete += same[1:]
             else:
                 delete += mine
                 if rcn and why.startswith("node(s) didn't have the runtime handler") and (key, nn, why) not in self._reported:
                     self._reported.add((key, nn, why))
                     await self.client.event(ds, "FailedPlacement", f'failed to place pod on "{nn}": {why}', "Warning", COMPONENT)
         if self.expectations.satisfied(key):
-            delete += self._rolling_victims(ds, h, eligible, by_node, now)
+            surge, victims = self._rolling_plan(ds, h, eligible, by_node, now)
+            create += surge
+            delete += [v for v in victims if v not in delete]
             self.expectations.expect(key, adds=len(create), deleting=[key_of(p) for p in delete])
             results = await asyncio.gather(*(self.pod_control.create(ds, self._pod(ds, h, nn)) for nn in create),
                                            *(self.pod_control.delete(ds, p) for p in delete), return_exceptions=True)
@@ -231,24 +249,47 @@ class DaemonSetController:
                     self.expectations.deletion_observed(key, key_of(p))
         await self._update_status(ds, h, eligible, by_node, now)
 
-    def _rolling_victims(self, ds: dict, h: str, eligible: list[str], by_node: dict, now: datetime.datetime) -> list[dict]:
-        """RollingUpdate: old Pods that are not available go at once; available ones only while fewer than
-        maxUnavailable nodes lack an available daemon Pod."""
+    def _rolling_plan(self, ds: dict, h: str, eligible: list[str], by_node: dict, now: datetime.datetime) -> tuple[list[str], list[dict]]:
+        """RollingUpdate: (nodes that get their new Pod beside the old one, old Pods to delete).
+        Without maxSurge: old Pods that are not available go at once, available ones only while fewer than
+        maxUnavailable nodes lack an available daemon Pod. With maxSurge: up to maxSurge nodes at a time get
+        the new Pod first, and the old one goes once the new one is available."""
         st = ds["spec"].get("updateStrategy") or {}
         if st.get("type", "RollingUpdate") != "RollingUpdate":
-            return []
+            return [], []
         mrs = ds["spec"].get("minReadySeconds") or 0
-        max_unavailable = workloads.scaled_value((st.get("rollingUpdate") or {}).get("maxUnavailable", 1), len(eligible), True)
-        unavailable, victims, old_available = 0, [], []
+        ru = st.get("rollingUpdate") or {}
+        max_surge = workloads.scaled_value(ru.get("maxSurge", 0), len(eligible), True)
+        max_unavailable = workloads.scaled_value(ru.get("maxUnavailable", 1), len(eligible), True)
+        victims: list[dict] = []
+        if max_surge == 0:
+            unavailable, old_available = 0, []
+            for nn in eligible:
+                mine = by_node.get(nn, [])
+                if not any(podstate.is_available(p, mrs, now) for p in mine):
+                    unavailable += 1
+                for p in mine:
+                    if (p["metadata"].get("labels") or {}).get(HASH_LABEL) == h:
+                        continue
+                    (old_available if podstate.is_available(p, mrs, now) else victims).append(p)
+            return [], victims + old_available[:max(0, max_unavailable - unavailable)]
+        surging, candidates = 0, []
         for nn in eligible:
             mine = by_node.get(nn, [])
-            if not any(podstate.is_available(p, mrs, now) for p in mine):
-                unavailable += 1
-            for p in mine:
-                if (p["metadata"].get("labels") or {}).get(HASH_LABEL) == h:
-                    continue
-                (old_available if podstate.is_available(p, mrs, now) else victims).append(p)
-        return victims + old_available[:max(0, max_unavailable - unavailable)]
+            new = [p for p in mine if (p["metadata"].get("labels") or {}).get(HASH_LABEL) == h]
+            old = [p for p in mine if p not in new]
+            if not old:
+                continue
+            if new:
+                if any(podstate.is_available(p, mrs, now) for p in new):
+                    victims += old
+                else:
+                    surging += 1
+            elif not any(podstate.is_available(p, mrs, now) for p in old):
+                victims += old   # nothing available to protect here: replaced at once
+            else:
+                candidates.append(nn)
+        return candidates[:max(0, max_surge - surging)], victims
 
     def _pod(self, ds: dict, h: str, node: str) -> dict:
         tmpl = copy.deepcopy(ds["spec"]["template"])

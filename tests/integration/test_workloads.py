@@ -509,8 +509,17 @@ def test_daemonset_covers_nodes_with_its_handler(wc):
     assert wc.kubectl("rollout", "status", "ds/everywhere", "--timeout=60s", timeout=90).returncode == 0
     wait(lambda: sorted(p["spec"]["containers"][0]["image"] for p in get(wc, "pods", "-l", "app=everywhere")["items"]) ==
          ["registry.k8s.io/pause:3.10"] * 4, what="every node on the new template")
+    # maxSurge: the new Pod starts beside the old one, which goes once the new one is available
+    wc.ok("patch", "ds", "everywhere", "--type=merge", "-p",
+          '{"spec":{"updateStrategy":{"rollingUpdate":{"maxSurge":1,"maxUnavailable":0}},"template":{"metadata":{"annotations":{"v":"3"}}}}}')
+    assert wc.kubectl("rollout", "status", "ds/everywhere", "--timeout=60s", timeout=90).returncode == 0
+    pods = wait(lambda: (lambda ps: ps if len(ps) == 4 and all(p["metadata"].get("annotations", {}).get("v") == "3" for p in ps) else None)(
+        get(wc, "pods", "-l", "app=everywhere")["items"]), what="every node on the surged template")
+    assert sorted(p["spec"]["nodeName"] for p in pods) == [f"kwok-node-{i}" for i in range(4)]
+    wc.ok("patch", "ds", "everywhere", "--type=merge", "-p", '{"spec":{"template":{"metadata":{"annotations":{"v":null}}}}}')
+    assert wc.kubectl("rollout", "status", "ds/everywhere", "--timeout=60s", timeout=90).returncode == 0
     hist = wc.ok("rollout", "history", "ds/everywhere")
-    assert [line.split()[0] for line in hist.strip().split("\n")[2:]] == ["1", "2"]
+    assert [line.split()[0] for line in hist.strip().split("\n")[2:]] == ["1", "3", "4"]   # revision 2 came back as 4
     # a class whose handler no node has: nothing scheduled, and the DaemonSet says why
     wc.ok("apply", "-f", "-", input=ds("nowhere", "ds-fc"))
     wait(lambda: [e for e in json.loads(wc.ok("get", "events", "--field-selector", "involvedObject.name=nowhere", "-o", "json"))["items"]
