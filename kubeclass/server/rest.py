@@ -517,9 +517,8 @@ class REST:
         opts = params.delete_options(body)
         if ctx.query.get("gracePeriodSeconds"):
             opts["gracePeriodSeconds"] = params.parse_int("gracePeriodSeconds", ctx.query["gracePeriodSeconds"])
-        for q in ("propagationPolicy",):
-            if ctx.query.get(q):
-                opts[q] = ctx.query[q]
+        if ctx.query.get("propagationPolicy"):
+            opts["propagationPolicy"] = ctx.query["propagationPolicy"]
         if ctx.query.get("orphanDependents"):
             opts["orphanDependents"] = parse_bool(ctx.query["orphanDependents"])
         errs = gc.validate_delete_options(opts)
