@@ -115,11 +115,21 @@ async def serve(args) -> int:
     _quiet_transport_errors(loop)
     components: list[asyncio.Task] = []
 
-    def shutdown() -> None:
-        # the in-process scheduler and node first: their watches on this server end with them
+    async def stop_components_then_server() -> None:
+        # the in-process components first, while the server still answers: their watches and requests end
+        # cleanly, so the server's own stop has no open stream to wait for; a component slower than 5 s
+        # (the node powering VMs off) finishes after the server stopped, with the store still open
         for t in components:
             t.cancel()
+        if components:
+            await asyncio.wait(components, timeout=5)
         server.stop()
+
+    stopping: list[asyncio.Task] = []
+
+    def shutdown() -> None:
+        if not stopping:
+            stopping.append(loop.create_task(stop_components_then_server()))
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, shutdown)
     compactor = loop.create_task(_compactor(store, args.compact_interval))
