@@ -6,16 +6,8 @@ from __future__ import annotations
 import json
 import time
 
+from conftest import wait_for as wait
 
-def wait(fn, timeout=30, step=0.2, what=""):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(step)
-    raise AssertionError(f"timed out waiting for {what}; last {last!r}")
 
 
 def test_cronjob_makes_a_job_each_minute(cluster):

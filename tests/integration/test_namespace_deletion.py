@@ -4,20 +4,11 @@ conditions while something blocks it, and it goes once the last finalizer does."
 from __future__ import annotations
 
 import json
-import time
 
 import yaml
 
+from conftest import wait_for as wait
 
-def wait(fn, timeout=30, step=0.1, what=""):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(step)
-    raise AssertionError(f"timed out waiting for {what}; last {last!r}")
 
 
 def test_namespace_content_is_deleted_then_the_namespace(cluster):

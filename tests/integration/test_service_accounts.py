@@ -5,20 +5,11 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 
 import yaml
 
+from conftest import wait_for as wait
 
-def wait(fn, timeout=30, step=0.1, what=""):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(step)
-    raise AssertionError(f"timed out waiting for {what}; last {last!r}")
 
 
 def claims(token: str) -> dict:

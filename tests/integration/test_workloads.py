@@ -3,6 +3,7 @@ scheduler places the Pods on simulated nodes, which run them. Real kubectl (appl
 / undo / pause / resume / restart, set image, scale, delete --cascade) and the official client's watch."""
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -11,7 +12,7 @@ import pytest
 import yaml
 
 import seeds
-from conftest import Cluster
+from conftest import Cluster, wait_for
 
 TEMPLATE = {"apiVersion": "v1", "kind": "Node",
             "metadata": {"annotations": {"kwok.x-k8s.io/node": "fake"}, "labels": {"type": "kwok"}},
@@ -21,15 +22,7 @@ TEMPLATE = {"apiVersion": "v1", "kind": "Node",
                                            for h in ("runc", "runsc", "kata-qemu", "")]}}
 
 
-def wait(fn, timeout=60, step=0.2, what=""):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(step)
-    raise AssertionError(f"timed out waiting for {what}; last {last!r}")
+wait = functools.partial(wait_for, timeout=60)   # the shared helper, with this module's longer default
 
 
 @pytest.fixture(scope="module")
