@@ -132,6 +132,7 @@ async def serve(args) -> int:
             stopping.append(loop.create_task(stop_components_then_server()))
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, shutdown)
+    loop.add_signal_handler(signal.SIGUSR1, functools.partial(dump_stacks, loop))
     compactor = loop.create_task(_compactor(store, args.compact_interval))
     if args.cmd == "up" and not args.no_scheduler:
         components.append(loop.create_task(_after_server_start(
@@ -167,6 +168,16 @@ async def serve(args) -> int:
         await store.close()
     print("kubeclass stopped", flush=True)
     return 0
+
+
+def dump_stacks(loop) -> None:
+    """SIGUSR1: every task's and thread's stack to stderr (the log), to see what a stuck process waits on."""
+    import faulthandler
+    for t in asyncio.all_tasks(loop):
+        print(f"task {t.get_name()}: {t!r}", file=sys.stderr)
+        t.print_stack(limit=8, file=sys.stderr)
+    faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+    sys.stderr.flush()
 
 
 def scheduler_options(args):

@@ -79,6 +79,8 @@ class Cluster:
             try:
                 return self.proc.wait(10)
             except subprocess.TimeoutExpired:
+                self.proc.send_signal(signal.SIGUSR1)   # its stacks into the log, for the failure's report
+                time.sleep(1)
                 self.proc.kill()
                 return self.proc.wait(5)
         return self.proc.returncode if self.proc else None

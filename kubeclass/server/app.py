@@ -83,6 +83,9 @@ class APIServer:
         self.bookmark_interval = bookmark_interval
         self.ready = False
         self._tasks: set[asyncio.Task] = set()
+        self._watchers: set = set()                 # open watch streams, ended at shutdown
+        self._streams: set[asyncio.Task] = set()    # other long-running requests (follow logs), cancelled at shutdown
+        self.stopping = False
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -97,6 +100,27 @@ class APIServer:
         await bootstrap(self.rest, registry)
         await self.constraint_kinds.sync()
         self.ready = True
+
+    def end_streams(self) -> None:
+        """Shutdown: every open watch ends with its closing chunk (clients watch again elsewhere or later, as from
+        a kube-apiserver that stops), other streams are cancelled; the listener's graceful stop then has no
+        request left to wait for."""
+        self.stopping = True
+        for w in list(self._watchers):
+            w.close()
+        for t in list(self._streams):
+            t.cancel()
+
+    async def _streaming(self, coro):
+        t = asyncio.current_task()
+        if self.stopping:
+            coro.close()
+            raise errors.StatusError(503, "ServiceUnavailable", "the API server is shutting down")
+        self._streams.add(t)
+        try:
+            return await coro
+        finally:
+            self._streams.discard(t)
 
     def _spawn(self, coro) -> None:
         t = asyncio.get_running_loop().create_task(coro)
@@ -371,7 +395,7 @@ class APIServer:
         if sub == "log":
             if method != "GET":
                 raise errors.method_not_allowed()
-            return await self._pod_log(res, ns, name, query, send)
+            return await self._streaming(self._pod_log(res, ns, name, query, send))
         if verb == "watch":
             return await self._watch(ctx, res, receive, send)
         if verb == "get":
@@ -451,6 +475,10 @@ class APIServer:
         params.check_list_options(ctx.query, watch=True)
         await self.rest.wait_for_revision(ctx.query.get("resourceVersion", ""))
         initial, watcher, (ls, fs) = self.rest.open_watch(ctx, res)
+        if not isinstance(watcher, Compacted):
+            self._watchers.add(watcher)
+            if self.stopping:
+                watcher.close()
         as_table = tables.wants_table(ctx.accept)
         ctype = tables.TABLE_CT if as_table else "application/json"
         await send({"type": "http.response.start", "status": 200,
@@ -514,6 +542,7 @@ class APIServer:
             pass
         finally:
             watcher.close()
+            self._watchers.discard(watcher)
             dtask.cancel()
         if not disconnected.is_set():
             try:

@@ -31,6 +31,10 @@ class HTTPSServer:
         self._server = Server(app, address=host, port=port, interface=Interfaces.ASGINL, http=HTTPModes.http1,
                               websockets=False, ssl_cert=Path(certfile), ssl_key=Path(keyfile),
                               ssl_protocol_min=SSLProtocols.tls12, log_enabled=False, backlog=1024, backpressure=1_000_000)
+        # granian waits for open requests at stop without bound unless told: the API server ends its watches
+        # and streams first (end_streams), and a request still open 5 s later is cut
+        self._server.workers_kill_timeout = 5
+        self._app = app
         self.port = port
         self.started = False
         self._stop = asyncio.Event()
@@ -60,8 +64,14 @@ class HTTPSServer:
         await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
         stop.cancel()
         if not task.done():
+            end = getattr(self._app, "end_streams", None)
+            if end is not None:
+                end()
             self._server.stop()
-        await task
+        try:
+            await task
+        except TimeoutError:
+            pass   # a request that outlived workers_kill_timeout was cancelled
 
 
 def port_in_use(host: str, port: int) -> str:

@@ -35,10 +35,35 @@ def test_objects_survive_kill_9_and_restart(fresh_cluster):
 def test_sigterm_stops_cleanly_and_keeps_data(fresh_cluster):
     c = fresh_cluster
     c.ok("apply", "-f", "-", input="apiVersion: node.k8s.io/v1\nkind: RuntimeClass\nmetadata:\n  name: gvisor\nhandler: runsc\n")
-    assert c.stop(signal.SIGTERM) == 0
+    rc = c.stop(signal.SIGTERM)
+    assert rc == 0, open(c.log_path).read()[-20000:]
     assert "kubeclass stopped" in open(c.log_path).read()
     c.start()
     assert json.loads(c.ok("get", "runtimeclass", "gvisor", "-o", "json"))["handler"] == "runsc"
+
+
+def test_sigterm_ends_open_watches_and_stops_promptly(fresh_cluster):
+    """Watches that stay open (a client that never hangs up) end with their closing chunk at shutdown: the
+    listener's graceful stop has nothing left to wait for."""
+    import http.client
+    import ssl
+    c = fresh_cluster
+    ctx = ssl.create_default_context(cafile=c.ca())
+    conns = []
+    for path in (RC_PATH, "/api/v1/pods", "/api/v1/namespaces/default/events"):
+        conn = http.client.HTTPSConnection("127.0.0.1", c.port, context=ctx, timeout=30)
+        conn.request("GET", path + "?watch=1", headers={"Authorization": f"Bearer {c.token()}"})
+        r = conn.getresponse()
+        assert r.status == 200
+        conns.append((conn, r))
+    t0 = time.monotonic()
+    rc = c.stop(signal.SIGTERM)
+    took = time.monotonic() - t0
+    assert rc == 0, open(c.log_path).read()[-20000:]
+    assert took < 8, took
+    for conn, r in conns:
+        r.read()            # the chunked body ends (a cut connection would raise IncompleteRead)
+        conn.close()
 
 
 def test_store_file_is_compacted(fresh_cluster):
