@@ -481,7 +481,8 @@ def write_oci_archive(path: str, ref: str, layers: list[bytes], config: dict) ->
 
 
 BUSYBOX_APPLETS = ("sh", "ls", "cat", "echo", "sleep", "uname", "dmesg", "head", "tail", "id", "env", "hostname",
-                   "ps", "touch", "mkdir", "rm", "wc", "grep", "true", "false", "date", "pwd", "printf", "test", "kill", "wget", "nc", "ip")
+                   "ps", "touch", "mkdir", "rm", "wc", "grep", "true", "false", "date", "pwd", "printf", "test", "kill", "wget", "nc", "ip",
+                   "tar", "stty", "tty", "httpd", "cp", "mv", "ln", "chmod", "sed", "seq", "md5sum", "ifconfig", "route")
 
 
 def busybox_layer(busybox: str = "/bin/busybox") -> bytes:

@@ -1,6 +1,6 @@
-"""The agent's HTTPS endpoint for container logs, as kubelet's /containerLogs/{namespace}/{pod}/{container}
+"""The agent's HTTPS endpoint (kubelet's): container logs at /containerLogs/{namespace}/{pod}/{container}
 (follow, previous, tailLines, limitBytes, timestamps, sinceSeconds, sinceTime), read from the CRI-format
-log files that conmon writes. Only the API server may call it: TLS client certificates are
+log files that conmon writes, and the streaming /exec/{namespace}/{pod}/{container} (streams.py). Only the API server may call it: TLS client certificates are
 required and verified against the cluster CA from the agent's kubeconfig, and the certificate must name
 kube-apiserver-kubelet-client (or carry O=system:masters). The serving certificate is self-signed, made
 once per node (the API server does not verify it, as kube-apiserver does not by default)."""
@@ -12,6 +12,7 @@ import ipaddress
 import logging
 import os
 import ssl
+from urllib.parse import quote
 
 from aiohttp import web
 from cryptography import x509
@@ -19,11 +20,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from . import crilog
+from . import crilog, streams
 from .runtimes import container_state
 
 log = logging.getLogger("kubeclass.node")
 ALLOWED_CN = "kube-apiserver-kubelet-client"
+STATUS_HEADER = "X-Kubeclass-Status-Message"
 
 
 def serving_cert(pki: str, node_name: str, address: str) -> tuple[str, str]:
@@ -54,9 +56,12 @@ def serving_cert(pki: str, node_name: str, address: str) -> tuple[str, str]:
 
 
 def _error(status: int, message: str) -> web.Response:
+    """A Status reply. Its message is repeated in a header: a client whose WebSocket handshake was refused
+    (the API server's aiohttp) sees headers but not the body."""
     reason = {400: "BadRequest", 403: "Forbidden", 404: "NotFound"}.get(status, "InternalError")
     return web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message,
-                              "reason": reason, "code": status}, status=status)
+                              "reason": reason, "code": status}, status=status,
+                             headers={STATUS_HEADER: quote(message, safe=" ")})
 
 
 class LogServer:
@@ -77,6 +82,7 @@ class LogServer:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self.container_logs)
+        app.router.add_get("/exec/{namespace}/{pod}/{container}", self.exec)
         app.router.add_get("/healthz", lambda r: web.Response(text="ok"))
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
@@ -95,13 +101,23 @@ class LogServer:
         subject = {k: v for rdn in cert.get("subject", ()) for k, v in rdn}
         return subject.get("commonName") == ALLOWED_CN or subject.get("organizationName") == "system:masters"
 
+    error = staticmethod(_error)
+
+    def find_worker(self, ns: str, pod_name: str):
+        return next((w for w in list(self.pods.workers.values())
+                     if w.pod["metadata"]["name"] == pod_name and w.pod["metadata"].get("namespace") == ns), None)
+
+    async def exec(self, request: web.Request) -> web.StreamResponse:
+        if not self._authorized(request):
+            return _error(403, "Forbidden (user=unknown, verb=create, resource=nodes, subresource=proxy)")
+        return await streams.exec_handler(self, request)
+
     async def container_logs(self, request: web.Request) -> web.StreamResponse:
         if not self._authorized(request):
             return _error(403, "Forbidden (user=unknown, verb=get, resource=nodes, subresource=proxy)")
         ns, pod_name, cname = request.match_info["namespace"], request.match_info["pod"], request.match_info["container"]
         q = request.query
-        worker = next((w for w in list(self.pods.workers.values())
-                       if w.pod["metadata"]["name"] == pod_name and w.pod["metadata"].get("namespace") == ns), None)
+        worker = self.find_worker(ns, pod_name)
         if worker is None:
             return _error(404, f'pod "{pod_name}" in namespace "{ns}" is not running on node {self.node_name}')
         c = next((c for c in worker.containers if c.name == cname), None)

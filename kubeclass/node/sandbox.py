@@ -18,7 +18,7 @@ import os
 import shutil
 import subprocess
 
-from . import bundle, cgroups
+from . import bundle, cgroups, execsession
 from .handlers import Handler
 from .poddir import glob_workdirs, read_json
 from .runtimes import Runtime, RuntimeError_, Sandbox, container_state, pause_rootfs
@@ -67,6 +67,16 @@ class PodSandbox:
         """The network namespace tcpSocket / httpGet probes connect from (None: the node's)."""
         raise RuntimeError_("tcpSocket and httpGet probes cannot reach this kind of Pod sandbox before Pods have their own "
                             "network; use an exec probe")
+
+    # ---- streaming exec (kubectl exec / cp), as CRI's Exec
+    async def exec_session(self, cid: str, workdir: str, cmd: list[str], tty: bool, stdin: bool) -> "execsession.ExecSession":
+        """Start cmd in a container with its stdio streamed (a pseudo-terminal with tty). Raise RuntimeError_
+        with the reason when it cannot be started."""
+        raise RuntimeError_("exec into this kind of Pod sandbox is not supported yet")
+
+    async def _runtime_exec_session(self, cid: str, workdir: str, cmd: list[str], tty: bool, stdin: bool):
+        assert self.runtime is not None
+        return await execsession.start(self.runtime.argv(), cid, workdir, cmd, tty, stdin)
 
     async def _runtime_exec(self, cid: str, cmd: list[str], timeout: float) -> tuple[int, str]:
         assert self.runtime is not None
@@ -139,6 +149,9 @@ class NamespaceSandbox(PodSandbox):
     async def exec(self, cid: str, cmd: list[str], timeout: float) -> tuple[int, str]:
         return await self._runtime_exec(cid, cmd, timeout)
 
+    async def exec_session(self, cid, workdir, cmd, tty, stdin):
+        return await self._runtime_exec_session(cid, workdir, cmd, tty, stdin)
+
     def probe_netns(self) -> str | None:
         if (self.ctx.pod.get("spec") or {}).get("hostNetwork"):
             return None
@@ -202,6 +215,9 @@ class GVisorSandbox(PodSandbox):
 
     async def exec(self, cid: str, cmd: list[str], timeout: float) -> tuple[int, str]:
         return await self._runtime_exec(cid, cmd, timeout)   # inside the gVisor sandbox: its kernel runs the command
+
+    async def exec_session(self, cid, workdir, cmd, tty, stdin):
+        return await self._runtime_exec_session(cid, workdir, cmd, tty, stdin)   # under the Pod's gVisor kernel
 
     async def stop(self) -> None:
         assert self.runtime is not None

@@ -21,7 +21,8 @@ def _verbs(r: registry.Resource) -> list[str]:
 
 def _sub_verbs(sub: str) -> list[str]:
     return {"status": ["get", "patch", "update"], "scale": ["get", "patch", "update"], "binding": ["create"],
-            "log": ["get"], "token": ["create"], "finalize": ["update"]}.get(sub, ["get"])
+            "log": ["get"], "token": ["create"], "finalize": ["update"], "exec": ["create", "get"],
+            "attach": ["create", "get"], "portforward": ["create", "get"]}.get(sub, ["get"])
 
 
 def _sub_kind(r: registry.Resource, sub: str) -> tuple[str, str, str]:
@@ -31,6 +32,8 @@ def _sub_kind(r: registry.Resource, sub: str) -> tuple[str, str, str]:
         return ("", "v1", "Binding")
     if sub == "token":
         return ("authentication.k8s.io", "v1", "TokenRequest")
+    if sub in ("exec", "attach", "portforward"):
+        return ("", "v1", {"exec": "PodExecOptions", "attach": "PodAttachOptions", "portforward": "PodPortForwardOptions"}[sub])
     return (r.group, r.version, r.kind.kind)
 
 

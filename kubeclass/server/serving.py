@@ -29,7 +29,7 @@ SWITCH_INTERVAL = 0.001
 class HTTPSServer:
     def __init__(self, app, host: str, port: int, certfile: str, keyfile: str) -> None:
         self._server = Server(app, address=host, port=port, interface=Interfaces.ASGINL, http=HTTPModes.http1,
-                              websockets=False, ssl_cert=Path(certfile), ssl_key=Path(keyfile),
+                              websockets=True, ssl_cert=Path(certfile), ssl_key=Path(keyfile),
                               ssl_protocol_min=SSLProtocols.tls12, log_enabled=False, backlog=1024, backpressure=1_000_000)
         # granian waits for open requests at stop without bound unless told: the API server ends its watches
         # and streams first (end_streams), and a request still open 5 s later is cut

@@ -1,0 +1,152 @@
+"""kubectl exec and kubectl cp into Pods on the real node (issue 14), through the API server's WebSocket relay
+to the agent: runc Pods run the command in the Pod's namespaces (the host's kernel), gVisor Pods under their
+own gVisor kernel. kubectl 1.32 speaks v5.channel.k8s.io; the official Python client's stream() v4 (text
+frames for str data)."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+
+import pytest
+import yaml
+
+from nodecluster import IMAGE, node_cluster, wait_for  # noqa: F401 - fixture
+
+CLASSES = ("apiVersion: node.k8s.io/v1\nkind: RuntimeClass\nmetadata:\n  name: gvisor\nhandler: runsc\n---\n"
+           "apiVersion: node.k8s.io/v1\nkind: RuntimeClass\nmetadata:\n  name: standard\nhandler: runc\n")
+PODS = {"standard": "exec-runc", "gvisor": "exec-gvisor"}
+
+
+@pytest.fixture(scope="module")
+def nc(node_cluster):
+    node_cluster.ok("apply", "-f", "-", input=CLASSES)
+    for rc, name in PODS.items():
+        node_cluster.ok("apply", "-f", "-", input=yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"runtimeClassName": rc, "terminationGracePeriodSeconds": 1,
+                     "containers": [{"name": "app", "image": IMAGE, "imagePullPolicy": "IfNotPresent",
+                                     "command": ["sleep", "3600"]}]}}))
+    for name in PODS.values():
+        node_cluster.wait_phase(name, ("Running",))
+    yield node_cluster
+    node_cluster.kubectl("delete", "pod", *PODS.values(), "--grace-period=1")
+
+
+def test_exec_shows_which_kernel_runs_the_pod(nc):
+    assert nc.ok("exec", "exec-runc", "--", "uname", "-r").strip() == platform.release()
+    dmesg = nc.ok("exec", "exec-gvisor", "--", "dmesg")
+    assert "Starting gVisor..." in dmesg
+    assert nc.ok("exec", "exec-gvisor", "--", "uname", "-r").strip() != platform.release()
+
+
+@pytest.mark.parametrize("rc", ["standard", "gvisor"])
+def test_exit_code_stdout_stderr_and_stdin(nc, rc):
+    name = PODS[rc]
+    out = nc.kubectl("exec", name, "--", "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert out.returncode == 3
+    assert out.stdout == "out\n"
+    assert out.stderr == "err\ncommand terminated with exit code 3\n"
+    out = nc.kubectl("exec", "-i", name, "--", "sh", "-c", "cat > /tmp/x; wc -c < /tmp/x; cat /tmp/x",
+                     input="hello from stdin\n")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["17", "hello", "from", "stdin"]
+
+
+def test_exec_runs_as_the_container_does(nc):
+    """The container's environment and working directory, not the agent's."""
+    env = nc.ok("exec", "exec-runc", "--", "env")
+    assert "PATH=/bin" in env.split("\n") and "HOSTNAME=exec-runc" in env
+    assert nc.ok("exec", "exec-runc", "--", "pwd").strip() == "/"
+
+
+@pytest.mark.parametrize("rc", ["standard", "gvisor"])
+def test_tty_gets_a_prompt_and_the_terminal_size(nc, rc):
+    """`kubectl exec -it` under a real pseudo-terminal (script(1)): kubectl sends the terminal's size, the shell
+    inside sees it and a tty."""
+    name = PODS[rc]
+    script = f"stty cols 97 rows 31; kubectl --cache-dir {nc.data_dir}/kcache exec -it {name} -- sh"
+    p = subprocess.Popen(["script", "-qfec", script, "/dev/null"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, env=nc.env())
+    time.sleep(3)
+    p.stdin.write(b"stty size; test -t 0 && echo stdin-is-a-tty; echo sum=$((40+2))\n")
+    p.stdin.flush()
+    time.sleep(1.5)
+    p.stdin.write(b"exit 4\n")
+    p.stdin.flush()
+    out, _ = p.communicate(timeout=30)
+    text = out.decode(errors="replace").replace("\r", "")
+    assert "/ # " in text                              # the shell's prompt
+    assert "31 97\n" in text and "stdin-is-a-tty\n" in text and "sum=42\n" in text
+    assert "command terminated with exit code 4" in text and p.returncode == 4
+
+
+@pytest.mark.parametrize("rc", ["standard", "gvisor"])
+def test_kubectl_cp_both_directions(nc, rc, tmp_path):
+    name = PODS[rc]
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("some text\n")
+    blob = os.urandom(2_500_000)
+    (src / "blob.bin").write_bytes(blob)
+    nc.ok("cp", str(src), f"{name}:/tmp/copied")
+    assert nc.ok("exec", name, "--", "cat", "/tmp/copied/a.txt") == "some text\n"
+    back = tmp_path / "back"
+    nc.ok("cp", f"{name}:/tmp/copied", str(back))
+    assert (back / "blob.bin").read_bytes() == blob
+    assert (back / "a.txt").read_text() == "some text\n"
+
+
+def test_official_client_stream_with_resize(nc):
+    from kubernetes import client, config
+    from kubernetes.stream import stream
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=nc.kubeconfig, client_configuration=cfg)
+    v1 = client.CoreV1Api(client.ApiClient(cfg))
+    out = stream(v1.connect_get_namespaced_pod_exec, "exec-gvisor", "default", command=["sh", "-c", "echo hi; exit 6"],
+                 stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False)
+    out.run_forever(timeout=20)
+    assert out.read_stdout() == "hi\n" and out.returncode == 6
+    ws = stream(v1.connect_get_namespaced_pod_exec, "exec-runc", "default", command=["sh"], stderr=True, stdin=True,
+                stdout=True, tty=True, _preload_content=False)
+    seen = ""
+    for w, h in ((123, 45), (77, 11)):
+        ws.write_channel(4, json.dumps({"Width": w, "Height": h}))
+        time.sleep(0.3)
+        ws.write_stdin("stty size\n")
+
+        def got():
+            nonlocal seen
+            ws.update(timeout=0.5)
+            seen += ws.read_stdout() or ""
+            return f"{h} {w}" in seen
+        wait_for(got, 15, what=f"stty size {h} {w}")
+    ws.write_stdin("exit 0\n")
+    ws.run_forever(timeout=10)
+    assert ws.returncode == 0
+
+
+def test_refusals_before_the_upgrade(nc):
+    out = nc.kubectl("exec", "no-such-pod", "--", "true")
+    assert out.returncode == 1 and out.stderr.strip() == 'Error from server (NotFound): pods "no-such-pod" not found'
+    out = nc.kubectl("exec", "exec-runc", "-c", "nope", "--", "true")
+    assert out.returncode == 1 and "container nope is not valid for pod exec-runc" in out.stderr, out.stderr
+    # a plain GET is not an upgrade
+    st, _, body = nc.request("GET", "/api/v1/namespaces/default/pods/exec-runc/exec?command=true&stdout=true")
+    assert st == 400 and body["message"] == "Upgrade request required"
+
+
+def test_exec_needs_create_as_well_as_get(nc):
+    """The WebSocket upgrade is a GET: `get pods/exec` alone does not run a command (upstream's
+    AuthorizePodWebsocketUpgradeCreatePermission); with `create` as well it does."""
+    nc.ok("create", "role", "exec-get", "--verb=get", "--resource=pods,pods/exec")
+    nc.ok("create", "rolebinding", "exec-get", "--role=exec-get", "--user=eve")
+    out = nc.kubectl("--as=eve", "exec", "exec-runc", "--", "true")
+    assert out.returncode == 1
+    assert 'User "eve" cannot create resource "pods/exec" in API group "" in the namespace "default"' in out.stderr, out.stderr
+    nc.ok("create", "role", "exec-create", "--verb=create", "--resource=pods/exec")
+    nc.ok("create", "rolebinding", "exec-create", "--role=exec-create", "--user=eve")
+    assert wait_for(lambda: nc.kubectl("--as=eve", "exec", "exec-runc", "--", "echo", "ok").stdout == "ok\n", 10)
+    nc.kubectl("delete", "role,rolebinding", "exec-get", "exec-create")
