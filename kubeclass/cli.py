@@ -256,7 +256,15 @@ def node_options(args, data_dir: str):
                         port=getattr(args, "node_port", 10250), vm_pool=getattr(args, "vm_pool", 0),
                         vm_pool_memory=_mib(getattr(args, "vm_pool_memory", "512Mi")),
                         vm_kernel=getattr(args, "vm_kernel", None), vm_initrd=getattr(args, "vm_initrd", None),
-                        vm_templates=not getattr(args, "no_vm_templates", False))
+                        vm_templates=not getattr(args, "no_vm_templates", False), network=network_options(args))
+
+
+def network_options(args):
+    from .node import podnet
+    opts = podnet.Options(conf_dir=args.cni_conf_dir, bin_dirs=tuple(d for d in args.cni_bin_dir.split(":") if d),
+                          pod_cidr=args.pod_cidr, bridge=args.cni_bridge, enabled=not args.no_pod_network)
+    podnet.validate(opts)
+    return opts
 
 
 def node_port_taken(opts, advice: str) -> str:
@@ -307,6 +315,16 @@ def _add_node_flags(s, prefix_name: bool = False) -> None:
     s.add_argument("--no-vm-templates", action="store_true",
                    help="always boot VMs (by default a VM starts from a saved state of a freshly booted VM of its "
                         "shape, ~15x faster under TCG)")
+    s.add_argument("--pod-cidr", default="10.244.0.0/24",
+                   help="the node's Pod addresses (spec.podCIDR; the subnet of the CNI configuration kubeclass writes)")
+    s.add_argument("--cni-conf-dir", default="/etc/cni/net.d",
+                   help="the CNI network configuration (the first *.conflist / *.conf in lexical order); when it holds "
+                        "none, kubeclass writes a bridge + host-local + portmap one in the node's data directory")
+    s.add_argument("--cni-bin-dir", default=":".join(("/usr/lib/cni", "/opt/cni/bin")),
+                   help="where the CNI plugins are (colon-separated)")
+    s.add_argument("--cni-bridge", default="kubeclass0", help="the bridge of kubeclass's own CNI configuration")
+    s.add_argument("--no-pod-network", action="store_true",
+                   help="no CNI: each Pod gets a network namespace with loopback only (no Pod IP)")
 
 
 async def cmd_node(args) -> int:

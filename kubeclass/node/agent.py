@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from ..client import ApiError, Client, now_micro, now_rfc3339, path_for
 from ..httpclient import TransportError
 from . import handlers as handlers_mod
-from . import nodestatus
+from . import nodestatus, podnet
 
 log = logging.getLogger("kubeclass.node")
 
@@ -41,6 +41,7 @@ class AgentOptions:
     vm_kernel: str | None = None
     vm_initrd: str | None = None
     vm_templates: bool = True      # start VMs from saved states of freshly booted ones (vm/template.py)
+    network: podnet.Options = field(default_factory=podnet.Options)   # Pod networking through CNI
 
 
 class Agent:
@@ -67,6 +68,9 @@ class Agent:
         now = now_rfc3339()
         node = nodestatus.node_object(self.opts.name, self.facts, self.table, self.opts.labels, self.opts.taints,
                                       self.opts.address, self.opts.port, self.runtime_version, now)
+        if self.opts.network.enabled:
+            cidr = podnet.PodNetworks(self.opts.network, self.opts.data_dir).pod_cidr
+            node["spec"]["podCIDR"], node["spec"]["podCIDRs"] = cidr, [cidr]
         path = path_for("", "v1", "nodes")
         try:
             created = await self.client.create(path, node)
@@ -78,11 +82,13 @@ class Agent:
             existing = await self.client.get(path_for("", "v1", "nodes", None, self.opts.name))
             self.node_uid = existing["metadata"]["uid"]
             patch: dict = {"metadata": {"labels": node["metadata"]["labels"]}}
+            if node["spec"].get("podCIDR") and not (existing.get("spec") or {}).get("podCIDR"):
+                patch["spec"] = {"podCIDR": node["spec"]["podCIDR"], "podCIDRs": node["spec"]["podCIDRs"]}
             if self.opts.taints:
                 have = {(t.get("key"), t.get("effect")) for t in (existing.get("spec") or {}).get("taints") or []}
                 extra = [t for t in self.opts.taints if (t["key"], t["effect"]) not in have]
                 if extra:
-                    patch["spec"] = {"taints": ((existing.get("spec") or {}).get("taints") or []) + extra}
+                    patch.setdefault("spec", {})["taints"] = ((existing.get("spec") or {}).get("taints") or []) + extra
             await self.client.patch(path_for("", "v1", "nodes", None, self.opts.name), patch, kind="merge")
             log.info("node %s already registered: taken over", self.opts.name)
         for c in node["status"]["conditions"]:
@@ -154,6 +160,11 @@ class Agent:
         from .logserver import LogServer
         from .pods import PodManager
         self.pods = PodManager(self.client, self.opts.name, self.table, self.opts.data_dir, self.opts.address)
+        if self.opts.network.enabled:
+            self.pods.network = podnet.PodNetworks(self.opts.network, self.opts.data_dir)
+            released = await asyncio.to_thread(self.pods.network.release_leaked)
+            if released:
+                log.info("node %s: released %d Pod address(es) left by Pods that are gone", self.opts.name, released)
         self.pods.vm_kernel, self.pods.vm_initrd = self.opts.vm_kernel, self.opts.vm_initrd
         vm_handlers = [h for h in self.table.available() if h.flavor == "vm"]
         if vm_handlers and self.opts.vm_templates:

@@ -66,7 +66,7 @@ def service_env(api_server_url: str) -> dict[str, str]:
 
 
 def environment(pod: dict, container: dict, image_config: dict, node_name: str, host_ip: str,
-                refs: dict | None = None, services: dict | None = None) -> dict[str, str]:
+                refs: dict | None = None, services: dict | None = None, pod_ip: str = "") -> dict[str, str]:
     """The container's environment: the image's, the services' variables, then envFrom, then env (later
     wins). `refs` holds the ConfigMap / Secret values resolved beforehand (node.volumes.env_values)."""
     refs = refs or {}
@@ -85,7 +85,7 @@ def environment(pod: dict, container: dict, image_config: dict, node_name: str, 
             continue
         vf = e["valueFrom"]
         if "fieldRef" in vf:
-            env[e["name"]] = field_ref(pod, vf["fieldRef"].get("fieldPath", ""), node_name, host_ip, f"env {e['name']}")
+            env[e["name"]] = field_ref(pod, vf["fieldRef"].get("fieldPath", ""), node_name, host_ip, f"env {e['name']}", pod_ip)
         elif "resourceFieldRef" in vf:
             env[e["name"]] = resource_ref(container, vf["resourceFieldRef"])
         elif "configMapKeyRef" in vf or "secretKeyRef" in vf:
@@ -98,7 +98,7 @@ def environment(pod: dict, container: dict, image_config: dict, node_name: str, 
     return env
 
 
-def field_ref(pod: dict, path: str, node_name: str, host_ip: str, where: str = "") -> str:
+def field_ref(pod: dict, path: str, node_name: str, host_ip: str, where: str = "", pod_ip: str = "") -> str:
     """A downward API fieldPath's value (env or volume); whole label / annotation maps as kubelet formats them."""
     md, spec = pod["metadata"], pod.get("spec") or {}
     m = re.fullmatch(r"metadata\.(labels|annotations)\['(.+)'\]", path)
@@ -109,7 +109,7 @@ def field_ref(pod: dict, path: str, node_name: str, host_ip: str, where: str = "
     fields = {"metadata.name": md.get("name", ""), "metadata.namespace": md.get("namespace", ""),
               "metadata.uid": md.get("uid", ""), "spec.nodeName": node_name, "status.hostIP": host_ip,
               "status.hostIPs": host_ip, "spec.serviceAccountName": spec.get("serviceAccountName", "default"),
-              "status.podIP": "", "status.podIPs": ""}
+              "status.podIP": pod_ip, "status.podIPs": pod_ip}
     if path not in fields:
         raise BundleError(f"unsupported fieldPath {path!r}" + (f" in {where}" if where else ""))
     return fields[path]

@@ -22,6 +22,9 @@ from ..httpclient import TransportError
 from . import bundle, cgroups, mounts, probes, volumes
 from .handlers import Handler, HandlerTable
 from .images import ImageError, ImageStore
+from . import podnet
+from .cni import CNIError
+from .podnet import PodNet, PodNetworks
 from .poddir import glob_workdirs, read_json
 from .runtimes import Runtime, RuntimeError_, container_state
 from .sandbox import PodSandbox, make as make_sandbox, wait_exit
@@ -81,6 +84,7 @@ class PodWorker:
                           [Container(c, False) for c in spec.get("containers") or []]
         self.handler: Handler | None = None
         self.sandbox: PodSandbox | None = None
+        self.net: PodNet | None = None   # the Pod's network namespace and addresses (podnet.py)
         self.sandbox_ready = False
         self.sandbox_stopped = False   # a finished Pod's sandbox is stopped (kept: its containers' files)
         self.pending_events: list = []
@@ -93,6 +97,11 @@ class PodWorker:
         self.events_sent: set[tuple] = set()
 
     # ------------------------------------------------------------------ helpers
+    def pod_ip(self) -> str:
+        if (self.pod.get("spec") or {}).get("hostNetwork"):
+            return self.mgr.address
+        return self.net.ips[0] if self.net is not None and self.net.ips else ""
+
     @property
     def name(self) -> str:
         return f"{self.pod['metadata'].get('namespace')}/{self.pod['metadata']['name']}"
@@ -161,9 +170,10 @@ class PodWorker:
 
     # ------------------------------------------------------------------ probes
     def probe_host(self) -> str:
-        """Where probes connect: the Pod's address (its loopback inside its network namespace until Pods have
-        their own IPs; the node's for a hostNetwork Pod)."""
-        return self.mgr.address if (self.pod.get("spec") or {}).get("hostNetwork") else "127.0.0.1"
+        """Where probes connect, from the node as kubelet's do: the Pod's IP (the node's for a hostNetwork
+        Pod); a Pod without an address of its own (no Pod network, a VM) is probed on its loopback from
+        inside its network namespace."""
+        return self.pod_ip() or "127.0.0.1"
 
     async def run_probes(self) -> None:
         now = time.monotonic()
@@ -212,6 +222,7 @@ class PodWorker:
             h = self.mgr.table.handlers.get(meta.get("handler", ""))
             if h is not None:
                 self.handler, self.sandbox = h, self.mgr.sandbox(self, h)
+                self.net = PodNetworks.load(self.dir)
                 self.sandbox.adopt(meta)
         for c in self.containers:
             base = os.path.join(self.dir, "containers", c.name)
@@ -261,6 +272,8 @@ class PodWorker:
         if phase in ("Succeeded", "Failed") and self.sandbox_ready and not self.sandbox_stopped and self.sandbox is not None:
             # as kubelet: a Pod that has finished keeps its logs and statuses, not its sandbox (a VM's memory)
             await self.sandbox.stop()
+            if self.mgr.network is not None:
+                await self.mgr.network.teardown(self.dir)   # its address is released; status keeps it, as kubelet's
             self.sandbox_stopped = True
             self.save_sandbox_meta()
 
@@ -287,6 +300,13 @@ class PodWorker:
         self.handler, self.sandbox = h, self.mgr.sandbox(self, h)
         os.makedirs(self.dir, exist_ok=True)
         self.write_etc_files()
+        if self.mgr.network is not None and h.flavor != "vm" and not spec.get("hostNetwork"):
+            try:
+                self.net = await self.mgr.network.setup(self.pod, self.dir)
+            except (CNIError, OSError) as e:
+                self.event("FailedCreatePodSandBox", f"Failed to create pod sandbox: rpc error: code = Unknown desc = failed to "
+                           f"setup network for sandbox \"{podnet.container_id(self.uid)}\": {e}", "Warning")
+                return
         try:
             cgroups.ensure_pod(self.uid, bundle.pod_limits(self.pod))
             await self.sandbox.run()
@@ -396,7 +416,7 @@ class PodWorker:
             rootfs = await asyncio.to_thread(mount_rootfs, lower, workdir)
             refs = await volumes.env_values(self.sources, c.spec)
             env = bundle.environment(self.pod, c.spec, image_config, self.mgr.node_name, self.mgr.address, refs,
-                                     bundle.service_env(self.mgr.client.config.server))
+                                     bundle.service_env(self.mgr.client.config.server), pod_ip=self.pod_ip())
             mounts = self.etc_mounts() + self.volume_mounts(c)
             cfg = bundle.spec(self.pod, c.spec, image_config, rootfs, env=env, cgroups_path=f"{cgroups.pod_path(self.uid)}/{cid}",
                               mounts=mounts, **self.sandbox.container_options(c.name))
@@ -485,7 +505,7 @@ class PodWorker:
             if spec is None:
                 raise bundle.BundleError(f"container {name!r} not found for resourceFieldRef")
             return bundle.resource_ref(spec, ref or {})
-        return bundle.field_ref(self.pod, path, self.mgr.node_name, self.mgr.address)
+        return bundle.field_ref(self.pod, path, self.mgr.node_name, self.mgr.address, pod_ip=self.pod_ip())
 
     def volume_mounts(self, c: Container) -> list[dict]:
         vols = {v["name"]: v for v in (self.pod.get("spec") or {}).get("volumes") or []}
@@ -553,6 +573,8 @@ class PodWorker:
         await asyncio.gather(*(self.stop_container(c, grace) for c in running))
         await asyncio.gather(*(self.sandbox.remove_container(c.cid) for c in self.containers if c.cid and c not in running))
         await self.sandbox.stop()
+        if self.mgr.network is not None:
+            await self.mgr.network.teardown(self.dir)
         for c in self.containers:
             if c.attempt >= 0:
                 umount_rootfs(c.workdir(self.dir))
@@ -691,6 +713,8 @@ class PodWorker:
                   "containerStatuses": main}
         if (self.pod.get("spec") or {}).get("hostNetwork"):
             status["podIP"], status["podIPs"] = self.mgr.address, [{"ip": self.mgr.address}]
+        elif self.net is not None and self.net.ips:
+            status["podIP"], status["podIPs"] = self.net.ips[0], [{"ip": ip} for ip in self.net.ips]
         if init:
             status["initContainerStatuses"] = init
         if self.failed is not None:
@@ -719,6 +743,7 @@ class PodManager:
         self.data_dir = data_dir
         self.address = address
         self.images = ImageStore(os.path.join(data_dir, "images"))
+        self.network: PodNetworks | None = None   # None: Pods share the node's network (--no-pod-network)
         self.workers: dict[str, PodWorker] = {}
         self._runtimes: dict[str, Runtime] = {}
         self._guest = None
@@ -828,6 +853,8 @@ class PodManager:
             else:
                 from .runtimes import Sandbox
                 Sandbox(d).stop()
+            if self.network is not None:
+                self.network.teardown_sync(d)
             for cdir in glob_workdirs(d):
                 umount_rootfs(cdir)
             volumes.unmount_all(d)

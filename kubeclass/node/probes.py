@@ -3,8 +3,8 @@ exec, tcpSocket and httpGet actions, upstream's timing fields (initialDelaySecon
 timeoutSeconds, successThreshold, failureThreshold) and messages (`Liveness probe failed: ...`).
 
 exec runs through the Pod's runtime (`runc exec`, `runsc exec`: inside the gVisor sandbox). tcpSocket and
-httpGet connect from inside the Pod's network namespace (nsenter into the sandbox's netns; a hostNetwork
-Pod's from the node), the way kubelet reaches the Pod's IP."""
+httpGet connect from the node to the Pod's IP, as kubelet's do (a gVisor Pod answers from its own netstack);
+a Pod without an address of its own is reached on its loopback from inside its network namespace (nsenter)."""
 from __future__ import annotations
 
 import asyncio
@@ -171,10 +171,12 @@ async def run(probe: dict, container: dict, sandbox, cid: str, pod_host: str) ->
         if port is None:
             return False, f"unable to resolve port {act.get('port')!r} of container {container.get('name')}"
         host = act.get("host") or pod_host
-        try:
-            netns = sandbox.probe_netns()
-        except Exception as e:  # noqa: BLE001
-            return False, str(e)
+        netns = None
+        if pod_host == "127.0.0.1":   # a Pod without an address of its own: from inside its namespace
+            try:
+                netns = sandbox.probe_netns()
+            except Exception as e:  # noqa: BLE001
+                return False, str(e)
         if probe.get("tcpSocket"):
             return await run_network(netns, ["tcp", host, str(port), str(timeout)], timeout)
         h = probe["httpGet"]

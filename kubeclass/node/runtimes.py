@@ -69,10 +69,13 @@ class Runtime:
         self.sockets = os.path.join(state_root, "runtime", "conmon")   # conmon's attach/notify links
         os.makedirs(self.sockets, exist_ok=True)
 
-    def argv(self) -> list[str]:
+    def argv(self, network: str | None = None) -> list[str]:
+        """The runtime's global flags. network: runsc's --network for a sandbox being created ("sandbox" when
+        the Pod has its own network namespace: gVisor's netstack serves its interface; "none" otherwise, never
+        "sandbox" in the node's own namespace, whose interfaces runsc would take over)."""
         out = [self.handler.binary, "--root", self.root]
         if self.flavor == "runsc":
-            flags = {"network": "none", **self.handler.flags}
+            flags = {"network": network or "none", **self.handler.flags}
             out += [f"--{k}={v}" for k, v in flags.items()]
         elif self.handler.systemd_cgroup and os.path.isdir("/run/systemd/system"):
             out.append("--systemd-cgroup")
@@ -125,7 +128,7 @@ class Runtime:
             os.rename(path + ".tmp", path)
         return path
 
-    async def launch(self, cid: str, bundle: str, workdir: str, log_path: str) -> None:
+    async def launch(self, cid: str, bundle: str, workdir: str, log_path: str, network: str | None = None) -> None:
         """Run the container under conmon (CRI-O's container monitor). conmon outlives the agent: it holds
         the container's stdio, writes its output to log_path in the CRI log format, and when the container
         ends writes the exit code to workdir/exits/<cid>. Returns once the runtime has written the
@@ -137,7 +140,7 @@ class Runtime:
         exits = os.path.join(workdir, "exits")
         os.makedirs(exits, exist_ok=True)
         runtime_log = os.path.join(workdir, "runtime.log")
-        _, *global_args = self.argv()
+        _, *global_args = self.argv(network)
         argv = [conmon, "--api-version", "1", "-c", cid, "-u", cid, "-n", cid, "-r", self.monitor_runtime(),
                 "-b", bundle, "-p", os.path.join(workdir, "run.pid"), "-P", os.path.join(workdir, "conmon.pid"),
                 "-l", log_path, "--exit-dir", exits, "--socket-dir-path", self.sockets]
@@ -203,8 +206,14 @@ while [ "$i" -lt "$total" ]; do
     *) set -- "$@" "$a" ;;
   esac
 done
-if [ -z "$pidfile" ]; then exec @RUNTIME@ "$@"; fi
-@RUNTIME@ "$@" &
+# runsc --network=sandbox refuses to start when /proc/sys/net/core/rmem_default exists, taking that for the
+# node's own network namespace; kernels 6.x show it in every namespace. It is hidden from this runsc only
+# (a private mount namespace that still receives the node's mounts).
+for a in "$@"; do [ "$a" = "--network=sandbox" ] && set -- unshare -m --propagation slave /bin/sh -c \
+  'mount -t tmpfs -o size=4k,mode=555 kubeclass-hide /proc/sys/net && exec "$0" "$@"' @RUNTIME@ "$@" && break; done
+[ "$1" = unshare ] || set -- @RUNTIME@ "$@"
+if [ -z "$pidfile" ]; then exec "$@"; fi
+"$@" &
 echo $! > "$pidfile"
 """
 
@@ -316,15 +325,17 @@ class Sandbox:
             return {}
         return {t: f"/proc/{pid}/ns/{n}" for t, n in (("network", "net"), ("ipc", "ipc"), ("uts", "uts"))}
 
-    def spawn(self, hostname: str, host_network: bool = False) -> None:
+    def spawn(self, hostname: str, host_network: bool = False, netns: str | None = None) -> None:
         """Start the sandbox process (its pid, hence ns_paths(), is known on return); wait_ready() before
-        a container joins it."""
+        a container joins it. netns: the Pod's network namespace (CNI's) to park in; without it a fresh one
+        (loopback only) or, with host_network, the node's."""
         if self.pid is not None:
             return
         os.makedirs(self.dir, exist_ok=True)
-        flags = "--ipc --uts" + ("" if host_network else " --net")
+        flags = "--ipc --uts" + ("" if host_network or netns else " --net")
         inner = 'hostname "$1"; ip link set lo up 2>/dev/null; exec sleep infinity'
-        script = (f"unshare {flags} /bin/sh -c {shlex.quote(inner)} sandbox {shlex.quote(hostname)} "
+        enter = f"nsenter --net={shlex.quote(netns)} " if netns else ""
+        script = (f"{enter}unshare {flags} /bin/sh -c {shlex.quote(inner)} sandbox {shlex.quote(hostname)} "
                   f"</dev/null >/dev/null 2>&1 & echo $! > {shlex.quote(self.pid_file)}")
         subprocess.run(["/bin/sh", "-c", script], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL, start_new_session=True, check=True)

@@ -132,7 +132,9 @@ class NamespaceSandbox(PodSandbox):
         # its readiness is awaited just before the first container starts, so that the image and bundle
         # work overlaps the sandbox's start
         spec = self.ctx.pod.get("spec") or {}
-        Sandbox(self.ctx.dir).spawn(self.ctx.hostname(), host_network=bool(spec.get("hostNetwork")))
+        net = getattr(self.ctx, "net", None)
+        Sandbox(self.ctx.dir).spawn(self.ctx.hostname(), host_network=bool(spec.get("hostNetwork")),
+                                    netns=net.netns if net is not None else None)
 
     def container_options(self, name: str) -> dict:
         ns_paths = Sandbox(self.ctx.dir).ns_paths()
@@ -180,6 +182,14 @@ class GVisorSandbox(PodSandbox):
     def sandbox_id(self) -> str:
         return f"kc-{self.ctx.uid}-sandbox"
 
+    def _netns(self) -> dict[str, str]:
+        """The Pod's network namespace for the gVisor sandbox's spec (its netstack takes the interface over)."""
+        net = getattr(self.ctx, "net", None)
+        return {"network": net.netns} if net is not None else {}
+
+    def _network_mode(self) -> str | None:
+        return "sandbox" if self._netns() else None
+
     async def run(self) -> None:
         if self.single:
             return
@@ -191,7 +201,7 @@ class GVisorSandbox(PodSandbox):
         os.makedirs(workdir)
         md = self.ctx.pod["metadata"]
         cfg = bundle.spec({"metadata": md, "spec": {}}, {"name": "pause", "command": ["/sleep", "2147483647"]},
-                          {}, pause_rootfs(self.ctx.mgr.data_dir), env={"PATH": bundle.DEFAULT_PATH}, ns_paths={},
+                          {}, pause_rootfs(self.ctx.mgr.data_dir), env={"PATH": bundle.DEFAULT_PATH}, ns_paths=self._netns(),
                           cgroups_path=cgroups.pod_path(self.ctx.uid) + "/sandbox", hostname=self.ctx.hostname(),
                           mounts=self.ctx.etc_mounts(), readonly_root=True,
                           annotations={"io.kubernetes.cri.container-type": "sandbox",
@@ -199,11 +209,12 @@ class GVisorSandbox(PodSandbox):
                                        "io.kubernetes.cri.sandbox-name": md["name"],
                                        "io.kubernetes.cri.sandbox-namespace": md.get("namespace", "")})
         self._write_config(workdir, cfg)
-        await self.runtime.launch(self.sandbox_id(), workdir, workdir, os.path.join(workdir, "sandbox.log"))
+        await self.runtime.launch(self.sandbox_id(), workdir, workdir, os.path.join(workdir, "sandbox.log"),
+                                  network=self._network_mode())
 
     def container_options(self, name: str) -> dict:
         if self.single:
-            return {"ns_paths": {}, "hostname": self.ctx.hostname(), "annotations": {}}
+            return {"ns_paths": self._netns(), "hostname": self.ctx.hostname(), "annotations": {}}
         return {"ns_paths": {}, "hostname": None,
                 "annotations": {"io.kubernetes.cri.container-type": "container", "io.kubernetes.cri.sandbox-id": self.sandbox_id(),
                                 "io.kubernetes.cri.container-name": name}}
@@ -211,7 +222,7 @@ class GVisorSandbox(PodSandbox):
     async def start_container(self, cid: str, workdir: str, log_path: str, cfg: dict) -> None:
         assert self.runtime is not None
         self._write_config(workdir, cfg)
-        await self.runtime.launch(cid, workdir, workdir, log_path)
+        await self.runtime.launch(cid, workdir, workdir, log_path, network=self._network_mode() if self.single else None)
 
     async def exec(self, cid: str, cmd: list[str], timeout: float) -> tuple[int, str]:
         return await self._runtime_exec(cid, cmd, timeout)   # inside the gVisor sandbox: its kernel runs the command

@@ -52,9 +52,18 @@ class NodeCluster(Cluster):
         return self.ok("logs", *args)
 
 
+_networks = iter(range(1, 250))
+
+
+def pod_network_flags() -> list[str]:
+    """A Pod CIDR and bridge of its own for each test cluster (several may run at once on this machine)."""
+    n = (next(_networks) + os.getpid()) % 250 + 1
+    return ["--pod-cidr", f"10.245.{n}.0/24", "--cni-bridge", f"kctest{n}"]
+
+
 def start_node_cluster(data_dir: str, *extra: str) -> NodeCluster:
     c = NodeCluster(data_dir, extra=["--node-name", NODE, "--node-port", str(free_port()),
-                                     "--labels", "runtime.kubernetes.io/gvisor=true", *extra])
+                                     "--labels", "runtime.kubernetes.io/gvisor=true", *pod_network_flags(), *extra])
     c.start()
     wait_for(lambda: "Ready" in c.ok("get", "node", NODE), 30, what="the node to register")
     return c

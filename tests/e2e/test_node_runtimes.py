@@ -202,6 +202,7 @@ def test_agent_restart_readopts_running_containers(tmp_path):
             return [x for x in json.loads(out.stdout or "[]") or [] if "survivor" not in x["id"] and x["status"] == "running"]
         before = containers()
         assert len(before) == 1
+        ip = wait_for(lambda: c.pod("survivor")["status"].get("podIP"), 20, what="the Pod's IP")
         c.stop()                                         # the agent (and the API server) go away...
         assert containers() == before                    # ...the container keeps running
         c.start()
@@ -209,6 +210,7 @@ def test_agent_restart_readopts_running_containers(tmp_path):
         p = c.wait_phase("survivor", ("Running",))
         st = p["status"]["containerStatuses"][0]
         assert st["restartCount"] == 0 and st["state"]["running"]["startedAt"] == started
+        assert p["status"]["podIP"] == ip                # its address kept (the CNI result in its directory)
         assert containers() == before                    # the same one, not a second
         assert c.logs("survivor") == "up\n"
         c.ok("delete", "pod", "survivor", "--grace-period=1")
