@@ -1,6 +1,7 @@
 """The agent's HTTPS endpoint (kubelet's): container logs at /containerLogs/{namespace}/{pod}/{container}
 (follow, previous, tailLines, limitBytes, timestamps, sinceSeconds, sinceTime), read from the CRI-format
-log files that conmon writes, and the streaming /exec/{namespace}/{pod}/{container} (streams.py). Only the API server may call it: TLS client certificates are
+log files that conmon writes, and the streaming /exec/{namespace}/{pod}/{container} (streams.py) and
+/portForward/{namespace}/{pod} (portforward.py). Only the API server may call it: TLS client certificates are
 required and verified against the cluster CA from the agent's kubeconfig, and the certificate must name
 kube-apiserver-kubelet-client (or carry O=system:masters). The serving certificate is self-signed, made
 once per node (the API server does not verify it, as kube-apiserver does not by default)."""
@@ -20,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from . import crilog, streams
+from . import crilog, portforward, streams
 from .runtimes import container_state
 
 log = logging.getLogger("kubeclass.node")
@@ -83,6 +84,7 @@ class LogServer:
         app = web.Application()
         app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self.container_logs)
         app.router.add_get("/exec/{namespace}/{pod}/{container}", self.exec)
+        app.router.add_get("/portForward/{namespace}/{pod}", self.port_forward)
         app.router.add_get("/healthz", lambda r: web.Response(text="ok"))
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
@@ -111,6 +113,11 @@ class LogServer:
         if not self._authorized(request):
             return _error(403, "Forbidden (user=unknown, verb=create, resource=nodes, subresource=proxy)")
         return await streams.exec_handler(self, request)
+
+    async def port_forward(self, request: web.Request) -> web.StreamResponse:
+        if not self._authorized(request):
+            return _error(403, "Forbidden (user=unknown, verb=create, resource=nodes, subresource=proxy)")
+        return await portforward.handler(self, request)
 
     async def container_logs(self, request: web.Request) -> web.StreamResponse:
         if not self._authorized(request):

@@ -176,9 +176,10 @@ class APIServer:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s %s %d %.1fms", method, path, result.status, (time.monotonic() - start) * 1000)
 
-    # ------------------------------------------------------------------ WebSocket: pods/exec
+    # ------------------------------------------------------------------ WebSocket: pods/exec, pods/portforward
     async def _websocket(self, scope, receive, send) -> None:
-        """A WebSocket upgrade (kubectl 1.30+ exec / cp, the official clients' stream()): authenticated and
+        """A WebSocket upgrade (kubectl 1.30+ exec / cp / port-forward, the official clients' stream() and
+        portforward()): authenticated and
         authorized as any request, then relayed to the Pod's node agent. Refused before the upgrade with a
         Status, as kube-apiserver refuses it."""
         if (await receive())["type"] != "websocket.connect":
@@ -199,9 +200,10 @@ class APIServer:
             attrs = self.request_attributes("GET", path, query, user, route)
             if not self.authorizer.authorize(attrs):
                 raise self.forbidden(attrs)
-            if route is None or route[0] != "res" or route[1] != "" or route[4] != "pods" or not route[5] or route[6] != "exec":
+            sub = route[6] if route is not None and route[0] == "res" else None
+            if sub not in ("exec", "portforward") or route[1] != "" or route[4] != "pods" or not route[5]:
                 raise StatusError(400, "BadRequest", "this resource does not serve WebSocket upgrades")
-            # the upgrade is a GET; running a command also needs `create` (upstream's
+            # the upgrade is a GET; running a command or forwarding a port also needs `create` (upstream's
             # AuthorizePodWebsocketUpgradeCreatePermission), so `get pods/exec` alone never runs one
             create = dataclasses.replace(attrs, verb="create")
             if not self.authorizer.authorize(create):
@@ -213,8 +215,13 @@ class APIServer:
                 raise errors.not_found("pods", "", name)
             node_name = (ent.obj.get("spec") or {}).get("nodeName")
             node_ent = self.store.get(registry.BY_PATH[("", "v1", "nodes")].key(None, node_name)) if node_name else None
-            url = podstreams.exec_location(ent.obj, node_ent.obj if node_ent else None, multi)
-            protocols = remotecommand.offered(headers.get("sec-websocket-protocol"))
+            node_obj = node_ent.obj if node_ent else None
+            if sub == "exec":
+                url = podstreams.exec_location(ent.obj, node_obj, multi)
+                protocols = remotecommand.offered(headers.get("sec-websocket-protocol"))
+            else:
+                url = podstreams.portforward_location(ent.obj, node_obj, multi)
+                protocols = podstreams.portforward_protocols(headers.get("sec-websocket-protocol"))
             await self._streaming(podstreams.relay(self.node_client.session, url, protocols, receive, send))
         except StatusError as e:
             body = encode(e.status())
@@ -453,8 +460,9 @@ class APIServer:
                 raise errors.not_found(res.plural, res.group, name)
             if method not in ("GET", "POST"):
                 raise errors.method_not_allowed()
-            podstreams.choose_container(ent.obj, query.get("container", ""))
-            if sub == "exec" and not (ent.obj.get("spec") or {}).get("nodeName"):
+            if sub != "portforward":
+                podstreams.choose_container(ent.obj, query.get("container", ""))
+            if not (ent.obj.get("spec") or {}).get("nodeName"):
                 raise errors.bad_request(f"pod {name} does not have a host assigned")
             if headers.get("upgrade", "").lower().startswith("spdy"):
                 raise StatusError(400, "BadRequest", "this server does not speak SPDY/3.1 yet: use a client that streams over "

@@ -1,6 +1,6 @@
-"""pods/exec (and later attach / portforward) over WebSocket: the request is checked as kube-apiserver's
-ExecLocation checks it (the container, a node assigned), then relayed message for message to the node
-agent's /exec endpoint (kubelet's) over the API server's mutual-TLS connection to it. Client and agent speak
+"""pods/exec and pods/portforward over WebSocket: the request is checked as kube-apiserver's ExecLocation /
+PortForwardLocation check it (the container, a node assigned), then relayed message for message to the node
+agent's /exec or /portForward endpoint (kubelet's) over the API server's mutual-TLS connection to it. Client and agent speak
 the same remote command protocol (kubeclass.api.remotecommand), so the API server only copies messages;
 the subprotocol is the one the agent picked from those the client offered."""
 from __future__ import annotations
@@ -69,6 +69,36 @@ def exec_location(pod: dict, node: dict | None, query: dict[str, list[str]]) -> 
     md = pod["metadata"]
     return (f"{node_base(pod, node)}/exec/{quote(md['namespace'], safe='')}/{quote(md['name'], safe='')}/"
             f"{quote(container, safe='')}?{urlencode(params)}")
+
+
+PORTFORWARD_PROTOCOLS = ("SPDY/3.1+portforward.k8s.io", rc.V4)
+
+
+def portforward_protocols(header: str | None) -> list[str]:
+    """The port-forward protocols a client offers that the agent speaks: kubectl's SPDY tunnel, the clients' v4
+    channels."""
+    out = []
+    for p in (header or "").split(","):
+        p = p.strip()
+        if p in PORTFORWARD_PROTOCOLS and p not in out:
+            out.append(p)
+    return out
+
+
+def portforward_location(pod: dict, node: dict | None, query: dict[str, list[str]]) -> str:
+    """The agent's URL for a port-forward (PodPortForwardOptions' ports become kubelet's `port` parameters)."""
+    ports = []
+    for v in query.get("ports") or []:
+        for p in v.split(","):
+            p = p.strip()
+            if not p:
+                continue
+            if not p.isdigit() or not 0 < int(p) < 65536:
+                raise errors.bad_request(f"invalid port: {p}")
+            ports.append(("port", p))
+    md = pod["metadata"]
+    url = f"{node_base(pod, node)}/portForward/{quote(md['namespace'], safe='')}/{quote(md['name'], safe='')}"
+    return url + (f"?{urlencode(ports)}" if ports else "")
 
 
 async def relay(node_session: aiohttp.ClientSession, url: str, protocols: list[str], receive, send) -> None:

@@ -51,6 +51,36 @@ class NodeCluster(Cluster):
     def logs(self, *args: str) -> str:
         return self.ok("logs", *args)
 
+    def teardown(self, timeout: float = 120) -> None:
+        """Delete every Pod (so no container outlives the tests), stop the cluster, then sweep what a Pod the
+        agent had no time to remove left behind: its containers, mounts and network namespace."""
+        try:
+            self.kubectl("delete", "pods", "--all", "--all-namespaces", "--grace-period=1", "--wait=true", timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        self.stop()
+        sweep(self.data_dir)
+
+
+def sweep(data_dir: str) -> None:
+    node = os.path.join(os.path.realpath(data_dir), "node")
+    subprocess.run(["pkill", "-9", "-f", f"conmon.*{node}/"], capture_output=True)
+    for rt in ("runc", "crun", "runsc"):
+        root = os.path.join(node, "runtime", rt)
+        if not os.path.isdir(root) or shutil.which(rt) is None:
+            continue
+        out = subprocess.run([rt, "--root", root, "list", "-quiet" if rt == "runsc" else "-q"], capture_output=True, text=True).stdout.split()
+        for cid in out:
+            subprocess.run([rt, "--root", root, "delete", "--force", cid], capture_output=True)
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    for m in sorted((m for m in points if m.startswith(node + "/")), key=len, reverse=True):
+        subprocess.run(["umount", "-l", m], capture_output=True)
+    pods = os.path.join(node, "pods")
+    for uid in os.listdir(pods) if os.path.isdir(pods) else []:
+        if os.path.exists(f"/run/netns/kc-{uid}"):
+            subprocess.run(["ip", "netns", "delete", f"kc-{uid}"], capture_output=True)
+
 
 _networks = iter(range(1, 250))
 
@@ -80,6 +110,4 @@ def node_cluster(tmp_path_factory):
     assert out.returncode == 0 and out.stdout.strip() == f"imported {IMAGE}", out.stderr
     c = start_node_cluster(d)
     yield c
-    # delete what is left so no container outlives the tests
-    c.kubectl("delete", "pods", "--all", "--all-namespaces", "--grace-period=1", "--wait=true", timeout=120)
-    c.stop()
+    c.teardown()

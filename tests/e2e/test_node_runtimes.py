@@ -216,8 +216,7 @@ def test_agent_restart_readopts_running_containers(tmp_path):
         c.ok("delete", "pod", "survivor", "--grace-period=1")
         assert containers() == []
     finally:
-        c.kubectl("delete", "pods", "--all", "--grace-period=1", timeout=60)
-        c.stop()
+        c.teardown(60)
 
 
 @pytest.mark.parametrize("rc", ["standard", "gvisor"])

@@ -279,8 +279,7 @@ def test_warm_pool_then_agent_killed_and_restarted_readopts_the_vm(tmp_path):
         c.ok("delete", "pod", "vm-survivor", "--grace-period=1")
         assert qemu_pids(vmid) == []
     finally:
-        c.kubectl("delete", "pods", "--all", "--grace-period=1", timeout=60)
-        c.stop()
+        c.teardown(60)
     wait_for(lambda: not pooled(d, "kata-qemu") and not pooled(d, "kata-fc"), 20, what="the pool powered off at exit")
 
 
@@ -297,5 +296,4 @@ def test_a_vm_that_cannot_boot_is_failedcreatepodsandbox_with_its_console(tmp_pa
         assert c.phase("vm-noboot") == "Pending"
         assert not [e for e in c.events("vm-noboot") if e["reason"] == "Started"]
     finally:
-        c.kubectl("delete", "pods", "--all", "--grace-period=1", timeout=60)
-        c.stop()
+        c.teardown(60)
