@@ -92,7 +92,7 @@ def main() -> None:
     n = os.getpid() % 200 + 20
     server = subprocess.Popen([sys.executable, "-m", "kubeclass.cli", "up", "--data-dir", data, "--port", str(port),
                                "--node-port", str(port + 1), "--node-name", "bench-node", "--pod-cidr", f"10.246.{n}.0/24",
-                               "--cni-bridge", f"kcbench{n}", "--no-controllers"],
+                               "--cni-bridge", f"kcbench{n}"],
                               cwd=ROOT, stdout=open(os.path.join(work, "up.log"), "wb"), stderr=subprocess.STDOUT)
     kc = os.path.join(data, "kubeconfig")
     env = {**os.environ, "KUBECONFIG": kc, "KUBECACHEDIR": os.path.join(work, "kcache")}

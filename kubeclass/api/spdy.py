@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 SYN_STREAM, SYN_REPLY, RST_STREAM, SETTINGS, PING, GOAWAY, HEADERS, WINDOW_UPDATE = 1, 2, 3, 4, 6, 7, 8, 9
 FLAG_FIN, FLAG_UNIDIRECTIONAL = 0x01, 0x02
 RST_PROTOCOL_ERROR, RST_REFUSED_STREAM, RST_CANCEL, RST_INTERNAL_ERROR = 1, 3, 5, 6
-DATA_CHUNK = 32 * 1024          # the data frames written (as spdystream and kubelet copy)
+DATA_CHUNK = 256 * 1024         # the largest data frame written (spdystream reads frames of any length up to 16 MiB)
 
 _WORDS = ("options head post put delete trace accept accept-charset accept-encoding accept-language accept-ranges "
           "age allow authorization cache-control connection content-base content-encoding content-language "

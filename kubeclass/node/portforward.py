@@ -29,6 +29,8 @@ log = logging.getLogger("kubeclass.node")
 SPDY_TUNNEL = "SPDY/3.1+portforward.k8s.io"
 WS_V4 = "v4.channel.k8s.io"
 PROTOCOLS = (SPDY_TUNNEL, WS_V4)
+READ_CHUNK = 256 * 1024   # one read from the Pod, one message: fewer, larger messages through the two relays
+BUFFER = 1 << 20          # what a Pod connection's reader may hold before the Pod is paused
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -84,14 +86,14 @@ class Target:
 
     async def dial(self, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if self.host_network:
-            return await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 10)
+            return await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port, limit=BUFFER), 10)
         net = self.worker.net
         if self.flavor == "runsc":
             if not net.ips:
                 raise OSError("the Pod has no IP")
-            return await asyncio.wait_for(asyncio.open_connection(net.ips[0], port), 10)
+            return await asyncio.wait_for(asyncio.open_connection(net.ips[0], port, limit=BUFFER), 10)
         sock = await asyncio.to_thread(_connect_in_netns, net.netns, port, 10)
-        return await asyncio.open_connection(sock=sock)
+        return await asyncio.open_connection(sock=sock, limit=BUFFER)
 
 
 def _ports(values: list[str]) -> list[int]:
@@ -230,7 +232,7 @@ class SpdyForwarder:
             up = asyncio.get_running_loop().create_task(to_pod())
             try:
                 while True:
-                    chunk = await reader.read(spdy.DATA_CHUNK)
+                    chunk = await reader.read(READ_CHUNK)
                     if not chunk:
                         break
                     await self.send(self.codec.data(data_sid, chunk))
@@ -262,7 +264,7 @@ async def channels(ws: web.WebSocketResponse, target: Target, ports: list[int], 
 
     async def from_pod(i: int, reader: asyncio.StreamReader) -> None:
         while True:
-            chunk = await reader.read(spdy.DATA_CHUNK)
+            chunk = await reader.read(READ_CHUNK)
             if not chunk:
                 return
             await ws.send_bytes(bytes([2 * i]) + chunk)

@@ -20,13 +20,14 @@ def test_frames_round_trip_across_arbitrary_chunks():
     client, server = spdy.Session(), spdy.Session()
     wire = (client.syn_stream(1, {"streamType": "error", "port": "8080", "requestID": "0"})
             + client.syn_stream(3, {"streamtype": "data", "port": "8080", "requestid": "0"})
-            + client.data(3, b"x" * 70000, fin=True) + client.ping(7) + client.goaway(3))
+            + client.data(3, b"x" * 600_000, fin=True) + client.ping(7) + client.goaway(3))
     frames = []
     for i in range(0, len(wire), 777):
         frames += server.feed(wire[i:i + 777])
     assert [(f.type, f.stream_id) for f in frames] == [(1, 1), (1, 3), (0, 3), (0, 3), (0, 3), (6, 0), (7, 3)]
     assert frames[0].headers == {"streamtype": "error", "port": "8080", "requestid": "0"}   # names lower-cased
-    assert b"".join(f.data for f in frames if f.type == 0) == b"x" * 70000
+    assert b"".join(f.data for f in frames if f.type == 0) == b"x" * 600_000
+    assert max(len(f.data) for f in frames) == spdy.DATA_CHUNK
     assert [f.fin for f in frames if f.type == 0] == [False, False, True]
     assert frames[5].value == 7
 
