@@ -86,6 +86,13 @@ async def serve(args) -> int:
               f"are kept 0600/0700, but `chmod 700 {data_dir}` is safer: it holds the cluster's Secrets and keys", file=sys.stderr)
     p = _paths(data_dir)
     hosts = [args.bind] if args.bind not in ("0.0.0.0", "::") else []
+    from .node.apiproxy import service_ip
+    try:
+        hosts.append(service_ip(args.service_cluster_ip_range))   # Pods reach the API server there (the kubernetes Service)
+    except ValueError:
+        print(f"error: --service-cluster-ip-range: {args.service_cluster_ip_range!r} is not a CIDR (e.g. 10.96.0.0/12)",
+              file=sys.stderr)
+        return 1
     ca, crt, key = ensure_certs(p["pki"], hosts)
     token = _admin_token(p["tokens"])
     host = args.bind if args.bind not in ("0.0.0.0", "::") else "127.0.0.1"
@@ -262,7 +269,8 @@ def node_options(args, data_dir: str):
 def network_options(args):
     from .node import podnet
     opts = podnet.Options(conf_dir=args.cni_conf_dir, bin_dirs=tuple(d for d in args.cni_bin_dir.split(":") if d),
-                          pod_cidr=args.pod_cidr, bridge=args.cni_bridge, enabled=not args.no_pod_network)
+                          pod_cidr=args.pod_cidr, bridge=args.cni_bridge, enabled=not args.no_pod_network,
+                          service_cidr=args.service_cluster_ip_range)
     podnet.validate(opts)
     return opts
 
@@ -462,6 +470,9 @@ def main(argv: list[str] | None = None) -> int:
         s.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
         s.add_argument("--port", type=int, default=6443)
         s.add_argument("--bind", default="127.0.0.1")
+        s.add_argument("--service-cluster-ip-range", default="10.96.0.0/12",
+                       help="Service addresses; the first is the kubernetes Service's, where Pods reach the API server "
+                            "(in the serving certificate; the local node serves it)")
         s.add_argument("--durable", action="store_true", help="fsync every commit (survives power loss, slower)")
         s.add_argument("--compact-interval", type=float, default=300.0, help="seconds between store compactions")
         s.add_argument("--bookmark-interval", type=float, default=60.0, help="seconds between watch bookmarks")
@@ -507,6 +518,8 @@ def main(argv: list[str] | None = None) -> int:
     nd.add_argument("--data-dir", default="/var/lib/kubeclass/node", help="images, containers and logs of this node")
     nd.add_argument("--address", default="127.0.0.1", help="the node's InternalIP, where the API server reaches it")
     nd.add_argument("--port", dest="node_port", type=int, default=10250, help="the agent's port (logs)")
+    nd.add_argument("--service-cluster-ip-range", default="10.96.0.0/12",
+                    help="the API server's: the node serves its first address (the kubernetes Service) to Pods")
     nd.add_argument("-v", "--verbose", action="store_true")
     _add_node_flags(nd)
     im = sub.add_parser("image", help="manage the node's image store")

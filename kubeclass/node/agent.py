@@ -165,6 +165,17 @@ class Agent:
             released = await asyncio.to_thread(self.pods.network.release_leaked)
             if released:
                 log.info("node %s: released %d Pod address(es) left by Pods that are gone", self.opts.name, released)
+        api_proxy = None
+        if self.opts.network.enabled and self.opts.network.service_cidr:
+            from .apiproxy import APIProxy, service_ip
+            api_proxy = APIProxy(service_ip(self.opts.network.service_cidr), 443, self.client.config.server)
+            try:
+                await api_proxy.start()
+                self.pods.kubernetes_service = f"https://{api_proxy.ip}:443"
+            except OSError as e:
+                log.warning("node %s: the kubernetes service address is not served (%s); Pods are given the API "
+                            "server's own address", self.opts.name, e)
+                api_proxy = None
         self.pods.vm_kernel, self.pods.vm_initrd = self.opts.vm_kernel, self.opts.vm_initrd
         vm_handlers = [h for h in self.table.available() if h.flavor == "vm"]
         if vm_handlers and self.opts.vm_templates:
@@ -188,5 +199,7 @@ class Agent:
             for t in tasks:
                 t.cancel()
             await logs.stop()
+            if api_proxy is not None:
+                await api_proxy.stop()
             if pool is not None:
                 await asyncio.shield(pool.close())

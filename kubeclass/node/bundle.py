@@ -55,8 +55,8 @@ def expand(s: str, env: dict[str, str]) -> str:
 
 def service_env(api_server_url: str) -> dict[str, str]:
     """The `kubernetes` service's variables kubelet gives every container (KUBERNETES_SERVICE_HOST, ...), so
-    in-cluster clients find the API server; until Services exist (issue 18) they name the address the node
-    reaches the API server at (a hostNetwork Pod reaches it there)."""
+    in-cluster clients find the API server: its ClusterIP (10.96.0.1:443, served by the agent: apiproxy.py), or
+    the address the node reaches the API server at when the node has no Pod network."""
     u = urlsplit(api_server_url)
     host, port = u.hostname or "", str(u.port or 443)
     return {"KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": port, "KUBERNETES_SERVICE_PORT_HTTPS": port,

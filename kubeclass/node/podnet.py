@@ -27,6 +27,7 @@ class Options:
     pod_cidr: str = "10.244.0.0/24"
     bridge: str = "kubeclass0"
     enabled: bool = True
+    service_cidr: str = "10.96.0.0/12"   # its first address is the kubernetes Service's (apiproxy.py)
 
 
 @dataclass
@@ -66,6 +67,11 @@ def validate(opts: Options) -> None:
         raise ValueError(f"--pod-cidr: {opts.pod_cidr!r} is not a CIDR (e.g. 10.244.0.0/24)") from None
     if net.num_addresses < 4:
         raise ValueError(f"--pod-cidr: {opts.pod_cidr} is too small for any Pod")
+    if opts.service_cidr:
+        try:
+            ipaddress.ip_network(opts.service_cidr, strict=False)
+        except ValueError:
+            raise ValueError(f"--service-cluster-ip-range: {opts.service_cidr!r} is not a CIDR (e.g. 10.96.0.0/12)") from None
     if not opts.bridge or len(opts.bridge) > 15 or "/" in opts.bridge or " " in opts.bridge:
         raise ValueError(f"--cni-bridge: {opts.bridge!r} is not a valid interface name (1-15 characters)")
 

@@ -416,7 +416,8 @@ class PodWorker:
             rootfs = await asyncio.to_thread(mount_rootfs, lower, workdir)
             refs = await volumes.env_values(self.sources, c.spec)
             env = bundle.environment(self.pod, c.spec, image_config, self.mgr.node_name, self.mgr.address, refs,
-                                     bundle.service_env(self.mgr.client.config.server), pod_ip=self.pod_ip())
+                                     bundle.service_env(self.mgr.kubernetes_service or self.mgr.client.config.server),
+                                     pod_ip=self.pod_ip())
             mounts = self.etc_mounts() + self.volume_mounts(c)
             cfg = bundle.spec(self.pod, c.spec, image_config, rootfs, env=env, cgroups_path=f"{cgroups.pod_path(self.uid)}/{cid}",
                               mounts=mounts, **self.sandbox.container_options(c.name))
@@ -744,6 +745,7 @@ class PodManager:
         self.address = address
         self.images = ImageStore(os.path.join(data_dir, "images"))
         self.network: PodNetworks | None = None   # None: Pods share the node's network (--no-pod-network)
+        self.kubernetes_service = ""   # https://<ClusterIP>:443 when the agent serves it (apiproxy.py)
         self.workers: dict[str, PodWorker] = {}
         self._runtimes: dict[str, Runtime] = {}
         self._guest = None

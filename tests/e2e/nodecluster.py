@@ -86,9 +86,10 @@ _networks = iter(range(1, 250))
 
 
 def pod_network_flags() -> list[str]:
-    """A Pod CIDR and bridge of its own for each test cluster (several may run at once on this machine)."""
+    """A Pod CIDR, bridge and kubernetes Service address of its own for each test cluster (several may run at once
+    on this machine)."""
     n = (next(_networks) + os.getpid()) % 250 + 1
-    return ["--pod-cidr", f"10.245.{n}.0/24", "--cni-bridge", f"kctest{n}"]
+    return ["--pod-cidr", f"10.245.{n}.0/24", "--cni-bridge", f"kctest{n}", "--service-cluster-ip-range", f"10.100.{n}.0/24"]
 
 
 def start_node_cluster(data_dir: str, *extra: str) -> NodeCluster:

@@ -1,7 +1,9 @@
-"""Service accounts end to end (issue 12): a Pod on the real node runs the official Python client with
-`config.load_incluster_config()` (hostNetwork until Pods have their own IPs: the kubernetes service's
-variables name the API server's address) and lists the Pods of its namespace with the token the node
-wrote into its kube-api-access volume, and is refused (403) outside what its Role grants."""
+"""Service accounts and in-cluster access end to end (issues 12 and 14): a Pod on the real node runs the official
+Python client with `config.load_incluster_config()` — from the node's network, from a runc Pod's own network
+and from a gVisor Pod's netstack, each reaching the API server at the kubernetes Service's address
+(KUBERNETES_SERVICE_HOST, served by the agent, in the API server's certificate) — and lists the Pods of its
+namespace with the token the node wrote into its kube-api-access volume, and is refused (403) outside what its
+Role grants."""
 from __future__ import annotations
 
 import json
@@ -9,6 +11,7 @@ import os
 import sys
 
 import kubernetes
+import pytest
 import yaml
 
 from nodecluster import IMAGE, node_cluster, wait_for  # noqa: F401 - fixture
@@ -40,27 +43,55 @@ def _host_mounts() -> list[str]:
     return out
 
 
-def test_in_cluster_client_with_its_service_account_token(node_cluster):
+@pytest.mark.parametrize("net", ["host", "runc", "gvisor"])
+def test_in_cluster_client_with_its_service_account_token(node_cluster, net):
     nc = node_cluster
-    nc.ok("create", "namespace", "sa-e2e")
-    nc.ok("create", "serviceaccount", "reader", "-n", "sa-e2e")
-    nc.ok("create", "role", "pod-reader", "--verb=get,list", "--resource=pods", "-n", "sa-e2e")
-    nc.ok("create", "rolebinding", "reader", "--role=pod-reader", "--serviceaccount=sa-e2e:reader", "-n", "sa-e2e")
+    ns = f"sa-e2e-{net}"
+    nc.ok("apply", "-f", "-", input="apiVersion: node.k8s.io/v1\nkind: RuntimeClass\nmetadata:\n  name: gvisor\nhandler: runsc\n")
+    nc.ok("create", "namespace", ns)
+    nc.ok("create", "serviceaccount", "reader", "-n", ns)
+    nc.ok("create", "role", "pod-reader", "--verb=get,list", "--resource=pods", "-n", ns)
+    nc.ok("create", "rolebinding", "reader", "--role=pod-reader", f"--serviceaccount={ns}:reader", "-n", ns)
     mounts = _host_mounts()
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "incluster", "namespace": "sa-e2e"},
-           "spec": {"serviceAccountName": "reader", "hostNetwork": True, "restartPolicy": "Never",
-                    "volumes": [{"name": f"host{i}", "hostPath": {"path": p}} for i, p in enumerate(mounts)],
-                    "containers": [{"name": "client", "image": IMAGE, "imagePullPolicy": "IfNotPresent",
-                                    "command": [sys.executable, "-c", SCRIPT],
-                                    "volumeMounts": [{"name": f"host{i}", "mountPath": p, "readOnly": True} for i, p in enumerate(mounts)]}]}}
+    spec = {"serviceAccountName": "reader", "restartPolicy": "Never",
+            "volumes": [{"name": f"host{i}", "hostPath": {"path": p}} for i, p in enumerate(mounts)],
+            "containers": [{"name": "client", "image": IMAGE, "imagePullPolicy": "IfNotPresent",
+                            "command": [sys.executable, "-c", SCRIPT],
+                            "volumeMounts": [{"name": f"host{i}", "mountPath": p, "readOnly": True} for i, p in enumerate(mounts)]}]}
+    if net == "host":
+        spec["hostNetwork"] = True
+    if net == "gvisor":
+        spec["runtimeClassName"] = "gvisor"
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "incluster", "namespace": ns}, "spec": spec}
     nc.ok("apply", "-f", "-", input=yaml.safe_dump(pod))
-    wait_for(lambda: json.loads(nc.ok("get", "pod", "incluster", "-n", "sa-e2e", "-o", "json"))["status"].get("phase")
-             in ("Succeeded", "Failed"), 90, what="the client Pod finished")
-    out = nc.ok("logs", "incluster", "-n", "sa-e2e")
-    assert out.splitlines() == ["namespace sa-e2e", "pods incluster", "default 403"], out
-    p = json.loads(nc.ok("get", "pod", "incluster", "-n", "sa-e2e", "-o", "json"))
+    wait_for(lambda: json.loads(nc.ok("get", "pod", "incluster", "-n", ns, "-o", "json"))["status"].get("phase")
+             in ("Succeeded", "Failed"), 120, what="the client Pod finished")
+    out = nc.ok("logs", "incluster", "-n", ns)
+    assert out.splitlines() == [f"namespace {ns}", "pods incluster", "default 403"], out
+    p = json.loads(nc.ok("get", "pod", "incluster", "-n", ns, "-o", "json"))
     assert p["status"]["phase"] == "Succeeded"
+    if net != "host":
+        assert p["status"]["podIP"] != p["status"]["hostIP"]      # its own address, not the node's
     vol = next(v for v in p["spec"]["volumes"] if v["name"].startswith("kube-api-access-"))
     assert vol["projected"]["sources"][0] == {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}}
-    assert "Service Account:  reader" in nc.ok("describe", "pod", "incluster", "-n", "sa-e2e")
-    nc.ok("delete", "namespace", "sa-e2e")
+    import re
+    assert re.search(r"^Service Account:\s+reader$", nc.ok("describe", "pod", "incluster", "-n", ns), re.M)
+    nc.ok("delete", "namespace", ns)
+
+
+def test_containers_get_the_kubernetes_service_variables(node_cluster):
+    """KUBERNETES_SERVICE_HOST is the first address of the Service CIDR and the port 443, as upstream."""
+    nc = node_cluster
+    nc.ok("apply", "-f", "-", input=yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "svc-env"},
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": IMAGE, "imagePullPolicy": "IfNotPresent",
+                                                           "command": ["env"]}]}}))
+    wait_for(lambda: nc.phase("svc-env") in ("Succeeded", "Failed"), 60, what="env printed")
+    env = dict(line.split("=", 1) for line in nc.logs("svc-env").splitlines() if "=" in line)
+    flags = nc.extra
+    cidr = flags[flags.index("--service-cluster-ip-range") + 1]
+    import ipaddress
+    ip = str(ipaddress.ip_network(cidr).network_address + 1)
+    assert env["KUBERNETES_SERVICE_HOST"] == ip and env["KUBERNETES_SERVICE_PORT"] == "443"
+    assert env["KUBERNETES_PORT"] == f"tcp://{ip}:443" and env["KUBERNETES_PORT_443_TCP_ADDR"] == ip
+    nc.ok("delete", "pod", "svc-env")
