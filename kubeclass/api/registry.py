@@ -260,7 +260,7 @@ RESOURCES: list[Resource] = [
     Resource("", "v1", "namespaces", "namespace", False, NAMESPACE, "io.k8s.api.core.v1.Namespace", ["ns"],
              verbs=["create", "delete", "get", "list", "patch", "update", "watch"], subresources=["finalize", "status"]),
     Resource("", "v1", "nodes", "node", False, NODE, "io.k8s.api.core.v1.Node", ["no"], subresources=["status"]),
-    Resource("", "v1", "pods", "pod", True, POD, "io.k8s.api.core.v1.Pod", ["po"], ["all"], subresources=["binding", "exec", "log", "portforward", "status"]),
+    Resource("", "v1", "pods", "pod", True, POD, "io.k8s.api.core.v1.Pod", ["po"], ["all"], subresources=["attach", "binding", "exec", "log", "portforward", "status"]),
     Resource("", "v1", "events", "event", True, EVENT, "io.k8s.api.core.v1.Event", ["ev"]),
     Resource("", "v1", "serviceaccounts", "serviceaccount", True, SERVICEACCOUNT, "io.k8s.api.core.v1.ServiceAccount", ["sa"],
              subresources=["token"]),

@@ -85,6 +85,7 @@ class LogServer:
         app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self.container_logs)
         app.router.add_get("/exec/{namespace}/{pod}/{container}", self.exec)
         app.router.add_get("/portForward/{namespace}/{pod}", self.port_forward)
+        app.router.add_get("/attach/{namespace}/{pod}/{container}", self.attach)
         app.router.add_get("/healthz", lambda r: web.Response(text="ok"))
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
@@ -113,6 +114,11 @@ class LogServer:
         if not self._authorized(request):
             return _error(403, "Forbidden (user=unknown, verb=create, resource=nodes, subresource=proxy)")
         return await streams.exec_handler(self, request)
+
+    async def attach(self, request: web.Request) -> web.StreamResponse:
+        if not self._authorized(request):
+            return _error(403, "Forbidden (user=unknown, verb=create, resource=nodes, subresource=proxy)")
+        return await streams.attach_handler(self, request)
 
     async def port_forward(self, request: web.Request) -> web.StreamResponse:
         if not self._authorized(request):

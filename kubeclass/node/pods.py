@@ -434,7 +434,8 @@ class PodWorker:
         c.start_error = ""
         c.applied = bundle.applied_resources(cfg, c.spec)
         try:
-            await self.sandbox.start_container(cid, workdir, log_path, cfg)
+            await self.sandbox.start_container(cid, workdir, log_path, cfg, stdin=bool(c.spec.get("stdin")),
+                                               stdin_once=bool(c.spec.get("stdinOnce")))
         except RuntimeError_ as e:
             c.start_error = str(e)
         c.started_at = now_rfc3339()

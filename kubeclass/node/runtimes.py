@@ -128,7 +128,12 @@ class Runtime:
             os.rename(path + ".tmp", path)
         return path
 
-    async def launch(self, cid: str, bundle: str, workdir: str, log_path: str, network: str | None = None) -> None:
+    def attach_socket(self, cid: str) -> str:
+        """conmon's attach socket of a container (api version 1: <socket dir>/<cid>/attach)."""
+        return os.path.join(self.sockets, cid, "attach")
+
+    async def launch(self, cid: str, bundle: str, workdir: str, log_path: str, network: str | None = None,
+                     stdin: bool = False, stdin_once: bool = False) -> None:
         """Run the container under conmon (CRI-O's container monitor). conmon outlives the agent: it holds
         the container's stdio, writes its output to log_path in the CRI log format, and when the container
         ends writes the exit code to workdir/exits/<cid>. Returns once the runtime has written the
@@ -144,6 +149,8 @@ class Runtime:
         argv = [conmon, "--api-version", "1", "-c", cid, "-u", cid, "-n", cid, "-r", self.monitor_runtime(),
                 "-b", bundle, "-p", os.path.join(workdir, "run.pid"), "-P", os.path.join(workdir, "conmon.pid"),
                 "-l", log_path, "--exit-dir", exits, "--socket-dir-path", self.sockets]
+        if stdin:   # a pipe to the container's stdin, written through the attach socket (kubectl attach -i)
+            argv += ["--stdin"] + ([] if stdin_once else ["--leave-stdin-open"])
         for a in global_args + ["--log", runtime_log]:
             argv += ["--runtime-arg", a]
         r, w = os.pipe()
@@ -213,7 +220,10 @@ for a in "$@"; do [ "$a" = "--network=sandbox" ] && set -- unshare -m --propagat
   'mount -t tmpfs -o size=4k,mode=555 kubeclass-hide /proc/sys/net && exec "$0" "$@"' @RUNTIME@ "$@" && break; done
 [ "$1" = unshare ] || set -- @RUNTIME@ "$@"
 if [ -z "$pidfile" ]; then exec "$@"; fi
-"$@" &
+# a background command's stdin is /dev/null unless redirected: keep conmon's (a container with stdin: true)
+exec 3<&0
+"$@" <&3 3<&- &
+exec 3<&-
 echo $! > "$pidfile"
 """
 

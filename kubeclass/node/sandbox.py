@@ -18,7 +18,7 @@ import os
 import shutil
 import subprocess
 
-from . import bundle, cgroups, execsession
+from . import attachsession, bundle, cgroups, execsession
 from .handlers import Handler
 from .poddir import glob_workdirs, read_json
 from .runtimes import Runtime, RuntimeError_, Sandbox, container_state, pause_rootfs
@@ -90,10 +90,19 @@ class PodSandbox:
             raise
         return proc.returncode or 0, out.decode(errors="replace")
 
-    async def start_container(self, cid: str, workdir: str, log_path: str, cfg: dict) -> None:
+    async def start_container(self, cid: str, workdir: str, log_path: str, cfg: dict, stdin: bool = False,
+                              stdin_once: bool = False) -> None:
         """Create and start a container whose config.json is cfg (raise RuntimeError_ with the runtime's
-        message when it could not start: the attempt is then marked ended, exit 128)."""
+        message when it could not start: the attempt is then marked ended, exit 128). stdin: the container
+        keeps a stdin for `kubectl attach` (closed after the first attach ends with stdin_once)."""
         raise NotImplementedError
+
+    # ---- attach (kubectl attach), as CRI's Attach
+    async def attach_session(self, cid: str, workdir: str):
+        """The container's own stdio (conmon's attach socket): an attachsession.AttachSession."""
+        if self.runtime is None:
+            raise RuntimeError_("attach to this kind of Pod sandbox is not supported yet")
+        return await attachsession.connect(self.runtime.attach_socket(cid), workdir)
 
     def container_state(self, workdir: str) -> dict:
         return container_state(workdir)
@@ -142,11 +151,12 @@ class NamespaceSandbox(PodSandbox):
             raise RuntimeError_("the pod sandbox is gone")
         return {"ns_paths": ns_paths, "hostname": None, "annotations": {}}
 
-    async def start_container(self, cid: str, workdir: str, log_path: str, cfg: dict) -> None:
+    async def start_container(self, cid: str, workdir: str, log_path: str, cfg: dict, stdin: bool = False,
+                              stdin_once: bool = False) -> None:
         assert self.runtime is not None
         self._write_config(workdir, cfg)
         await Sandbox(self.ctx.dir).wait_ready()
-        await self.runtime.launch(cid, workdir, workdir, log_path)
+        await self.runtime.launch(cid, workdir, workdir, log_path, stdin=stdin, stdin_once=stdin_once)
 
     async def exec(self, cid: str, cmd: list[str], timeout: float) -> tuple[int, str]:
         return await self._runtime_exec(cid, cmd, timeout)
@@ -219,10 +229,12 @@ class GVisorSandbox(PodSandbox):
                 "annotations": {"io.kubernetes.cri.container-type": "container", "io.kubernetes.cri.sandbox-id": self.sandbox_id(),
                                 "io.kubernetes.cri.container-name": name}}
 
-    async def start_container(self, cid: str, workdir: str, log_path: str, cfg: dict) -> None:
+    async def start_container(self, cid: str, workdir: str, log_path: str, cfg: dict, stdin: bool = False,
+                              stdin_once: bool = False) -> None:
         assert self.runtime is not None
         self._write_config(workdir, cfg)
-        await self.runtime.launch(cid, workdir, workdir, log_path, network=self._network_mode() if self.single else None)
+        await self.runtime.launch(cid, workdir, workdir, log_path, network=self._network_mode() if self.single else None,
+                                  stdin=stdin, stdin_once=stdin_once)
 
     async def exec(self, cid: str, cmd: list[str], timeout: float) -> tuple[int, str]:
         return await self._runtime_exec(cid, cmd, timeout)   # inside the gVisor sandbox: its kernel runs the command

@@ -124,3 +124,80 @@ async def relay(ws: web.WebSocketResponse, session, protocol: str, cmd: list[str
     finally:
         client.cancel()
         pumps.cancel()
+
+
+async def attach_handler(server, request: web.Request) -> web.StreamResponse:
+    """/attach/{namespace}/{pod}/{container}: the container's own stdio (conmon's attach socket), kubelet's
+    query (input, output, error, tty)."""
+    q = request.query
+    ns, pod_name, cname = request.match_info["namespace"], request.match_info["pod"], request.match_info["container"]
+    tty, stdin, stdout, stderr = _flag(q, "tty"), _flag(q, "input"), _flag(q, "output"), _flag(q, "error")
+    if not (stdin or stdout or stderr):
+        return server.error(400, "you must specify at least 1 of stdin, stdout, stderr")
+    worker = server.find_worker(ns, pod_name)
+    if worker is None:
+        return server.error(404, f'pod "{pod_name}" in namespace "{ns}" is not running on node {server.node_name}')
+    c = next((c for c in worker.containers if c.name == cname), None)
+    if c is None:
+        return server.error(404, f'container not found ("{cname}")')
+    ws = web.WebSocketResponse(protocols=rc.PROTOCOLS, autoping=True, max_msg_size=4 << 20)
+    if not ws.can_prepare(request).ok:
+        return server.error(400, "Upgrade request required")
+    workdir = c.workdir(worker.dir) if c.attempt >= 0 else ""
+    if not c.cid or worker.sandbox is None or worker.state(workdir)["state"] != "running":
+        return server.error(500, f"unable to upgrade connection: container {cname} is not running")
+    if tty or c.spec.get("tty"):
+        return server.error(500, "attaching to a container with a terminal (tty: true) is not supported yet")
+    try:
+        session = await worker.sandbox.attach_session(c.cid, workdir)
+    except RuntimeError_ as e:
+        return server.error(500, f"unable to upgrade connection: {e}")
+    try:
+        await ws.prepare(request)
+        protocol = ws.ws_protocol or rc.V1
+        await relay_attach(ws, session, protocol, stdin and bool(c.spec.get("stdin")), stdout, stderr)
+    finally:
+        session.close()
+        await ws.close()
+    return ws
+
+
+async def relay_attach(ws: web.WebSocketResponse, session, protocol: str, stdin: bool, stdout: bool, stderr: bool) -> None:
+    async def from_client() -> None:
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                raw = msg.data.encode("utf-8", "surrogateescape")
+            elif msg.type == WSMsgType.BINARY:
+                raw = msg.data
+            else:
+                if msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
+                    break
+                continue
+            if not raw:
+                continue
+            ch, data = raw[0], raw[1:]
+            if ch == rc.STDIN and stdin:
+                await session.write_stdin(data)
+            elif ch == rc.CLOSE and protocol == rc.V5 and data[:1] == bytes([rc.STDIN]):
+                session.close_stdin()
+
+    client = asyncio.get_running_loop().create_task(from_client())
+    try:
+        while True:
+            get = asyncio.ensure_future(session.stdout.get())
+            done, _ = await asyncio.wait({get, client}, return_when=asyncio.FIRST_COMPLETED)
+            if get not in done:          # the client went; the container goes on
+                get.cancel()
+                return
+            stream, data = get.result()
+            if stream is None:           # the container ended (conmon closed the socket)
+                break
+            if (stream == "stdout" and stdout) or (stream == "stderr" and stderr):
+                await ws.send_bytes(bytes([rc.STDOUT if stream == "stdout" else rc.STDERR]) + data)
+        frame = rc.error_frame(protocol, 0, [])
+        if frame is not None:
+            await ws.send_bytes(frame)
+    except (ConnectionError, RuntimeError) as e:
+        log.debug("attach stream ended: %s", e)
+    finally:
+        client.cancel()

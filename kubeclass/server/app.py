@@ -201,7 +201,7 @@ class APIServer:
             if not self.authorizer.authorize(attrs):
                 raise self.forbidden(attrs)
             sub = route[6] if route is not None and route[0] == "res" else None
-            if sub not in ("exec", "portforward") or route[1] != "" or route[4] != "pods" or not route[5]:
+            if sub not in ("exec", "attach", "portforward") or route[1] != "" or route[4] != "pods" or not route[5]:
                 raise StatusError(400, "BadRequest", "this resource does not serve WebSocket upgrades")
             # the upgrade is a GET; running a command or forwarding a port also needs `create` (upstream's
             # AuthorizePodWebsocketUpgradeCreatePermission), so `get pods/exec` alone never runs one
@@ -216,8 +216,8 @@ class APIServer:
             node_name = (ent.obj.get("spec") or {}).get("nodeName")
             node_ent = self.store.get(registry.BY_PATH[("", "v1", "nodes")].key(None, node_name)) if node_name else None
             node_obj = node_ent.obj if node_ent else None
-            if sub == "exec":
-                url = podstreams.exec_location(ent.obj, node_obj, multi)
+            if sub in ("exec", "attach"):
+                url = podstreams.exec_location(ent.obj, node_obj, multi, sub)
                 protocols = remotecommand.offered(headers.get("sec-websocket-protocol"))
             else:
                 url = podstreams.portforward_location(ent.obj, node_obj, multi)

@@ -59,15 +59,15 @@ def node_base(pod: dict, node: dict | None) -> str:
     return f"https://{host}:{port}"
 
 
-def exec_location(pod: dict, node: dict | None, query: dict[str, list[str]]) -> str:
-    """The agent's URL for an exec request (PodExecOptions in the query)."""
+def exec_location(pod: dict, node: dict | None, query: dict[str, list[str]], sub: str = "exec") -> str:
+    """The agent's URL for an exec or attach request (PodExecOptions / PodAttachOptions in the query)."""
     container = choose_container(pod, (query.get("container") or [""])[-1])
-    params: list[tuple[str, str]] = [("command", c) for c in query.get("command") or []]
+    params: list[tuple[str, str]] = [("command", c) for c in query.get("command") or []] if sub == "exec" else []
     for theirs, ours in (("stdin", "input"), ("stdout", "output"), ("stderr", "error"), ("tty", "tty")):
         if _true(query.get(theirs)):
             params.append((ours, "1"))
     md = pod["metadata"]
-    return (f"{node_base(pod, node)}/exec/{quote(md['namespace'], safe='')}/{quote(md['name'], safe='')}/"
+    return (f"{node_base(pod, node)}/{sub}/{quote(md['namespace'], safe='')}/{quote(md['name'], safe='')}/"
             f"{quote(container, safe='')}?{urlencode(params)}")
 
 

@@ -150,3 +150,31 @@ def test_exec_needs_create_as_well_as_get(nc):
     nc.ok("create", "rolebinding", "exec-create", "--role=exec-create", "--user=eve")
     assert wait_for(lambda: nc.kubectl("--as=eve", "exec", "exec-runc", "--", "echo", "ok").stdout == "ok\n", 10)
     nc.kubectl("delete", "role,rolebinding", "exec-get", "exec-create")
+
+
+@pytest.mark.parametrize("rc", ["standard", "gvisor"])
+def test_kubectl_attach_to_the_containers_own_stdio(nc, rc):
+    """kubectl attach -i: the container's stdin (held by conmon, `stdin: true`), its stdout and stderr from now on;
+    with stdinOnce the container's stdin closes when the attach's does, so the container ends and so does kubectl."""
+    name = f"attach-{rc}"
+    nc.ok("apply", "-f", "-", input=yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        "spec": {"runtimeClassName": rc, "restartPolicy": "Never", "terminationGracePeriodSeconds": 1,
+                 "containers": [{"name": "app", "image": IMAGE, "imagePullPolicy": "IfNotPresent", "stdin": True, "stdinOnce": True,
+                                 "command": ["sh", "-c", "while read line; do echo got-$line; echo err-$line >&2; done; echo stdin-closed"]}]}}))
+    nc.wait_phase(name, ("Running",))
+    p = subprocess.Popen(["kubectl", "--cache-dir", os.path.join(nc.data_dir, "kcache"), "attach", "-i", name],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=nc.env(), text=True)
+    time.sleep(2)
+    p.stdin.write("one\ntwo\n")
+    p.stdin.flush()
+    time.sleep(1)
+    p.stdin.close()
+    p.wait(30)
+    out, err = p.stdout.read(), p.stderr.read()
+    assert p.returncode == 0, err
+    assert out == "got-one\ngot-two\nstdin-closed\n"
+    assert "err-one\nerr-two\n" in err
+    assert nc.wait_phase(name, ("Succeeded",))["status"]["phase"] == "Succeeded"
+    assert sorted(nc.logs(name).splitlines()) == ["err-one", "err-two", "got-one", "got-two", "stdin-closed"]
+    nc.ok("delete", "pod", name)

@@ -197,7 +197,8 @@ class VmSandbox(PodSandbox):
             mounts.bind(src, dest)
         return dest
 
-    async def start_container(self, cid: str, workdir: str, log_path: str, cfg: dict) -> None:
+    async def start_container(self, cid: str, workdir: str, log_path: str, cfg: dict, stdin: bool = False,
+                              stdin_once: bool = False) -> None:
         if self.vm is None:
             raise RuntimeError_("the Pod has no VM")
         exits = os.path.join(workdir, "exits")
