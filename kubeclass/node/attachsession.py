@@ -66,7 +66,18 @@ class AttachSession:
             pass
 
     def resize(self, width: int, height: int) -> None:
-        pass
+        """A terminal's new size, through conmon's control fifo (`1 <height> <width>`: a resize event, as CRI-O
+        writes it; conmon passes it on to its own window-size fifo)."""
+        try:
+            fd = os.open(os.path.join(self.workdir, "ctl"), os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            return
+        try:
+            os.write(fd, f"1 {height} {width}\n".encode())
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
     def exited(self) -> bool:
         return container_state(self.workdir)["state"] == "exited"

@@ -268,8 +268,9 @@ def spec(pod: dict, container: dict, image_config: dict, rootfs: str, *, env: di
         namespaces.append({"type": t, "path": ns_paths[t]} if t in ns_paths else {"type": t})
     cfg: dict = {
         "ociVersion": "1.0.2",
-        "process": {"terminal": False, "user": {"uid": uid, "gid": gid, **({"additionalGids": extra} if extra else {})},
-                    "args": args, "env": [f"{k}={v}" for k, v in env.items()], "cwd": cwd,
+        "process": {"terminal": bool(container.get("tty")), "user": {"uid": uid, "gid": gid, **({"additionalGids": extra} if extra else {})},
+                    "args": args, "env": [f"{k}={v}" for k, v in env.items()]
+                    + (["TERM=xterm"] if container.get("tty") and "TERM" not in env else []), "cwd": cwd,
                     "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
                     "rlimits": [{"type": "RLIMIT_NOFILE", "hard": _nofile(), "soft": _nofile()}],
                     "noNewPrivileges": sc.get("allowPrivilegeEscalation") is False},

@@ -133,7 +133,7 @@ class Runtime:
         return os.path.join(self.sockets, cid, "attach")
 
     async def launch(self, cid: str, bundle: str, workdir: str, log_path: str, network: str | None = None,
-                     stdin: bool = False, stdin_once: bool = False) -> None:
+                     stdin: bool = False, stdin_once: bool = False, tty: bool = False) -> None:
         """Run the container under conmon (CRI-O's container monitor). conmon outlives the agent: it holds
         the container's stdio, writes its output to log_path in the CRI log format, and when the container
         ends writes the exit code to workdir/exits/<cid>. Returns once the runtime has written the
@@ -151,6 +151,8 @@ class Runtime:
                 "-l", log_path, "--exit-dir", exits, "--socket-dir-path", self.sockets]
         if stdin:   # a pipe to the container's stdin, written through the attach socket (kubectl attach -i)
             argv += ["--stdin"] + ([] if stdin_once else ["--leave-stdin-open"])
+        if tty:     # the container's terminal, held by conmon (its output is the log's stdout)
+            argv.append("--terminal")
         for a in global_args + ["--log", runtime_log]:
             argv += ["--runtime-arg", a]
         r, w = os.pipe()
@@ -202,13 +204,17 @@ class Runtime:
 RUN_WRAPPER = """#!/bin/sh
 # Written by kubeclass: the runtime conmon runs (see kubeclass/node/runtimes.py). `create ... --pid-file F ID`
 # becomes `run --pid-file $KUBECLASS_INIT_PIDFILE ... ID` in the background, and F gets that process's pid.
+# With a terminal (conmon -t passes --console-socket) it becomes `run --detach`, which hands the console to
+# conmon's socket and returns once the container runs; F then gets the container's pid (conmon reaps it).
 pidfile=
+detach=
+for a in "$@"; do [ "$a" = "--console-socket" ] && detach=1; done
 i=0
 total=$#
 while [ "$i" -lt "$total" ]; do
   a=$1; shift; i=$((i + 1))
   case "$a" in
-    create) set -- "$@" run ${KUBECLASS_INIT_PIDFILE:+--pid-file "$KUBECLASS_INIT_PIDFILE"} ;;
+    create) set -- "$@" run ${detach:+--detach} ${KUBECLASS_INIT_PIDFILE:+--pid-file "$KUBECLASS_INIT_PIDFILE"} ;;
     --pid-file) pidfile=$1; shift; i=$((i + 1)) ;;
     *) set -- "$@" "$a" ;;
   esac
@@ -220,6 +226,11 @@ for a in "$@"; do [ "$a" = "--network=sandbox" ] && set -- unshare -m --propagat
   'mount -t tmpfs -o size=4k,mode=555 kubeclass-hide /proc/sys/net && exec "$0" "$@"' @RUNTIME@ "$@" && break; done
 [ "$1" = unshare ] || set -- @RUNTIME@ "$@"
 if [ -z "$pidfile" ]; then exec "$@"; fi
+if [ -n "$detach" ]; then
+  "$@" || exit $?
+  cp "$KUBECLASS_INIT_PIDFILE" "$pidfile"
+  exit 0
+fi
 # a background command's stdin is /dev/null unless redirected: keep conmon's (a container with stdin: true)
 exec 3<&0
 "$@" <&3 3<&- &

@@ -146,8 +146,6 @@ async def attach_handler(server, request: web.Request) -> web.StreamResponse:
     workdir = c.workdir(worker.dir) if c.attempt >= 0 else ""
     if not c.cid or worker.sandbox is None or worker.state(workdir)["state"] != "running":
         return server.error(500, f"unable to upgrade connection: container {cname} is not running")
-    if tty or c.spec.get("tty"):
-        return server.error(500, "attaching to a container with a terminal (tty: true) is not supported yet")
     try:
         session = await worker.sandbox.attach_session(c.cid, workdir)
     except RuntimeError_ as e:
@@ -155,7 +153,8 @@ async def attach_handler(server, request: web.Request) -> web.StreamResponse:
     try:
         await ws.prepare(request)
         protocol = ws.ws_protocol or rc.V1
-        await relay_attach(ws, session, protocol, stdin and bool(c.spec.get("stdin")), stdout, stderr)
+        session.tty = bool(c.spec.get("tty")) and bool(worker.handler) and worker.handler.flavor != "runsc"
+        await relay_attach(ws, session, protocol, stdin and bool(c.spec.get("stdin")), stdout or session.tty, stderr)
     finally:
         session.close()
         await ws.close()
@@ -178,6 +177,10 @@ async def relay_attach(ws: web.WebSocketResponse, session, protocol: str, stdin:
             ch, data = raw[0], raw[1:]
             if ch == rc.STDIN and stdin:
                 await session.write_stdin(data)
+            elif ch == rc.RESIZE and session.tty and protocol not in (rc.V1, rc.V2):
+                size = rc.parse_resize(data)
+                if size:
+                    session.resize(*size)
             elif ch == rc.CLOSE and protocol == rc.V5 and data[:1] == bytes([rc.STDIN]):
                 session.close_stdin()
 

@@ -178,3 +178,27 @@ def test_kubectl_attach_to_the_containers_own_stdio(nc, rc):
     assert nc.wait_phase(name, ("Succeeded",))["status"]["phase"] == "Succeeded"
     assert sorted(nc.logs(name).splitlines()) == ["err-one", "err-two", "got-one", "got-two", "stdin-closed"]
     nc.ok("delete", "pod", name)
+
+
+def test_kubectl_attach_to_a_terminal(nc):
+    """A `tty: true` container (runc) gets its terminal from conmon; `kubectl attach -it` under a real
+    pseudo-terminal types into it and its size follows kubectl's."""
+    nc.ok("apply", "-f", "-", input=yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "attach-tty"},
+        "spec": {"runtimeClassName": "standard", "terminationGracePeriodSeconds": 1,
+                 "containers": [{"name": "app", "image": IMAGE, "imagePullPolicy": "IfNotPresent", "stdin": True, "tty": True,
+                                 "command": ["sh"]}]}}))
+    nc.wait_phase("attach-tty", ("Running",))
+    script = f"stty cols 91 rows 27; kubectl --cache-dir {nc.data_dir}/kcache attach -it attach-tty"
+    p = subprocess.Popen(["script", "-qfec", script, "/dev/null"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, env=nc.env())
+    time.sleep(3)
+    p.stdin.write(b"stty size; test -t 0 && echo stdin-is-a-tty; echo sum=$((40+2))\n")
+    p.stdin.flush()
+    time.sleep(2)
+    p.stdin.close()
+    p.wait(30)
+    text = p.stdout.read().decode(errors="replace").replace("\r", "")
+    assert "27 91\n" in text and "stdin-is-a-tty\n" in text and "sum=42\n" in text, text
+    assert "sum=42" in nc.logs("attach-tty")             # a terminal's output is the log's stdout
+    nc.ok("delete", "pod", "attach-tty")
