@@ -186,6 +186,15 @@ class Runtime:
                     await self._failed(cid, exits, "timed out starting the container")
                 await asyncio.sleep(delay)
                 delay = min(delay * 1.2, 0.01)
+            # conmon writes its sync message once the runtime call returns, which (with a terminal: `run
+            # --detach`) may be after the container runs: the pipe stays open until then, or conmon would die
+            # of SIGPIPE writing into a closed pipe, and its terminal with it
+            until = time.monotonic() + 5
+            while not reply.rstrip().endswith(b"}") and proc.poll() in (None, 0) and time.monotonic() < until:
+                try:
+                    reply += os.read(r, 65536)
+                except BlockingIOError:
+                    await asyncio.sleep(0.005)
         finally:
             os.close(r)
             if proc.poll() is None:

@@ -233,12 +233,9 @@ class GVisorSandbox(PodSandbox):
     async def start_container(self, cid: str, workdir: str, log_path: str, cfg: dict, stdin: bool = False,
                               stdin_once: bool = False) -> None:
         assert self.runtime is not None
-        # no terminal under runsc yet: conmon's console hand-over (`run --detach --console-socket`) loses the
-        # sandbox here, so a `tty: true` container runs with plain stdio, as before terminals were supported
-        cfg["process"]["terminal"] = False
         self._write_config(workdir, cfg)
         await self.runtime.launch(cid, workdir, workdir, log_path, network=self._network_mode() if self.single else None,
-                                  stdin=stdin, stdin_once=stdin_once)
+                                  stdin=stdin, stdin_once=stdin_once, tty=bool(cfg["process"].get("terminal")))
 
     async def exec(self, cid: str, cmd: list[str], timeout: float) -> tuple[int, str]:
         return await self._runtime_exec(cid, cmd, timeout)   # inside the gVisor sandbox: its kernel runs the command

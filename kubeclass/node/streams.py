@@ -153,7 +153,7 @@ async def attach_handler(server, request: web.Request) -> web.StreamResponse:
     try:
         await ws.prepare(request)
         protocol = ws.ws_protocol or rc.V1
-        session.tty = bool(c.spec.get("tty")) and bool(worker.handler) and worker.handler.flavor != "runsc"
+        session.tty = bool(c.spec.get("tty"))
         await relay_attach(ws, session, protocol, stdin and bool(c.spec.get("stdin")), stdout or session.tty, stderr)
     finally:
         session.close()

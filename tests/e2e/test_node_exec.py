@@ -180,16 +180,18 @@ def test_kubectl_attach_to_the_containers_own_stdio(nc, rc):
     nc.ok("delete", "pod", name)
 
 
-def test_kubectl_attach_to_a_terminal(nc):
-    """A `tty: true` container (runc) gets its terminal from conmon; `kubectl attach -it` under a real
-    pseudo-terminal types into it and its size follows kubectl's."""
+@pytest.mark.parametrize("rc", ["standard", "gvisor"])
+def test_kubectl_attach_to_a_terminal(nc, rc):
+    """A `tty: true` container gets its terminal from conmon; `kubectl attach -it` under a real pseudo-terminal
+    types into it and its size follows kubectl's."""
+    name = f"attach-tty-{rc}"
     nc.ok("apply", "-f", "-", input=yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "attach-tty"},
-        "spec": {"runtimeClassName": "standard", "terminationGracePeriodSeconds": 1,
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        "spec": {"runtimeClassName": rc, "terminationGracePeriodSeconds": 1,
                  "containers": [{"name": "app", "image": IMAGE, "imagePullPolicy": "IfNotPresent", "stdin": True, "tty": True,
                                  "command": ["sh"]}]}}))
-    nc.wait_phase("attach-tty", ("Running",))
-    script = f"stty cols 91 rows 27; kubectl --cache-dir {nc.data_dir}/kcache attach -it attach-tty"
+    nc.wait_phase(name, ("Running",))
+    script = f"stty cols 91 rows 27; kubectl --cache-dir {nc.data_dir}/kcache attach -it {name}"
     p = subprocess.Popen(["script", "-qfec", script, "/dev/null"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, env=nc.env())
     time.sleep(3)
@@ -200,5 +202,5 @@ def test_kubectl_attach_to_a_terminal(nc):
     p.wait(30)
     text = p.stdout.read().decode(errors="replace").replace("\r", "")
     assert "27 91\n" in text and "stdin-is-a-tty\n" in text and "sum=42\n" in text, text
-    assert "sum=42" in nc.logs("attach-tty")             # a terminal's output is the log's stdout
-    nc.ok("delete", "pod", "attach-tty")
+    assert "sum=42" in nc.logs(name)                     # a terminal's output is the log's stdout
+    nc.ok("delete", "pod", name)
