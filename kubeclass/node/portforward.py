@@ -30,6 +30,8 @@ SPDY_TUNNEL = "SPDY/3.1+portforward.k8s.io"
 WS_V4 = "v4.channel.k8s.io"
 PROTOCOLS = (SPDY_TUNNEL, WS_V4)
 READ_CHUNK = 256 * 1024   # one read from the Pod, one message: fewer, larger messages through the two relays
+MAX_CONNECTIONS = 256     # forwarded connections open at once in one session (more are refused: RST_STREAM)
+INBOUND_FRAMES = 64       # data frames from the client held for a Pod connection before the session stops reading
 BUFFER = 1 << 20          # what a Pod connection's reader may hold before the Pod is paused
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -174,15 +176,18 @@ class SpdyForwarder:
 
     async def on_frame(self, f: spdy.Frame) -> bool:
         if f.type == spdy.SYN_STREAM:
+            kind, rid = f.headers.get("streamtype", ""), f.headers.get("requestid", "")
+            if kind not in ("data", "error") or len(self.tasks) >= MAX_CONNECTIONS or len(self.pending) >= MAX_CONNECTIONS:
+                await self.send(self.codec.rst_stream(f.stream_id, spdy.RST_REFUSED_STREAM))
+                return True
             async with self.lock:    # replies leave in the order their header blocks were compressed
                 await self.ws.send_bytes(self.codec.syn_reply(f.stream_id))
-            kind, rid = f.headers.get("streamtype", ""), f.headers.get("requestid", "")
             try:
                 port = int(f.headers.get("port", ""))
             except ValueError:
                 port = 0
             if kind == "data":
-                self.inbound[f.stream_id] = asyncio.Queue()
+                self.inbound[f.stream_id] = asyncio.Queue(INBOUND_FRAMES)
             pair = self.pending.setdefault(rid, {})
             pair[kind] = (f.stream_id, port)
             if "data" in pair and "error" in pair:
@@ -193,14 +198,16 @@ class SpdyForwarder:
         elif f.type == 0:
             q = self.inbound.get(f.stream_id)
             if q is not None:
+                # a full queue stops this session's reading (the client's TCP window closes), as spdystream's
+                # blocking stream writes do
                 if f.data:
-                    q.put_nowait(f.data)
+                    await q.put(f.data)
                 if f.fin:
-                    q.put_nowait(None)
+                    await q.put(None)
         elif f.type == spdy.RST_STREAM:
             q = self.inbound.get(f.stream_id)
             if q is not None:
-                q.put_nowait(None)
+                await q.put(None)
         elif f.type == spdy.PING:
             await self.send(self.codec.ping(f.value))
         elif f.type == spdy.GOAWAY:
@@ -245,6 +252,8 @@ class SpdyForwarder:
                 writer.close()
         finally:
             self.inbound.pop(data_sid, None)
+            while not q.empty():         # a reader blocked on this full queue goes on (later frames are dropped)
+                q.get_nowait()
 
 
 async def channels(ws: web.WebSocketResponse, target: Target, ports: list[int], uid: str) -> None:

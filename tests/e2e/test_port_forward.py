@@ -126,3 +126,21 @@ def test_port_forward_needs_create(nc):
     out = nc.kubectl("--as=mallory", "port-forward", "pod/pf-standard", f"{free_port()}:8080", timeout=30)
     assert out.returncode != 0 and 'cannot create resource "pods/portforward"' in out.stderr, out.stderr
     nc.kubectl("delete", "role,rolebinding", "pf-get")
+
+
+def test_an_upload_larger_than_any_buffer_reaches_the_pod(nc):
+    """Data the client sends faster than the Pod reads is held back (the session stops reading), not buffered
+    without bound: 40 MB through port-forward into `nc -l > file` in the Pod arrive whole."""
+    nc.ok("exec", "pf-standard", "--", "sh", "-c", "(sleep 120 | nc -l -p 7000 > /tmp/upload) >/dev/null 2>&1 </dev/null & sleep 0.2")
+    pf = PortForward(nc, "pod/pf-standard", "7000")
+    try:
+        import socket as sk
+        blob = os.urandom(1 << 20) * 40
+        with sk.create_connection(("127.0.0.1", pf.local), timeout=60) as s:
+            s.sendall(blob)
+        import hashlib
+        want = hashlib.md5(blob).hexdigest()
+        wait_for(lambda: nc.ok("exec", "pf-standard", "--", "sh", "-c", "md5sum /tmp/upload | cut -c1-32").strip() == want, 60,
+                 what="the upload complete in the Pod")
+    finally:
+        pf.stop()
