@@ -361,13 +361,15 @@ async def cmd_node(args) -> int:
 
 def _quiet_transport_errors(loop) -> None:
     """A connection reset in the middle of a TLS handshake (a component's watch being opened while the server
-    stops) surfaces as an unretrieved future in uvloop's SSL protocol: log it at debug, not as a traceback."""
+    stops) surfaces as an unretrieved future in uvloop's SSL protocol, and TLS data arriving for a transport
+    closed at shutdown as uvloop's "the handler is closed": log them at debug, not as tracebacks."""
     import ssl
 
     def handler(loop, context) -> None:
         exc = context.get("exception")
-        if isinstance(exc, (ConnectionResetError, BrokenPipeError, ssl.SSLError)):
-            logging.getLogger("kubeclass").debug("connection closed during a handshake: %r", exc)
+        if isinstance(exc, (ConnectionResetError, BrokenPipeError, ssl.SSLError)) or \
+                (isinstance(exc, RuntimeError) and "the handler is closed" in str(exc)):
+            logging.getLogger("kubeclass").debug("connection closed during a handshake or at shutdown: %r", exc)
             return
         loop.default_exception_handler(context)
     loop.set_exception_handler(handler)
