@@ -19,11 +19,10 @@ import time
 
 from ..client import ApiError, Client, now_rfc3339, path_for
 from ..httpclient import TransportError
-from . import bundle, cgroups, mounts, probes, volumes
+from . import bundle, cgroups, mounts, podnet, probes, volumes
+from .cni import CNIError
 from .handlers import Handler, HandlerTable
 from .images import ImageError, ImageStore
-from . import podnet
-from .cni import CNIError
 from .podnet import PodNet, PodNetworks
 from .poddir import glob_workdirs, read_json
 from .runtimes import Runtime, RuntimeError_, container_state

@@ -178,10 +178,9 @@ class APIServer:
 
     # ------------------------------------------------------------------ WebSocket: pods/exec, pods/portforward
     async def _websocket(self, scope, receive, send) -> None:
-        """A WebSocket upgrade (kubectl 1.30+ exec / cp / port-forward, the official clients' stream() and
-        portforward()): authenticated and
-        authorized as any request, then relayed to the Pod's node agent. Refused before the upgrade with a
-        Status, as kube-apiserver refuses it."""
+        """A WebSocket upgrade (kubectl 1.30+ exec / cp / attach / port-forward, the official clients' stream() and
+        portforward()): authenticated and authorized as any request, then relayed to the Pod's node agent.
+        Refused before the upgrade with a Status, as kube-apiserver refuses it."""
         if (await receive())["type"] != "websocket.connect":
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
