@@ -30,8 +30,9 @@ class ExecSession:
     """One started process. `stdout` (and `stderr` without a tty) are StreamReaders ending at EOF."""
 
     def __init__(self, proc: asyncio.subprocess.Process, process_file: str, master: int | None = None,
-                 stdout: asyncio.StreamReader | None = None) -> None:
+                 stdout: asyncio.StreamReader | None = None, stop_argv: list[str] | None = None) -> None:
         self.proc = proc
+        self._stop_argv = stop_argv   # runsc: `kill -pid N CID KILL` once the command's pid inside is known
         self.tty = master is not None
         self._master = master
         self._process_file = process_file
@@ -92,6 +93,31 @@ class ExecSession:
         return code if code >= 0 else 128 - code    # killed by a signal: the shell's convention
 
     def kill(self) -> None:
+        """The client went: SIGTERM to the runtime's exec, which passes it on to the command (a SIGKILL would
+        leave the command running in the container), then SIGKILL 2 s later if it is still there."""
+        if self.proc.returncode is None:
+            self._kill_inside()
+            try:
+                self.proc.terminate()
+            except ProcessLookupError:
+                return
+            asyncio.get_running_loop().call_later(2, self._kill_now)
+
+    def _kill_inside(self) -> None:
+        """runsc exec does not pass signals on: the command is killed inside the sandbox by its pid there."""
+        if not self._stop_argv:
+            return
+        pid_file = self._process_file + ".pid"
+        try:
+            with open(pid_file) as f:
+                pid = int(f.read().strip())
+        except (OSError, ValueError):
+            return
+        argv = [a.replace("@PID@", str(pid)) for a in self._stop_argv]
+        import subprocess
+        subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def _kill_now(self) -> None:
         if self.proc.returncode is None:
             try:
                 self.proc.kill()
@@ -110,10 +136,11 @@ class ExecSession:
             except OSError:
                 pass
             self._master = None
-        try:
-            os.unlink(self._process_file)
-        except OSError:
-            pass
+        for f in (self._process_file, self._process_file + ".pid"):
+            try:
+                os.unlink(f)
+            except OSError:
+                pass
 
 
 def process_spec(config: dict, cmd: list[str], tty: bool) -> dict:
@@ -127,7 +154,8 @@ def process_spec(config: dict, cmd: list[str], tty: bool) -> dict:
     return proc
 
 
-async def start(runtime_argv: list[str], cid: str, workdir: str, cmd: list[str], tty: bool, stdin: bool) -> ExecSession:
+async def start(runtime_argv: list[str], cid: str, workdir: str, cmd: list[str], tty: bool, stdin: bool,
+                flavor: str = "") -> ExecSession:
     try:
         with open(os.path.join(workdir, "config.json")) as f:
             config = json.load(f)
@@ -137,7 +165,12 @@ async def start(runtime_argv: list[str], cid: str, workdir: str, cmd: list[str],
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(process_spec(config, cmd, tty), f)
-    argv = [*runtime_argv, "exec", "--process", path, cid]
+    stop_argv = None
+    if flavor == "runsc":
+        argv = [*runtime_argv, "exec", "--internal-pid-file", path + ".pid", "--process", path, cid]
+        stop_argv = [*runtime_argv, "kill", "--pid", "@PID@", cid, "KILL"]
+    else:
+        argv = [*runtime_argv, "exec", "--process", path, cid]
     if not tty:
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -146,7 +179,7 @@ async def start(runtime_argv: list[str], cid: str, workdir: str, cmd: list[str],
         except OSError as e:
             os.unlink(path)
             raise ExecError(str(e)) from e
-        return ExecSession(proc, path)
+        return ExecSession(proc, path, stop_argv=stop_argv)
     master, slave = os.openpty()
     ttymod.setraw(slave)
     try:
@@ -158,7 +191,7 @@ async def start(runtime_argv: list[str], cid: str, workdir: str, cmd: list[str],
         raise ExecError(str(e)) from e
     os.close(slave)
     os.set_blocking(master, False)
-    return ExecSession(proc, path, master, _pty_reader(master))
+    return ExecSession(proc, path, master, _pty_reader(master), stop_argv=stop_argv)
 
 
 def _pty_reader(master: int) -> asyncio.StreamReader:

@@ -76,7 +76,7 @@ class PodSandbox:
 
     async def _runtime_exec_session(self, cid: str, workdir: str, cmd: list[str], tty: bool, stdin: bool):
         assert self.runtime is not None
-        return await execsession.start(self.runtime.argv(), cid, workdir, cmd, tty, stdin)
+        return await execsession.start(self.runtime.argv(), cid, workdir, cmd, tty, stdin, self.runtime.flavor)
 
     async def _runtime_exec(self, cid: str, cmd: list[str], timeout: float) -> tuple[int, str]:
         assert self.runtime is not None

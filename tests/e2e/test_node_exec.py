@@ -204,3 +204,18 @@ def test_kubectl_attach_to_a_terminal(nc, rc):
     assert "27 91\n" in text and "stdin-is-a-tty\n" in text and "sum=42\n" in text, text
     assert "sum=42" in nc.logs(name)                     # a terminal's output is the log's stdout
     nc.ok("delete", "pod", name)
+
+
+@pytest.mark.parametrize("rc", ["standard", "gvisor"])
+def test_a_command_ends_when_its_client_goes(nc, rc):
+    """The client's WebSocket closes mid-command: the runtime's exec is sent SIGTERM, which it passes on, so the
+    command does not stay behind in the container."""
+    import ssl
+    import websocket
+    name = PODS[rc]
+    url = nc.url.replace("https://", "wss://") + f"/api/v1/namespaces/default/pods/{name}/exec?command=sleep&command=301&stdout=true"
+    ws = websocket.create_connection(url, header=[f"Authorization: Bearer {nc.token()}"], subprotocols=["v5.channel.k8s.io"],
+                                     sslopt={"ca_certs": nc.ca(), "cert_reqs": ssl.CERT_REQUIRED, "check_hostname": False})
+    assert wait_for(lambda: "sleep 301" in nc.ok("exec", name, "--", "ps"), 15)
+    ws.close()
+    assert wait_for(lambda: "sleep 301" not in nc.ok("exec", name, "--", "ps"), 15, what="the command gone")
