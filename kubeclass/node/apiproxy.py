@@ -41,7 +41,15 @@ class APIProxy:
             raise OSError(f"adding {self.ip} to lo: {r.stderr.strip()}")
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind((self.ip, self.port))
+        try:
+            s.bind((self.ip, self.port))
+        except OSError:
+            s.close()
+            if self.added:
+                await asyncio.to_thread(subprocess.run, ["ip", "addr", "del", f"{self.ip}/32", "dev", "lo"], capture_output=True)
+                self.added = False
+            raise
+        self.added = True   # ours now, also when a crashed agent left the address behind
         s.listen(128)
         s.setblocking(False)
         self.server = await asyncio.start_server(self._client, sock=s)

