@@ -60,6 +60,8 @@ class NodeCluster(Cluster):
             pass
         self.stop()
         sweep(self.data_dir)
+        if "--cni-bridge" in self.extra:     # the test's own bridge (another run's could differ in address)
+            subprocess.run(["ip", "link", "delete", self.extra[self.extra.index("--cni-bridge") + 1]], capture_output=True)
 
 
 def sweep(data_dir: str) -> None:
