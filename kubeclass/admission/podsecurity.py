@@ -346,9 +346,12 @@ class PodSecurity(Plugin):
     name = "PodSecurity"
 
     async def validate(self, a: Attributes, lister: Lister) -> None:
-        if a.operation != "CREATE" or a.subresource or not a.namespace:
-            return
         is_pod = a.group == "" and a.resource == "pods"
+        # a debug container added to a Pod is checked as the Pod it makes (upstream checks the ephemeralcontainers
+        # subresource's updates; other updates cannot change what the policy looks at)
+        debug = is_pod and a.operation == "UPDATE" and a.subresource == "ephemeralcontainers"
+        if not debug and (a.operation != "CREATE" or a.subresource) or not a.namespace:
+            return
         if not is_pod and (a.group, a.resource) not in WORKLOADS:
             return
         ns = lister.get("", "namespaces", None, a.namespace)

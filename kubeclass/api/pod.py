@@ -4,7 +4,7 @@ from __future__ import annotations
 import copy
 
 from . import core_validation, meta, names, quantity
-from .errors import FieldError, duplicate, forbidden, invalid, not_supported, required
+from .errors import NOT_FOUND, FieldError, duplicate, forbidden, go_quote, invalid, not_supported, required
 
 RESTART_POLICIES = ["Always", "OnFailure", "Never"]
 DNS_POLICIES = ["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"]
@@ -49,7 +49,7 @@ def set_defaults(pod: dict) -> None:
     spec.setdefault("securityContext", {})
     spec.setdefault("schedulerName", "default-scheduler")
     spec.setdefault("enableServiceLinks", True)
-    for key in ("initContainers", "containers"):
+    for key in ("initContainers", "containers", "ephemeralContainers"):
         for c in spec.get(key) or []:
             _default_container(c)
 
@@ -141,12 +141,84 @@ def validate_spec(spec: dict, path: str) -> list[FieldError]:
     nn = spec.get("nodeName")
     if nn:
         errs += [invalid(f"{path}.nodeName", nn, m) for m in names.dns1123_subdomain(nn)]
+    errs += _validate_ephemeral(spec, f"{path}.ephemeralContainers", seen)
+    return errs
+
+
+# EphemeralContainerCommon's fields in declaration order: True = may be set, False = "cannot be set"
+EPHEMERAL_FIELDS = {"name": True, "image": True, "command": True, "args": True, "workingDir": True, "ports": False,
+                    "envFrom": True, "env": True, "resources": False, "resizePolicy": False, "restartPolicy": False,
+                    "volumeMounts": True, "volumeDevices": True, "livenessProbe": False, "readinessProbe": False,
+                    "startupProbe": False, "lifecycle": False, "terminationMessagePath": True,
+                    "terminationMessagePolicy": True, "imagePullPolicy": True, "securityContext": True, "stdin": True,
+                    "stdinOnce": True, "tty": True}
+
+
+def _validate_ephemeral(spec: dict, path: str, seen: set) -> list[FieldError]:
+    """Ephemeral containers (kubectl debug) as upstream's validateEphemeralContainers: a container's rules, a name
+    unique among all the Pod's containers, a target that is a regular or init container, and none of the fields
+    that would make the workload rely on them (ports, resources, probes, lifecycle, subPath mounts)."""
+    errs: list[FieldError] = []
+    others = {c.get("name") for key in ("containers", "initContainers") for c in spec.get(key) or []}
+    for i, ec in enumerate(spec.get("ephemeralContainers") or []):
+        p = f"{path}[{i}]"
+        errs += _validate_container(ec, p, seen)
+        target = ec.get("targetContainerName")
+        if target and target not in others:
+            errs.append(FieldError(NOT_FOUND, f"{p}.targetContainerName", target))
+        for f, allowed in EPHEMERAL_FIELDS.items():
+            if not allowed and ec.get(f):
+                errs.append(forbidden(f"{p}.{f}", "cannot be set for an Ephemeral Container"))
+        for j, vm in enumerate(ec.get("volumeMounts") or []):
+            for f in ("subPath", "subPathExpr"):
+                if vm.get(f):
+                    errs.append(forbidden(f"{p}.volumeMounts[{j}].{f}", "cannot be set for an Ephemeral Container"))
     return errs
 
 
 def validate(pod: dict) -> list[FieldError]:
     errs = meta.validate_object_meta(pod.get("metadata", {}), True, names.dns1123_subdomain)
-    errs += validate_spec(pod.get("spec") or {}, "spec")
+    spec = pod.get("spec") or {}
+    errs += validate_spec(spec, "spec")
+    if spec.get("ephemeralContainers"):   # ValidatePodCreate: added later, through the subresource only
+        errs.append(forbidden("spec.ephemeralContainers", "cannot be set on create"))
+    return errs
+
+
+def prepare_ephemeral_update(new: dict, old: dict) -> dict:
+    """The ephemeralcontainers subresource changes nothing but spec.ephemeralContainers (upstream's
+    dropNonEphemeralContainerUpdates); they get a container's defaults."""
+    out = copy.deepcopy(old)
+    md, nmd = out.setdefault("metadata", {}), new.get("metadata") or {}
+    md["resourceVersion"] = nmd.get("resourceVersion")
+    eph = copy.deepcopy((new.get("spec") or {}).get("ephemeralContainers") or [])
+    for c in eph:
+        if isinstance(c, dict):
+            _default_container(c)
+    if eph:
+        out.setdefault("spec", {})["ephemeralContainers"] = eph
+    else:
+        out.setdefault("spec", {}).pop("ephemeralContainers", None)
+    return out
+
+
+def validate_ephemeral_update(new: dict, old: dict) -> list[FieldError]:
+    """ValidatePodEphemeralContainersUpdate: the new set is valid and keeps every existing one unchanged."""
+    errs = meta.validate_object_meta(new.get("metadata", {}), True, names.dns1123_subdomain)
+    errs += meta.validate_object_meta_update(new.get("metadata", {}), old.get("metadata", {}))
+    errs += validate_spec(new.get("spec") or {}, "spec")
+    if "kubernetes.io/config.mirror" in ((old.get("metadata") or {}).get("annotations") or {}):
+        return [forbidden("", "static pods do not support ephemeral containers")]
+    path = "spec.ephemeralContainers"
+    now = {c.get("name"): c for c in (new.get("spec") or {}).get("ephemeralContainers") or []}
+    for oc in (old.get("spec") or {}).get("ephemeralContainers") or []:
+        nc = now.get(oc.get("name"))
+        if nc is None:
+            errs.append(forbidden(path, f"existing ephemeral containers {go_quote(str(oc.get('name')))} may not be removed\n"))
+        elif nc != oc:
+            diff = "\n".join(f"  {k}: {oc.get(k)!r} -> {nc.get(k)!r}" for k in sorted(set(oc) | set(nc)) if oc.get(k) != nc.get(k))
+            errs.append(forbidden(f"{path}[{oc.get('name')}]",
+                                  f"existing ephemeral containers {go_quote(str(oc.get('name')))} may not be changed\n{diff}\n"))
     return errs
 
 

@@ -41,8 +41,12 @@ class Kind:
     unconditional_update: bool = True
     create_on_update: bool = False
     name_fn: Callable = None  # type: ignore[assignment]
+    # subresources that update a part of the object: name -> (prepare(new, old) -> object to store, validate(new, old))
+    subresource_updates: dict[str, tuple[Callable[[dict, dict], dict], ValidateUpdate]] = field(default_factory=dict)
 
-    def check_update(self, new: dict, old: dict) -> list[FieldError]:
+    def check_update(self, new: dict, old: dict, subresource: str | None = None) -> list[FieldError]:
+        if subresource in self.subresource_updates:
+            return self.subresource_updates[subresource][1](new, old)
         if self.validate_update:
             return self.validate_update(new, old)
         return self.validate(new) + meta.validate_object_meta_update(new.get("metadata", {}), old.get("metadata", {}))
@@ -113,6 +117,7 @@ RUNTIMECLASS = Kind("RuntimeClass", runtimeclass.validate, runtimeclass.validate
                     columns=[NAME_COL, _col("Handler", "handler specifies the underlying runtime and configuration that the CRI implementation will use to handle pods of this class."), AGE_COL],
                     row=runtimeclass.table_row, unconditional_update=False, create_on_update=True)
 POD = Kind("Pod", pod.validate, pod.validate_update, defaults=pod.set_defaults, prepare_create=pod.prepare_create, prepare_update=pod.prepare_update,
+           subresource_updates={"ephemeralcontainers": (pod.prepare_ephemeral_update, pod.validate_ephemeral_update)},
            columns=[NAME_COL, _col("Ready", "The aggregate readiness state of this pod for accepting traffic."),
                     _col("Status", "The aggregate status of the containers in this pod."),
                     _col("Restarts", "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted."),
@@ -260,7 +265,7 @@ RESOURCES: list[Resource] = [
     Resource("", "v1", "namespaces", "namespace", False, NAMESPACE, "io.k8s.api.core.v1.Namespace", ["ns"],
              verbs=["create", "delete", "get", "list", "patch", "update", "watch"], subresources=["finalize", "status"]),
     Resource("", "v1", "nodes", "node", False, NODE, "io.k8s.api.core.v1.Node", ["no"], subresources=["status"]),
-    Resource("", "v1", "pods", "pod", True, POD, "io.k8s.api.core.v1.Pod", ["po"], ["all"], subresources=["attach", "binding", "exec", "log", "portforward", "status"]),
+    Resource("", "v1", "pods", "pod", True, POD, "io.k8s.api.core.v1.Pod", ["po"], ["all"], subresources=["attach", "binding", "ephemeralcontainers", "exec", "log", "portforward", "status"]),
     Resource("", "v1", "events", "event", True, EVENT, "io.k8s.api.core.v1.Event", ["ev"]),
     Resource("", "v1", "serviceaccounts", "serviceaccount", True, SERVICEACCOUNT, "io.k8s.api.core.v1.ServiceAccount", ["sa"],
              subresources=["token"]),

@@ -252,7 +252,8 @@ def pod_limits(pod: dict) -> dict:
 def spec(pod: dict, container: dict, image_config: dict, rootfs: str, *, env: dict[str, str], ns_paths: dict[str, str],
          cgroups_path: str, hostname: str | None, mounts: list[dict], annotations: dict[str, str] | None = None,
          readonly_root: bool | None = None) -> dict:
-    """config.json for one container. ns_paths: namespace type -> path to join (network, ipc, uts)."""
+    """config.json for one container. ns_paths: namespace type -> path to join (network, ipc, uts; pid for a
+    debug container sharing its target's processes)."""
     pod_sc = (pod.get("spec") or {}).get("securityContext") or {}
     sc = {**{k: v for k, v in pod_sc.items() if k in ("runAsUser", "runAsGroup", "runAsNonRoot", "supplementalGroups", "fsGroup")},
           **(container.get("securityContext") or {})}
@@ -263,7 +264,7 @@ def spec(pod: dict, container: dict, image_config: dict, rootfs: str, *, env: di
     args = command_and_args(container, image_config, env)
     caps = capabilities(sc, privileged)
     cwd = container.get("workingDir") or (image_config.get("config") or {}).get("WorkingDir") or "/"
-    namespaces = [{"type": "pid"}, {"type": "mount"}]
+    namespaces = [{"type": "pid", "path": ns_paths["pid"]} if "pid" in ns_paths else {"type": "pid"}, {"type": "mount"}]
     for t in ("network", "ipc", "uts"):
         namespaces.append({"type": t, "path": ns_paths[t]} if t in ns_paths else {"type": t})
     cfg: dict = {

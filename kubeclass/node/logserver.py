@@ -81,11 +81,11 @@ class LogServer:
         return ctx
 
     async def start(self) -> None:
-        app = web.Application()
+        app = web.Application(middlewares=[self._only_the_api_server])
         app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self.container_logs)
-        app.router.add_get("/exec/{namespace}/{pod}/{container}", self.exec)
-        app.router.add_get("/portForward/{namespace}/{pod}", self.port_forward)
-        app.router.add_get("/attach/{namespace}/{pod}/{container}", self.attach)
+        app.router.add_get("/exec/{namespace}/{pod}/{container}", lambda r: streams.exec_handler(self, r))
+        app.router.add_get("/portForward/{namespace}/{pod}", lambda r: portforward.handler(self, r))
+        app.router.add_get("/attach/{namespace}/{pod}/{container}", lambda r: streams.attach_handler(self, r))
         app.router.add_get("/healthz", lambda r: web.Response(text="ok"))
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
@@ -96,6 +96,15 @@ class LogServer:
     async def stop(self) -> None:
         if self.runner is not None:
             await self.runner.cleanup()
+
+    @web.middleware
+    async def _only_the_api_server(self, request: web.Request, handler):
+        """Every endpoint but /healthz answers the API server's certificate only (kubelet's verbs: reading logs
+        is get, the streams are create)."""
+        if request.path != "/healthz" and not self._authorized(request):
+            verb = "get" if request.path.startswith("/containerLogs/") else "create"
+            return _error(403, f"Forbidden (user=unknown, verb={verb}, resource=nodes, subresource=proxy)")
+        return await handler(request)
 
     def _authorized(self, request: web.Request) -> bool:
         cert = request.transport.get_extra_info("peercert") if request.transport else None
@@ -110,24 +119,7 @@ class LogServer:
         return next((w for w in list(self.pods.workers.values())
                      if w.pod["metadata"]["name"] == pod_name and w.pod["metadata"].get("namespace") == ns), None)
 
-    async def exec(self, request: web.Request) -> web.StreamResponse:
-        if not self._authorized(request):
-            return _error(403, "Forbidden (user=unknown, verb=create, resource=nodes, subresource=proxy)")
-        return await streams.exec_handler(self, request)
-
-    async def attach(self, request: web.Request) -> web.StreamResponse:
-        if not self._authorized(request):
-            return _error(403, "Forbidden (user=unknown, verb=create, resource=nodes, subresource=proxy)")
-        return await streams.attach_handler(self, request)
-
-    async def port_forward(self, request: web.Request) -> web.StreamResponse:
-        if not self._authorized(request):
-            return _error(403, "Forbidden (user=unknown, verb=create, resource=nodes, subresource=proxy)")
-        return await portforward.handler(self, request)
-
     async def container_logs(self, request: web.Request) -> web.StreamResponse:
-        if not self._authorized(request):
-            return _error(403, "Forbidden (user=unknown, verb=get, resource=nodes, subresource=proxy)")
         ns, pod_name, cname = request.match_info["namespace"], request.match_info["pod"], request.match_info["container"]
         q = request.query
         worker = self.find_worker(ns, pod_name)

@@ -43,10 +43,11 @@ def pod_desc(pod: dict) -> str:
 class Container:
     """One container of a Pod: its current attempt and what the last one left."""
 
-    def __init__(self, spec: dict, init: bool):
+    def __init__(self, spec: dict, init: bool, ephemeral: bool = False):
         self.spec = spec
         self.name = spec["name"]
         self.init = init
+        self.ephemeral = ephemeral   # a debug container (kubectl debug): started once, never restarted
         self.attempt = -1            # the current attempt (restartCount = attempt)
         self.started_at = ""
         self.cid = ""
@@ -60,8 +61,13 @@ class Container:
         self.applied: tuple | None = None   # (status resources, allocatedResources) of the current attempt
         self.probes: probes.ContainerProbes | None = None   # the current attempt's probes, when it has any
 
+    @property
+    def kind(self) -> str:
+        """Its list in the Pod's spec."""
+        return "initContainers" if self.init else "ephemeralContainers" if self.ephemeral else "containers"
+
     def has_probes(self) -> bool:
-        return not self.init and any(self.spec.get(f) for f in probes.FIELDS.values())
+        return not self.init and not self.ephemeral and any(self.spec.get(f) for f in probes.FIELDS.values())
 
     def workdir(self, pod_dir: str, attempt: int | None = None) -> str:
         return os.path.join(pod_dir, "containers", self.name, str(self.attempt if attempt is None else attempt))
@@ -81,6 +87,7 @@ class PodWorker:
         spec = pod.get("spec") or {}
         self.containers = [Container(c, True) for c in spec.get("initContainers") or []] + \
                           [Container(c, False) for c in spec.get("containers") or []]
+        self.add_ephemeral()
         self.handler: Handler | None = None
         self.sandbox: PodSandbox | None = None
         self.net: PodNet | None = None   # the Pod's network namespace and addresses (podnet.py)
@@ -96,6 +103,16 @@ class PodWorker:
         self.events_sent: set[tuple] = set()
 
     # ------------------------------------------------------------------ helpers
+    def add_ephemeral(self) -> None:
+        """Debug containers added to the Pod since (the ephemeralcontainers subresource only adds)."""
+        have = {c.name for c in self.containers}
+        for spec in (self.pod.get("spec") or {}).get("ephemeralContainers") or []:
+            if spec.get("name") not in have:
+                self.containers.append(Container(spec, False, ephemeral=True))
+
+    def find_container(self, name: str) -> Container | None:
+        return next((c for c in self.containers if c.name == name), None)
+
     def pod_ip(self) -> str:
         if (self.pod.get("spec") or {}).get("hostNetwork"):
             return self.mgr.address
@@ -112,7 +129,7 @@ class PodWorker:
         self.events_sent.add(key)
         regarding = self.pod
         if container is not None:
-            regarding = {**self.pod, "_fieldPath": f"spec.{'initContainers' if container.init else 'containers'}{{{container.name}}}"}
+            regarding = {**self.pod, "_fieldPath": f"spec.{container.kind}{{{container.name}}}"}
         # sent after this sync's status update: the Pod's progress is not held up behind its events
         self.pending_events.append(self.mgr.client.event(regarding, reason, message, type=type, component="kubelet",
                                                          host=self.mgr.node_name))
@@ -260,6 +277,7 @@ class PodWorker:
                 await self.sandbox.stop()
                 self.sandbox_ready = False
                 os.unlink(os.path.join(self.dir, "sandbox.json"))
+        self.add_ephemeral()
         if self.failed is None and not self.sandbox_ready:
             await self.start_sandbox()
         # one fetch per ConfigMap / Secret per sync, shared by the volumes and every container's env
@@ -354,6 +372,10 @@ class PodWorker:
     async def sync_containers(self) -> None:
         policy = self.restart_policy()
         for c in self.containers:
+            # as kubelet: a debug container starts even while init containers run, and only once
+            if c.ephemeral and c.attempt < 0:
+                await self.sync_one(c, "Never")
+        for c in self.containers:
             if not c.init:
                 continue
             if c.done:
@@ -365,7 +387,7 @@ class PodWorker:
                 continue
             return   # init containers run one at a time, in order
         for c in self.containers:
-            if not c.init:
+            if not c.init and not c.ephemeral:
                 await self.sync_one(c, policy)
 
     async def sync_one(self, c: Container, policy: str) -> None:
@@ -419,7 +441,7 @@ class PodWorker:
                                      pod_ip=self.pod_ip())
             mounts = self.etc_mounts() + self.volume_mounts(c)
             cfg = bundle.spec(self.pod, c.spec, image_config, rootfs, env=env, cgroups_path=f"{cgroups.pod_path(self.uid)}/{cid}",
-                              mounts=mounts, **self.sandbox.container_options(c.name))
+                              mounts=mounts, **self.sandbox.container_options(c.name, self.debug_target(c)))
         except (bundle.BundleError, volumes.SourceError, ImageError, OSError, RuntimeError_) as e:
             self.cleanup_attempt(c, attempt)
             c.waiting = ("CreateContainerConfigError", str(e))
@@ -446,6 +468,15 @@ class PodWorker:
         else:
             self.event("Started", f'Started container {c.name} (runtime handler "{self.handler.name}", {self.sandbox.describe()})',
                        container=c)
+
+    def debug_target(self, c: Container) -> tuple[str, int] | None:
+        """(name, init pid) of the running container whose processes a debug container with a targetContainerName
+        sees (None: it has a PID namespace of its own)."""
+        t = self.find_container(c.spec.get("targetContainerName") or "") if c.ephemeral else None
+        if t is None or t.attempt < 0:
+            return None
+        st = self.state(t.workdir(self.dir))
+        return (t.name, st["pid"]) if st["state"] == "running" and st.get("pid") else None
 
     async def ensure_image(self, c: Container, image: str) -> str:
         policy = c.spec.get("imagePullPolicy") or "IfNotPresent"
@@ -629,12 +660,14 @@ class PodWorker:
                 out["allocatedResources"] = allocated
             if resources:
                 out["resources"] = resources
+        if c.ephemeral:
+            out.pop("started")   # kubelet's probe manager reports it for regular and init containers only
         if st["state"] == "running" and not c.waiting[0]:
             out["state"] = {"running": {"startedAt": c.started_at}}
             if c.has_probes():
                 cp = c.probes or probes.ContainerProbes.for_container(c.spec, time.monotonic())
                 out["ready"], out["started"] = cp.ready, cp.started
-            else:
+            elif not c.ephemeral:
                 out["ready"] = not c.init
                 out["started"] = True
         elif st["state"] == "exited" and not c.waiting[0]:
@@ -683,7 +716,8 @@ class PodWorker:
 
     async def post_status(self) -> str:
         init = [self.container_status(c) for c in self.containers if c.init]
-        main = [self.container_status(c) for c in self.containers if not c.init]
+        main = [self.container_status(c) for c in self.containers if not c.init and not c.ephemeral]
+        debug = [self.container_status(c) for c in self.containers if c.ephemeral]
         phase = self.phase(main, init)
         now = now_rfc3339()
         unready = [s["name"] for s in main if not s["ready"]]
@@ -718,6 +752,8 @@ class PodWorker:
             status["podIP"], status["podIPs"] = self.net.ips[0], [{"ip": ip} for ip in self.net.ips]
         if init:
             status["initContainerStatuses"] = init
+        if debug:
+            status["ephemeralContainerStatuses"] = debug
         if self.failed is not None:
             status["reason"], status["message"] = self.failed
         qos = (self.pod.get("status") or {}).get("qosClass")

@@ -54,8 +54,9 @@ class PodSandbox:
         return ""
 
     # ---- containers
-    def container_options(self, name: str) -> dict:
-        """bundle.spec's ns_paths / hostname / annotations for a container of this sandbox."""
+    def container_options(self, name: str, target: tuple[str, int] | None = None) -> dict:
+        """bundle.spec's ns_paths / hostname / annotations for a container of this sandbox; target: a debug
+        container's target (name, init pid), whose PID namespace it joins where the runtime can."""
         return {"ns_paths": {}, "hostname": None, "annotations": {}}
 
     # ---- probes (ExecSync, and the Pod's network for tcpSocket / httpGet)
@@ -145,10 +146,12 @@ class NamespaceSandbox(PodSandbox):
         Sandbox(self.ctx.dir).spawn(self.ctx.hostname(), host_network=bool(spec.get("hostNetwork")),
                                     netns=net.netns if net is not None else None)
 
-    def container_options(self, name: str) -> dict:
+    def container_options(self, name: str, target: tuple[str, int] | None = None) -> dict:
         ns_paths = Sandbox(self.ctx.dir).ns_paths()
         if not ns_paths:
             raise RuntimeError_("the pod sandbox is gone")
+        if target:
+            ns_paths = {**ns_paths, "pid": f"/proc/{target[1]}/ns/pid"}
         return {"ns_paths": ns_paths, "hostname": None, "annotations": {}}
 
     async def start_container(self, cid: str, workdir: str, log_path: str, cfg: dict, stdin: bool = False,
@@ -188,7 +191,18 @@ class GVisorSandbox(PodSandbox):
 
     @property
     def single(self) -> bool:
-        return len(self.ctx.containers) == 1
+        """A Pod of one container (debug containers, added later, are not counted: they join its sandbox)."""
+        return len([c for c in self.ctx.containers if not getattr(c, "ephemeral", False)]) == 1
+
+    def _is_root(self, name: str) -> bool:
+        """The container that is the gVisor sandbox itself (a single-container Pod's one container)."""
+        return self.single and any(c.name == name and not getattr(c, "ephemeral", False) for c in self.ctx.containers)
+
+    def _root_id(self) -> str:
+        """The id of the container whose sandbox the Pod's other containers join."""
+        if self.single:
+            return next(c.cid for c in self.ctx.containers if not getattr(c, "ephemeral", False))
+        return self.sandbox_id()
 
     def sandbox_id(self) -> str:
         return f"kc-{self.ctx.uid}-sandbox"
@@ -223,18 +237,27 @@ class GVisorSandbox(PodSandbox):
         await self.runtime.launch(self.sandbox_id(), workdir, workdir, os.path.join(workdir, "sandbox.log"),
                                   network=self._network_mode())
 
-    def container_options(self, name: str) -> dict:
-        if self.single:
-            return {"ns_paths": self._netns(), "hostname": self.ctx.hostname(), "annotations": {}}
-        return {"ns_paths": {}, "hostname": None,
-                "annotations": {"io.kubernetes.cri.container-type": "container", "io.kubernetes.cri.sandbox-id": self.sandbox_id(),
+    def _pidns(self, name: str) -> str:
+        """The PID namespace "path" a container's spec names. gVisor's kernel gives a container the PID namespace
+        of an earlier one whose spec named the same path (it compares the names, never opens them), so every
+        container names its own, and a debug container names its target's."""
+        return os.path.join(self.ctx.dir, "pidns", name)
+
+    def container_options(self, name: str, target: tuple[str, int] | None = None) -> dict:
+        pidns = {"pid": self._pidns(target[0] if target else name)}
+        if self._is_root(name):
+            return {"ns_paths": {**self._netns(), **pidns}, "hostname": self.ctx.hostname(), "annotations": {}}
+        return {"ns_paths": pidns, "hostname": None,
+                "annotations": {"io.kubernetes.cri.container-type": "container", "io.kubernetes.cri.sandbox-id": self._root_id(),
                                 "io.kubernetes.cri.container-name": name}}
 
     async def start_container(self, cid: str, workdir: str, log_path: str, cfg: dict, stdin: bool = False,
                               stdin_once: bool = False) -> None:
         assert self.runtime is not None
         self._write_config(workdir, cfg)
-        await self.runtime.launch(cid, workdir, workdir, log_path, network=self._network_mode() if self.single else None,
+        root = self._is_root(cfg.get("annotations", {}).get("io.kubernetes.cri.container-name", "")) or \
+            "io.kubernetes.cri.sandbox-id" not in cfg.get("annotations", {})
+        await self.runtime.launch(cid, workdir, workdir, log_path, network=self._network_mode() if root else None,
                                   stdin=stdin, stdin_once=stdin_once, tty=bool(cfg["process"].get("terminal")))
 
     async def exec(self, cid: str, cmd: list[str], timeout: float) -> tuple[int, str]:

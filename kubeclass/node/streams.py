@@ -22,27 +22,43 @@ def _flag(q, name: str) -> bool:
     return q.get(name, "").lower() in ("1", "true")
 
 
+def _find_container(server, request: web.Request):
+    """(worker, container) the path names, or the error reply."""
+    ns, pod_name, cname = request.match_info["namespace"], request.match_info["pod"], request.match_info["container"]
+    worker = server.find_worker(ns, pod_name)
+    if worker is None:
+        return None, server.error(404, f'pod "{pod_name}" in namespace "{ns}" is not running on node {server.node_name}')
+    c = worker.find_container(cname)
+    if c is None:
+        return None, server.error(404, f'container not found ("{cname}")')
+    return worker, c
+
+
+def _running_workdir(worker, c) -> str | None:
+    """The container's run directory when it is running, else None."""
+    workdir = c.workdir(worker.dir) if c.attempt >= 0 else ""
+    if not c.cid or worker.sandbox is None or worker.state(workdir)["state"] != "running":
+        return None
+    return workdir
+
+
 async def exec_handler(server, request: web.Request) -> web.StreamResponse:
     q = request.query
-    ns, pod_name, cname = request.match_info["namespace"], request.match_info["pod"], request.match_info["container"]
     cmd = q.getall("command", [])
     tty, stdin, stdout, stderr = _flag(q, "tty"), _flag(q, "input"), _flag(q, "output"), _flag(q, "error")
     if not cmd:
         return server.error(400, "you must specify at least 1 command")
     if not (stdin or stdout or stderr):
         return server.error(400, "you must specify at least 1 of stdin, stdout, stderr")
-    worker = server.find_worker(ns, pod_name)
+    worker, c = _find_container(server, request)
     if worker is None:
-        return server.error(404, f'pod "{pod_name}" in namespace "{ns}" is not running on node {server.node_name}')
-    c = next((c for c in worker.containers if c.name == cname), None)
-    if c is None:
-        return server.error(404, f'container not found ("{cname}")')
+        return c
     ws = web.WebSocketResponse(protocols=rc.PROTOCOLS, autoping=True, max_msg_size=4 << 20)
     if not ws.can_prepare(request).ok:
         return server.error(400, "Upgrade request required")
-    workdir = c.workdir(worker.dir) if c.attempt >= 0 else ""
-    if not c.cid or worker.sandbox is None or worker.state(workdir)["state"] != "running":
-        return server.error(500, f"error executing command in container: container {cname} is not running")
+    workdir = _running_workdir(worker, c)
+    if workdir is None:
+        return server.error(500, f"error executing command in container: container {c.name} is not running")
     try:
         session = await worker.sandbox.exec_session(c.cid, workdir, cmd, tty, stdin)
     except (ExecError, RuntimeError_) as e:
@@ -130,22 +146,18 @@ async def attach_handler(server, request: web.Request) -> web.StreamResponse:
     """/attach/{namespace}/{pod}/{container}: the container's own stdio (conmon's attach socket), kubelet's
     query (input, output, error, tty)."""
     q = request.query
-    ns, pod_name, cname = request.match_info["namespace"], request.match_info["pod"], request.match_info["container"]
-    tty, stdin, stdout, stderr = _flag(q, "tty"), _flag(q, "input"), _flag(q, "output"), _flag(q, "error")
+    stdin, stdout, stderr = _flag(q, "input"), _flag(q, "output"), _flag(q, "error")
     if not (stdin or stdout or stderr):
         return server.error(400, "you must specify at least 1 of stdin, stdout, stderr")
-    worker = server.find_worker(ns, pod_name)
+    worker, c = _find_container(server, request)
     if worker is None:
-        return server.error(404, f'pod "{pod_name}" in namespace "{ns}" is not running on node {server.node_name}')
-    c = next((c for c in worker.containers if c.name == cname), None)
-    if c is None:
-        return server.error(404, f'container not found ("{cname}")')
+        return c
     ws = web.WebSocketResponse(protocols=rc.PROTOCOLS, autoping=True, max_msg_size=4 << 20)
     if not ws.can_prepare(request).ok:
         return server.error(400, "Upgrade request required")
-    workdir = c.workdir(worker.dir) if c.attempt >= 0 else ""
-    if not c.cid or worker.sandbox is None or worker.state(workdir)["state"] != "running":
-        return server.error(500, f"unable to upgrade connection: container {cname} is not running")
+    workdir = _running_workdir(worker, c)
+    if workdir is None:
+        return server.error(500, f"unable to upgrade connection: container {c.name} is not running")
     try:
         session = await worker.sandbox.attach_session(c.cid, workdir)
     except RuntimeError_ as e:

@@ -22,7 +22,8 @@ def _verbs(r: registry.Resource) -> list[str]:
 def _sub_verbs(sub: str) -> list[str]:
     return {"status": ["get", "patch", "update"], "scale": ["get", "patch", "update"], "binding": ["create"],
             "log": ["get"], "token": ["create"], "finalize": ["update"], "exec": ["create", "get"],
-            "attach": ["create", "get"], "portforward": ["create", "get"]}.get(sub, ["get"])
+            "attach": ["create", "get"], "portforward": ["create", "get"],
+            "ephemeralcontainers": ["get", "patch", "update"]}.get(sub, ["get"])
 
 
 def _sub_kind(r: registry.Resource, sub: str) -> tuple[str, str, str]:

@@ -11,47 +11,25 @@ from urllib.parse import quote, urlencode
 import aiohttp
 
 from ..api import errors, params
+from . import podstreams
 
 LOG_PARAMS = ("follow", "previous", "tailLines", "limitBytes", "timestamps", "sinceSeconds", "sinceTime")
 
 
 def location(pod: dict, node: dict | None, query: dict[str, str]) -> tuple[str, str]:
     """(agent URL, container) for a log request. Raises StatusError as upstream words it."""
-    md, spec = pod["metadata"], pod.get("spec") or {}
+    md = pod["metadata"]
     name = md["name"]
-    container = query.get("container", "")
-    names = [c["name"] for c in spec.get("containers") or []]
-    init = [c["name"] for c in spec.get("initContainers") or []]
-    if not container:
-        if len(names) == 1:
-            container = names[0]
-        else:
-            msg = f"a container name must be specified for pod {name}, choose one of: [{' '.join(names)}]"
-            if init:
-                msg += f" or one of the init containers: [{' '.join(init)}]"
-            raise errors.bad_request(msg)
-    elif container not in names and container not in init:
-        raise errors.bad_request(f"container {container} is not valid for pod {name}")
+    container = podstreams.choose_container(pod, query.get("container", ""), list_ephemeral=False)
     for p in ("tailLines", "limitBytes", "sinceSeconds"):
         v = query.get(p)
         n = params.parse_int(p, v) if v is not None else None
         if n is not None and ((p != "tailLines" and n < 1) or n < 0):
-            field = {"tailLines": "tailLines", "limitBytes": "limitBytes", "sinceSeconds": "sinceSeconds"}[p]
-            raise errors.bad_request(f'PodLogOptions "{name}" is invalid: {field}: Invalid value: {v}: must be greater than '
+            raise errors.bad_request(f'PodLogOptions "{name}" is invalid: {p}: Invalid value: {v}: must be greater than '
                                      f'{"or equal to 0" if p == "tailLines" else "0"}')
-    node_name = spec.get("nodeName")
-    if not node_name:
-        raise errors.bad_request(f"pod {name} does not have a host assigned")
-    if node is None:
-        raise errors.bad_request(f'nodes "{node_name}" not found')
-    st = node.get("status") or {}
-    addrs = {a.get("type"): a.get("address") for a in st.get("addresses") or []}
-    host = addrs.get("InternalIP") or addrs.get("ExternalIP") or addrs.get("Hostname") or node_name
-    port = ((st.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port") or 10250
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
+    base = podstreams.node_base(pod, node)
     forwarded = {k: query[k] for k in LOG_PARAMS if k in query}
-    url = f"https://{host}:{port}/containerLogs/{quote(md['namespace'])}/{quote(name)}/{quote(container)}"
+    url = f"{base}/containerLogs/{quote(md['namespace'])}/{quote(name)}/{quote(container)}"
     if forwarded:
         url += "?" + urlencode(forwarded)
     return url, container

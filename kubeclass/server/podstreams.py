@@ -21,8 +21,9 @@ def _true(v: list[str] | None) -> bool:
     return bool(v) and v[-1].lower() in ("1", "true", "t", "yes")
 
 
-def choose_container(pod: dict, container: str) -> str:
-    """The container a request names, or the Pod's only one; StatusError 400 as upstream words it."""
+def choose_container(pod: dict, container: str, list_ephemeral: bool = True) -> str:
+    """The container a request names (any kind: regular, init, ephemeral), or the Pod's only one; StatusError 400
+    as upstream words it (its log request does not list ephemeral containers in the message, exec and attach do)."""
     md, spec = pod["metadata"], pod.get("spec") or {}
     name = md["name"]
     names = [c["name"] for c in spec.get("containers") or []]
@@ -34,7 +35,7 @@ def choose_container(pod: dict, container: str) -> str:
         msg = f"a container name must be specified for pod {name}, choose one of: [{' '.join(names)}]"
         if init:
             msg += f" or one of the init containers: [{' '.join(init)}]"
-        if eph:
+        if eph and list_ephemeral:
             msg += f" or one of the ephemeral containers: [{' '.join(eph)}]"
         raise errors.bad_request(msg)
     if container not in names and container not in init and container not in eph:

@@ -374,7 +374,7 @@ class REST:
             self.guard.check(ctx.user, res, new, old)
         attrs = self._attributes(ctx, res, "UPDATE", new, old)
         await self.chain.admit(attrs, self.lister)
-        errs = res.kind.check_update(new, old)
+        errs = res.kind.check_update(new, old, ctx.subresource)
         if errs:
             raise errors.invalid_object(res.kind.kind, res.group, ctx.name or "", errs)
         await self.chain.validate(attrs, self.lister)
@@ -406,7 +406,9 @@ class REST:
         return self.respond_entry(ctx, res, 200, ent)
 
     def _merge_system_fields(self, ctx: Context, res: Resource, obj: dict, old: dict) -> dict:
-        if ctx.subresource == "status":
+        if ctx.subresource in res.kind.subresource_updates:
+            new = res.kind.subresource_updates[ctx.subresource][0](obj, old)
+        elif ctx.subresource == "status":
             new = orjson.loads(orjson.dumps(old))
             if "status" in obj:
                 new["status"] = obj["status"]

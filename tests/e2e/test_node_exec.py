@@ -223,3 +223,52 @@ def test_a_command_ends_when_its_client_goes(nc, rc):
     assert wait_for(lambda: "sleep 301" in nc.ok("exec", name, "--", "ps"), 15)
     ws.close()
     assert wait_for(lambda: "sleep 301" not in nc.ok("exec", name, "--", "ps"), 15, what="the command gone")
+
+
+@pytest.mark.parametrize("rc", ["standard", "gvisor"])
+def test_kubectl_debug_runs_in_the_pods_sandbox_with_its_target(nc, rc):
+    """An ephemeral container starts in the Pod's sandbox (under the Pod's gVisor kernel for a gVisor Pod) and,
+    with --target, in its target's PID namespace: `ps` shows the target's `sleep 3600` as PID 1. It runs once;
+    the Pod stays Running and Ready."""
+    name = PODS[rc]
+    nc.ok("debug", name, f"--image={IMAGE}", "--image-pull-policy=IfNotPresent", "--target=app", "-c", "look",
+          "--", "sh", "-c", "ps; dmesg 2>&1 | head -1")
+
+    def ended():
+        p = nc.pod(name)
+        sts = p["status"].get("ephemeralContainerStatuses") or []
+        return p if sts and "terminated" in sts[0]["state"] else None
+    pod = wait_for(ended, 60, what="the debug container to run and end")
+    st = pod["status"]["ephemeralContainerStatuses"][0]
+    assert st["name"] == "look" and st["restartCount"] == 0 and st["ready"] is False and "started" not in st
+    assert st["state"]["terminated"]["reason"] == "Completed" and st["state"]["terminated"]["exitCode"] == 0
+    assert pod["status"]["phase"] == "Running" and [c["ready"] for c in pod["status"]["containerStatuses"]] == [True]
+    lines = nc.ok("logs", name, "-c", "look").splitlines()
+    assert lines[1].split()[:3] == ["1", "root", "sleep"], lines          # the target's process, PID 1
+    assert ("Starting gVisor..." in lines[-1]) == (rc == "gvisor")
+    events = [(e["reason"], e["message"]) for e in nc.events(name) if "look" in (e.get("involvedObject", {}).get("fieldPath") or "")]
+    assert ("Created", "Created container: look") in events
+
+
+@pytest.mark.parametrize("rc", ["standard", "gvisor"])
+def test_kubectl_debug_interactive(nc, rc):
+    """`kubectl debug -it --target` under a real pseudo-terminal: kubectl waits for the container to run, attaches
+    to its terminal, the shell sees the target's processes and the terminal's size."""
+    name = PODS[rc]
+    script = (f"stty cols 83 rows 23; kubectl --cache-dir {nc.data_dir}/kcache debug -it {name} --image={IMAGE} "
+              f"--image-pull-policy=IfNotPresent --target=app -c shell -- sh")
+    p = subprocess.Popen(["script", "-qfec", script, "/dev/null"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, env=nc.env())
+    time.sleep(6)
+    p.stdin.write(b"ps; stty size; echo sum=$((40+2))\n")
+    p.stdin.flush()
+    time.sleep(2)
+    p.stdin.write(b"exit 0\n")
+    p.stdin.flush()
+    out, _ = p.communicate(timeout=60)
+    text = out.decode(errors="replace").replace("\r", "")
+    assert p.returncode == 0, text
+    assert "sleep 3600" in text and "sum=42\n" in text, text
+    # as for kubectl attach (above): kubectl sends one more row and column first; a gVisor container may read that
+    assert "23 83\n" in text if rc == "standard" else ("23 83\n" in text or "24 84\n" in text), text
+    assert f"may be reattached using 'kubectl attach {name} -c shell -i -t'" in text

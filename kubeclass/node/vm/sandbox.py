@@ -179,7 +179,8 @@ class VmSandbox(PodSandbox):
                 m["x-kubeclass-dir"] = os.path.isdir(src)
                 m["source"] = self.guest_path(src)
         lx = g.setdefault("linux", {})
-        lx["namespaces"] = [n for n in lx.get("namespaces") or [] if n.get("type") in ("pid", "mount")]
+        # a host namespace path means nothing in the guest
+        lx["namespaces"] = [{"type": n["type"]} for n in lx.get("namespaces") or [] if n.get("type") in ("pid", "mount")]
         g.pop("hostname", None)
         if lx.get("cgroupsPath"):
             lx["cgroupsPath"] = "/" + lx["cgroupsPath"].rstrip("/").rsplit("/", 1)[-1]
