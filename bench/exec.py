@@ -11,7 +11,6 @@ Prints p50/p99 and MB/s. Asserts nothing. Needs root, runc, runsc and the CNI pl
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import shutil
@@ -19,22 +18,16 @@ import socket
 import ssl
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import procs  # noqa: E402 - bench/procs.py, beside this script
-from kubeclass.node import images  # noqa: E402
 
-IMAGE = "kubeclass.bench/busybox:1"
+IMAGE = procs.IMAGE
+pct = procs.pct
 SERVE = "mkdir -p /www; head -c 67108864 /dev/zero > /www/blob; exec httpd -f -p 8080 -h /www"
-
-
-def pct(xs: list[float], p: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(len(xs) * p))]
 
 
 def kubectl(env: dict, *args: str, **kw) -> subprocess.CompletedProcess:
@@ -82,18 +75,8 @@ def main() -> None:
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/exec needs root (it runs containers)")
-    work = tempfile.mkdtemp(prefix="kubeclass-bench-exec-")
-    data = os.path.join(work, "data")
-    archive = os.path.join(work, "busybox.tar")
-    images.write_oci_archive(archive, IMAGE, [images.busybox_layer()], {"config": {"Env": ["PATH=/bin"]}})
-    subprocess.run([sys.executable, "-m", "kubeclass.cli", "image", "import", archive, "--data-dir", data], check=True,
-                   cwd=ROOT, capture_output=True)
-    port = 20000 + os.getpid() % 20000
     n = os.getpid() % 200 + 20
-    server = subprocess.Popen([sys.executable, "-m", "kubeclass.cli", "up", "--data-dir", data, "--port", str(port),
-                               "--node-port", str(port + 1), "--node-name", "bench-node", "--pod-cidr", f"10.246.{n}.0/24",
-                               "--cni-bridge", f"kcbench{n}"],
-                              cwd=ROOT, stdout=open(os.path.join(work, "up.log"), "wb"), stderr=subprocess.STDOUT)
+    server, work, data = procs.start_cluster("exec", "--pod-cidr", f"10.246.{n}.0/24", "--cni-bridge", f"kcbench{n}")
     kc = os.path.join(data, "kubeconfig")
     env = {**os.environ, "KUBECONFIG": kc, "KUBECACHEDIR": os.path.join(work, "kcache")}
     print(f"kubeclass bench/exec: {os.cpu_count()} cores, API server + scheduler + node agent + this client on one machine; "

@@ -23,7 +23,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,16 +32,12 @@ from kubeclass.client import Client, Config, path_for  # noqa: E402
 from kubeclass.node import bundle, images  # noqa: E402
 from kubeclass.node.vm import guestimage, machine, qemu  # noqa: E402
 
-IMAGE = "kubeclass.bench/busybox:1"
+IMAGE = procs.IMAGE
+pct = procs.pct
 CLASSES = [{"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": h}, "handler": h}
            for h in ("runc", "runsc", "kata-qemu", "kata-fc")]
 POOL_MIB = 256          # the warm pool's VM size; cold VM Pods ask for more memory so that they boot their own
 COLD_MEMORY = "300Mi"
-
-
-def pct(xs: list[float], p: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(len(xs) * p))]
 
 
 async def pods_latency(client: Client, handler: str, n: int, memory=None, before=None,
@@ -236,17 +231,7 @@ async def main() -> None:
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/podstart needs root (it runs containers)")
-    work = tempfile.mkdtemp(prefix="kubeclass-bench-podstart-")
-    data = os.path.join(work, "data")
-    archive = os.path.join(work, "busybox.tar")
-    images.write_oci_archive(archive, IMAGE, [images.busybox_layer()], {"config": {"Env": ["PATH=/bin"]}})
-    subprocess.run([sys.executable, "-m", "kubeclass.cli", "image", "import", archive, "--data-dir", data], check=True,
-                   cwd=ROOT, capture_output=True)
-    port = 20000 + os.getpid() % 20000
-    server = subprocess.Popen([sys.executable, "-m", "kubeclass.cli", "up", "--data-dir", data, "--port", str(port),
-                               "--node-port", str(port + 1), "--node-name", "bench-node", "--vm-pool", "1",
-                               "--vm-pool-memory", f"{POOL_MIB}Mi"],
-                              cwd=ROOT, stdout=open(os.path.join(work, "up.log"), "wb"), stderr=subprocess.STDOUT)
+    server, work, data = procs.start_cluster("podstart", "--vm-pool", "1", "--vm-pool-memory", f"{POOL_MIB}Mi")
     print(f"kubeclass bench/podstart: {os.cpu_count()} cores, API server + scheduler + node agent + this client on one machine; "
           f"{args.pods} Pods per handler, one at a time")
     try:
