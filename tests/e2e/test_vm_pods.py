@@ -2,7 +2,8 @@
 with Debian's guest kernel (under TCG on these machines, whose /dev/kvm is a PVM host), beside gVisor's and
 the host's kernels; two containers of one kata Pod share the VM's loopback (one qemu process for the Pod);
 the guest's memory cgroup OOM-kills a container over its limit; a failed container restarts inside the
-running VM; a VM that dies is replaced (SandboxChanged); `kubectl logs -f` streams from the guest; deletion
+running VM; a VM that dies is replaced (SandboxChanged); `kubectl logs -f` streams from the guest; `kubectl exec`,
+`kubectl cp` and exec probes run inside the VM through the guest agent; deletion
 is graceful (the container's SIGTERM trap runs); a VM that cannot boot is FailedCreatePodSandBox with its
 console's last lines; a Pod takes a VM from the warm pool; a killed and restarted node agent re-adopts the
 running VM and never boots a second one."""
@@ -225,6 +226,44 @@ def test_logs_follow_and_graceful_delete(vc, tmp_path):
     vc.ok("delete", "pod", "vm-ticker")                           # waits until the agent confirmed
     assert time.monotonic() - t0 < 19                            # the TERM trap ended it within the grace
     assert (out_dir / "term").read_text() == "7\n"               # written by the trap, inside the VM
+
+
+def test_exec_cp_and_exec_probes_go_through_the_guest_agent(vc, tmp_path):
+    """`kubectl exec` into a VM Pod runs the command in the container inside the VM (the guest's kernel answers),
+    with stdin, stderr, the exit code, `-it` under a real pseudo-terminal with its size, `kubectl cp` both ways;
+    an exec readiness probe runs the same way, so the Pod becomes Ready."""
+    probe = {"exec": {"command": ["cat", "/tmp/ready"]}, "periodSeconds": 1}
+    ctr = {"name": "app", "command": ["sh", "-c", "touch /tmp/ready; exec sleep 3600"], "readinessProbe": probe}
+    vc.ok("apply", "-f", "-", input=pod("vm-exec", "", "kata", restart="Always", containers=[ctr], grace=1))
+    wait_for(lambda: "True" in vc.ok("get", "pod", "vm-exec", "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}"),
+             VM_TIMEOUT, what="the exec readiness probe to pass inside the VM")
+    assert vc.ok("exec", "vm-exec", "--", "uname", "-r").strip() == guest_release() != os.uname().release
+    assert "Linux version " + guest_release() in vc.ok("exec", "vm-exec", "--", "dmesg")
+    out = vc.kubectl("exec", "vm-exec", "--", "sh", "-c", "echo out; echo err >&2; ps; exit 3")
+    assert out.returncode == 3 and out.stderr == "err\ncommand terminated with exit code 3\n"
+    assert out.stdout.splitlines()[0] == "out" and out.stdout.splitlines()[2].split()[:3] == ["1", "root", "sleep"]
+    out = vc.kubectl("exec", "-i", "vm-exec", "--", "sh", "-c", "cat > /tmp/x; wc -c < /tmp/x", input="hello vm\n")
+    assert out.stdout.strip() == "9", out.stderr
+    script = f"stty cols 97 rows 31; kubectl --cache-dir {vc.data_dir}/kcache exec -it vm-exec -- sh"
+    p = subprocess.Popen(["script", "-qfec", script, "/dev/null"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, env=vc.env())
+    time.sleep(4)
+    p.stdin.write(b"stty size; test -t 0 && echo stdin-is-a-tty; echo sum=$((40+2))\n")
+    p.stdin.flush()
+    time.sleep(3)
+    p.stdin.write(b"exit 4\n")
+    p.stdin.flush()
+    text = p.communicate(timeout=60)[0].decode(errors="replace").replace("\r", "")
+    assert "31 97\n" in text and "stdin-is-a-tty\n" in text and "sum=42\n" in text, text
+    assert "command terminated with exit code 4" in text and p.returncode == 4
+    src = tmp_path / "src"
+    src.mkdir()
+    blob = os.urandom(300_000)
+    (src / "blob.bin").write_bytes(blob)
+    vc.ok("cp", str(src), "vm-exec:/tmp/copied")
+    vc.ok("cp", "vm-exec:/tmp/copied", str(tmp_path / "back"))
+    assert (tmp_path / "back" / "blob.bin").read_bytes() == blob
+    vc.ok("delete", "pod", "vm-exec")
 
 
 def small_cluster(tmp_path, *extra: str):

@@ -19,8 +19,11 @@ The guest agent protocol (guest/agent.c): one line per message, tab-separated fi
   kill CID SIGNO                          -> ok
   stats                                   -> ok MEM_TOTAL_KB MEM_AVAILABLE_KB CPU_TICKS
   poweroff                                -> ok          (then the guest powers off)
-The guest also sends "0 event exit CID CODE" when a container ends. Exec sessions (a later issue) get
-virtio-serial ports of their own, one raw stream per session; a request is at most 2 MiB (a run request
+  exec CID TTY STDIN ARGV_HEX           -> ok PID      (a command in the running container: its PID and mount
+                                             namespaces, cgroup, environment, cwd and user; then, on the
+                                             request's ID: "out HEX" / "err HEX" as it writes, "exit CODE" last)
+  stdin ID HEX | close ID | resize ID ROWS COLS | signal ID SIGNO      (to an exec session; no answer)
+The guest also sends "0 event exit CID CODE" when a container ends. A request is at most 2 MiB (a run request
 carries its spec).
 """
 from __future__ import annotations
@@ -57,6 +60,7 @@ class AgentConnection:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.pending: dict[str, asyncio.Future] = {}
+        self.streams: dict[str, asyncio.Queue] = {}   # exec sessions: their messages after the first answer
         self.ids = itertools.count(1)
         self.task: asyncio.Task | None = None
         self.lock = asyncio.Lock()
@@ -83,6 +87,8 @@ class AgentConnection:
                 fut = self.pending.pop(parts[0], None)
                 if fut is not None and not fut.done():
                     fut.set_result(parts[1:])
+                elif parts[0] in self.streams:
+                    self.streams[parts[0]].put_nowait(parts[1:])
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
@@ -90,17 +96,24 @@ class AgentConnection:
                 if not fut.done():
                     fut.set_exception(VmError("the connection to the guest agent closed"))
             self.pending.clear()
+            for q in self.streams.values():
+                q.put_nowait(None)
             if self.writer is not None:
                 self.writer.close()
             self.writer = None
 
-    async def call(self, verb: str, *args: str, timeout: float = 10) -> list[str]:
+    async def call(self, verb: str, *args: str, timeout: float = 10, stream: asyncio.Queue | None = None) -> list[str]:
+        """A request and its answer. stream: the queue that gets the messages the guest sends on the request's id
+        after its answer (an exec session's output and exit; None when the connection closes)."""
         for a in (verb, *args):
             if "\t" in a or "\n" in a or not a:
                 raise VmError(f"an agent request argument cannot be empty or hold a tab or newline: {a!r}")
         if not self.connected:
             await self.connect()
         rid = str(next(self.ids))
+        if stream is not None:
+            self.streams[rid] = stream
+            stream.rid = rid   # type: ignore[attr-defined]
         fut = asyncio.get_running_loop().create_future()
         self.pending[rid] = fut
         assert self.writer is not None
@@ -109,10 +122,21 @@ class AgentConnection:
             parts = await asyncio.wait_for(fut, timeout)
         except asyncio.TimeoutError:
             self.pending.pop(rid, None)
+            self.streams.pop(rid, None)
             raise VmError(f"the guest agent did not answer {verb} within {timeout:g}s") from None
         if parts and parts[0] == "ok":
             return parts[1:]
+        self.streams.pop(rid, None)
         raise VmError(parts[1] if len(parts) > 1 else f"{verb} failed")
+
+    def send(self, verb: str, *args: str) -> None:
+        """A message the guest does not answer (to an exec session); dropped when the connection is down."""
+        if self.connected and all(a and "\t" not in a and "\n" not in a for a in (verb, *args)):
+            assert self.writer is not None
+            self.writer.write(("\t".join(("0", verb, *args)) + "\n").encode())
+
+    def end_stream(self, rid: str) -> None:
+        self.streams.pop(rid, None)
 
     async def ping_until_ready(self, timeout: float, alive) -> list[str]:
         """Ping until the guest answers (its port opens once it has booted)."""

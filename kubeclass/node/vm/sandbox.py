@@ -18,6 +18,7 @@ before the guest starts.
 """
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
 import logging
@@ -35,6 +36,7 @@ from ..runtimes import RuntimeError_, exit_file, read_exit
 from ..handlers import vm_description
 from ..sandbox import PodSandbox
 from . import guestspec, qemu
+from .guestexec import GuestExecSession
 from .guestimage import GuestError
 from .machine import Vm, VmError
 
@@ -247,6 +249,29 @@ class VmSandbox(PodSandbox):
             await self.vm.conn.call("kill", cid, str(int(signal.Signals["SIG" + sig])), timeout=5)
         except VmError:
             pass
+
+    async def exec_session(self, cid: str, workdir: str, cmd: list[str], tty: bool, stdin: bool):
+        """The command runs in the container inside the VM, started by the guest agent (guest/execs.c): the guest's
+        kernel runs it, as runsc exec runs a command under the Pod's gVisor kernel."""
+        if self.vm is None or not self.vm.alive():
+            raise RuntimeError_("the Pod's VM is not running")
+        try:
+            return await GuestExecSession.start(self.vm.conn, cid, cmd, tty, stdin)
+        except VmError as e:
+            raise RuntimeError_(str(e)) from None
+
+    async def exec(self, cid: str, cmd: list[str], timeout: float) -> tuple[int, str]:
+        """An exec probe: the command's output (stdout then stderr) and exit code."""
+        session = await self.exec_session(cid, "", cmd, False, False)
+
+        async def run() -> tuple[int, str]:
+            out, err = await asyncio.gather(session.stdout.read(), session.stderr.read())
+            return await session.wait(), (out + err).decode(errors="replace")
+        try:
+            return await asyncio.wait_for(run(), timeout)
+        except asyncio.TimeoutError:
+            session.kill()
+            raise
 
     async def remove_container(self, cid: str) -> None:
         """The guest agent removes a container (its namespaces and cgroup) when it ends; nothing is left on the host."""

@@ -13,8 +13,10 @@
  *   host -> guest   ID VERB ARG...
  *   guest -> host   ID ok [DATA...] | ID err MESSAGE
  * Verbs: ping; mount (the share); setup HOSTNAME UNIX_NANOS ENTROPY_HEX; run CID LOG EXITFILE RUNTIMELOG SPEC;
- *        kill CID SIGNO; stats; poweroff.
- * Exec will use further virtio-serial ports (one raw byte stream per session), so this line protocol stays.
+ *        kill CID SIGNO; stats; poweroff;
+ *        exec CID TTY(0|1) STDIN(0|1) ARGV_HEX (argv NUL-separated) -> ID ok PID, then the session's stream on the
+ *          same ID: `ID out HEX`, `ID err HEX` as the command writes, `ID exit CODE` last (128+signal if killed);
+ *        stdin ID HEX, close ID (its stdin), resize ID ROWS COLS, signal ID SIGNO: to a session, no answer.
  * Written to be small: one static binary, no threads; memory is allocated only while a spec is read.
  */
 #define _GNU_SOURCE
@@ -42,6 +44,7 @@
 #include <unistd.h>
 
 #include "container.h"
+#include "execs.h"
 
 #define VERSION "2"
 #define MAXC 64
@@ -67,6 +70,17 @@ struct ctr {
 };
 
 static struct ctr ctrs[MAXC];
+
+#define MAXE 16
+struct exe {
+    int used;
+    char id[32];
+    pid_t pid;
+    int in, out, err, master;   /* master: the terminal, for out and in */
+    int reaped, status;
+    struct timespec reaped_at;
+};
+static struct exe exes[MAXE];
 static int ctl = -1;
 static char share[PATHMAX] = "/run/kubeclass/share";
 
@@ -488,6 +502,104 @@ static void do_poweroff(const char *id) {
     reboot(RB_POWER_OFF);
 }
 
+/* ------------------------------------------------------------------ exec sessions */
+
+static struct exe *find_exe(const char *id) {
+    for (int i = 0; i < MAXE; i++)
+        if (exes[i].used && strcmp(exes[i].id, id) == 0) return &exes[i];
+    return NULL;
+}
+
+/* one stream message: ID KIND HEX */
+static void emit(const char *id, const char *kind, const char *data, size_t n) {
+    static char b[64 + 2 * 8192 + 2];
+    static const char digits[] = "0123456789abcdef";
+    int h = snprintf(b, 64, "%s\t%s\t", id, kind);
+    for (size_t i = 0; i < n; i++) {
+        b[h + 2 * i] = digits[(unsigned char)data[i] >> 4];
+        b[h + 2 * i + 1] = digits[(unsigned char)data[i] & 15];
+    }
+    b[h + 2 * n] = '\n';
+    if (ctl >= 0) writeall(ctl, b, h + 2 * n + 1);
+}
+
+static void do_exec(const char *id, char **a, int n) {
+    if (n != 4) { reply(id, "err\texec takes 4 arguments"); return; }
+    struct ctr *c = find(a[0]);
+    if (!c || c->reaped) { reply(id, "err\tcontainer %s is not running", a[0]); return; }
+    struct exe *e = NULL;
+    for (int i = 0; i < MAXE; i++) if (!exes[i].used) { e = &exes[i]; break; }
+    if (!e) { reply(id, "err\ttoo many exec sessions in this Pod (%d)", MAXE); return; }
+    static char args[LINEMAX / 2];
+    long len = hex_decode(a[3], args, sizeof args - 1);
+    if (len <= 0) { reply(id, "err\tthe command is not hex"); return; }
+    args[len] = 0;
+    char *argv[256];
+    int argc = 0;
+    for (long i = 0; i < len && argc < 255; i += (long)strlen(args + i) + 1) argv[argc++] = args + i;
+    argv[argc] = NULL;
+    char err[512];
+    memset(e, 0, sizeof *e);
+    pid_t pid = exec_start(c->pid, c->cgroup, a[1][0] == '1', a[2][0] == '1', argv, &e->in, &e->out, &e->err, &e->master,
+                           err, sizeof err);
+    if (pid < 0) { reply(id, "err\t%s", err); return; }
+    e->used = 1;
+    e->pid = pid;
+    snprintf(e->id, sizeof e->id, "%s", id);
+    if (e->out >= 0) fcntl(e->out, F_SETFL, O_NONBLOCK);
+    if (e->err >= 0) fcntl(e->err, F_SETFL, O_NONBLOCK);
+    if (e->master >= 0) fcntl(e->master, F_SETFL, O_NONBLOCK);
+    reply(id, "ok\t%d", (int)pid);
+}
+
+/* stdin / close / resize / signal ID ...: to a running session, no answer (a late one finds no session) */
+static void do_session(const char *verb, char **a, int n) {
+    if (n < 1) return;
+    struct exe *e = find_exe(a[0]);
+    if (!e) return;
+    if (!strcmp(verb, "stdin") && n == 2) {
+        static char data[LINEMAX / 2];
+        long len = hex_decode(a[1], data, sizeof data);
+        int fd = e->master >= 0 ? e->master : e->in;
+        if (len > 0 && fd >= 0) writeall(fd, data, (size_t)len);
+    } else if (!strcmp(verb, "close")) {
+        if (e->master >= 0) { char eot = 4; writeall(e->master, &eot, 1); }
+        else if (e->in >= 0) { close(e->in); e->in = -1; }
+    } else if (!strcmp(verb, "resize") && n == 3 && e->master >= 0) {
+        struct winsize ws = {.ws_row = (unsigned short)atoi(a[1]), .ws_col = (unsigned short)atoi(a[2])};
+        ioctl(e->master, TIOCSWINSZ, &ws);
+    } else if (!strcmp(verb, "signal") && n == 2 && !e->reaped) {
+        kill(-e->pid, atoi(a[1]));   /* its process group: what it started goes too */
+    }
+}
+
+static void exe_read(struct exe *e, int *fd, const char *kind) {
+    char b[8192];
+    for (int rounds = 0; rounds < 16; rounds++) {
+        ssize_t n = read(*fd, b, sizeof b);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno == EAGAIN) return;
+        if (n <= 0) {   /* EOF, or EIO from a terminal whose last user closed it */
+            if (*fd == e->master) e->master = -1;
+            close(*fd);
+            *fd = -1;
+            return;
+        }
+        emit(e->id, kind, b, (size_t)n);
+    }
+}
+
+static void exe_finish(struct exe *e) {
+    if (e->out >= 0) exe_read(e, &e->out, "out");
+    if (e->err >= 0) exe_read(e, &e->err, "err");
+    if (e->master >= 0) exe_read(e, &e->master, "out");
+    int code = WIFEXITED(e->status) ? WEXITSTATUS(e->status) : 128 + WTERMSIG(e->status);
+    reply(e->id, "exit\t%d", code);
+    int *fds[] = {&e->in, &e->out, &e->err, &e->master};
+    for (int i = 0; i < 4; i++) if (*fds[i] >= 0) { close(*fds[i]); *fds[i] = -1; }
+    e->used = 0;
+}
+
 static void handle(char *line) {
     char *a[16];
     int n = 0;
@@ -508,6 +620,9 @@ static void handle(char *line) {
     else if (!strcmp(verb, "kill")) do_kill(id, a + 2, n - 2);
     else if (!strcmp(verb, "stats")) do_stats(id);
     else if (!strcmp(verb, "poweroff")) do_poweroff(id);
+    else if (!strcmp(verb, "exec")) do_exec(id, a + 2, n - 2);
+    else if (!strcmp(verb, "stdin") || !strcmp(verb, "close") || !strcmp(verb, "resize") || !strcmp(verb, "signal"))
+        do_session(verb, a + 2, n - 2);
     else reply(id, "err\tunknown verb %s", verb);
 }
 
@@ -530,9 +645,11 @@ int main(void) {
     static char in[LINEMAX];
     size_t inlen = 0;
     for (;;) {
-        struct pollfd p[2 + 2 * MAXC];
-        struct ctr *owner[2 + 2 * MAXC];
+        struct pollfd p[2 + 2 * MAXC + 2 * MAXE];
+        struct ctr *owner[2 + 2 * MAXC + 2 * MAXE];
+        struct exe *eowner[2 + 2 * MAXC + 2 * MAXE];
         int np = 0;
+        memset(eowner, 0, sizeof eowner);
         p[np].fd = ctl; p[np].events = POLLIN; owner[np++] = NULL;
         p[np].fd = sfd; p[np].events = POLLIN; owner[np++] = NULL;
         int waiting = 0;
@@ -542,6 +659,14 @@ int main(void) {
             if (c->out.fd >= 0) { p[np].fd = c->out.fd; p[np].events = POLLIN; owner[np++] = c; }
             if (c->err.fd >= 0) { p[np].fd = c->err.fd; p[np].events = POLLIN; owner[np++] = c; }
             if (c->reaped) waiting = 1;
+        }
+        for (int i = 0; i < MAXE; i++) {
+            struct exe *e = &exes[i];
+            if (!e->used) continue;
+            int fds[] = {e->out, e->err, e->master};
+            for (int k = 0; k < 3; k++)
+                if (fds[k] >= 0) { p[np].fd = fds[k]; p[np].events = POLLIN; owner[np] = NULL; eowner[np++] = e; }
+            if (e->reaped) waiting = 1;
         }
         container_prepare();   /* after a container started: the next one's cgroup, while nothing waits */
         int r = poll(p, np, waiting ? 100 : -1);
@@ -561,6 +686,13 @@ int main(void) {
         }
         for (int i = 2; r > 0 && i < np; i++) {
             if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+            struct exe *e = eowner[i];
+            if (e) {
+                if (p[i].fd == e->out) exe_read(e, &e->out, "out");
+                else if (p[i].fd == e->err) exe_read(e, &e->err, "err");
+                else if (p[i].fd == e->master) exe_read(e, &e->master, "out");
+                continue;
+            }
             struct ctr *c = owner[i];
             if (p[i].fd == c->out.fd) drain(c, &c->out, "stdout");
             else if (p[i].fd == c->err.fd) drain(c, &c->err, "stderr");
@@ -573,6 +705,12 @@ int main(void) {
             pid_t pid;
             while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
                 if (container_reaped(pid)) say("the waiting container process %d ended (status %d)", (int)pid, st);
+                for (int i = 0; i < MAXE; i++)
+                    if (exes[i].used && !exes[i].reaped && exes[i].pid == pid) {
+                        exes[i].reaped = 1;
+                        exes[i].status = st;
+                        clock_gettime(CLOCK_MONOTONIC, &exes[i].reaped_at);
+                    }
                 for (int i = 0; i < MAXC; i++)
                     if (ctrs[i].used && !ctrs[i].reaped && ctrs[i].pid == pid) {
                         ctrs[i].reaped = 1;
@@ -588,6 +726,12 @@ int main(void) {
             struct ctr *c = &ctrs[i];
             if (!c->used || !c->reaped) continue;
             if ((c->out.fd < 0 && c->err.fd < 0) || now.tv_sec - c->reaped_at.tv_sec >= 2) finish(c);
+        }
+        /* so is an exec session (a child it left behind may hold its output open) */
+        for (int i = 0; i < MAXE; i++) {
+            struct exe *e = &exes[i];
+            if (!e->used || !e->reaped) continue;
+            if ((e->out < 0 && e->err < 0 && e->master < 0) || now.tv_sec - e->reaped_at.tv_sec >= 2) exe_finish(e);
         }
     }
 }
