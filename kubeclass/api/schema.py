@@ -503,5 +503,29 @@ def _collect_refs(s: Any, acc: list[str]) -> None:
             _collect_refs(v, acc)
 
 
-def openapi_v3_schemas(roots: list[str]) -> dict[str, dict]:
-    return {n: _to_v3(s) for n, s in closure(roots).items()}
+@functools.lru_cache(maxsize=1)
+def upstream_details() -> dict:
+    """What kube-apiserver's v3 documents carry beyond the definitions: enums (with their "Possible enum values"
+    descriptions) and the oneOf shapes of Quantity and IntOrString (tools/openapi_enums.py made the file)."""
+    with open(os.path.join(os.path.dirname(__file__), "openapi_upstream.json"), "rb") as f:
+        return orjson.loads(f.read())
+
+
+def openapi_v3_schemas(roots: list[str], v3_details: bool = True) -> dict[str, dict]:
+    """The schemas roots need, in OpenAPI v3 form; with v3_details, upstream's enums and the oneOf types that
+    `kubectl explain` names (`podFixed <map[string]Quantity>`, `enum: NoExecute, NoSchedule, PreferNoSchedule`)."""
+    out = {n: _to_v3(s) for n, s in closure(roots).items()}
+    if not v3_details:
+        return out
+    extra = upstream_details()
+    for n, s in extra["schemas"].items():
+        if n in out:
+            out[n] = copy.deepcopy(s)
+    for n, props in extra["enums"].items():
+        for prop, e in props.items():
+            ps = ((out.get(n) or {}).get("properties") or {}).get(prop)
+            if ps is not None:
+                ps["enum"] = list(e["enum"])
+                if e["possible"] and e["possible"] not in ps.get("description", ""):
+                    ps["description"] = ps.get("description", "") + e["possible"]
+    return out

@@ -176,7 +176,7 @@ def openapi_v3_root() -> bytes:
 def openapi_v2() -> bytes:
     defs = {}
     roots = [r.definition for r in registry.RESOURCES]
-    for n, s in schema.openapi_v3_schemas(roots).items():
+    for n, s in schema.openapi_v3_schemas(roots, v3_details=False).items():
         defs[n] = orjson.loads(orjson.dumps(s).replace(b"#/components/schemas/", b"#/definitions/"))
     return orjson.dumps({"swagger": "2.0", "info": {"title": "Kubernetes", "version": VERSION["gitVersion"]},
                          "paths": {}, "definitions": defs})

@@ -143,6 +143,24 @@ def test_kubectl_explain(cluster):
     assert "nodeSelector" in out
 
 
+def test_kubectl_explain_shows_quantities_and_enums_as_upstream(cluster):
+    """Upstream's v3 schema (issue 16 item 9): Quantity is a oneOf, so explain names it; enumerated fields carry
+    their enum and its "Possible enum values" description."""
+    out = cluster.ok("explain", "runtimeclass", "--recursive")
+    lines = [ln.rstrip() for ln in out.splitlines()]
+    assert "    podFixed\t<map[string]Quantity>" in lines
+    at = lines.index("      effect\t<string>")
+    assert lines[at + 1] == "      enum: NoExecute, NoSchedule, PreferNoSchedule"
+    assert lines[lines.index("      operator\t<string>") + 1] == "      enum: Equal, Exists"
+    out = cluster.ok("explain", "runtimeclass.scheduling.tolerations.effect")
+    assert "FIELD: effect <string>\nENUM:\n    NoExecute\n    NoSchedule\n    PreferNoSchedule\n" in out
+    assert "Possible enum values:\n     - `\"NoExecute\"` Evict any already-running pods that do not tolerate the\n" in out
+    out = cluster.ok("explain", "pods.spec.containers.ports.containerPort")
+    assert "FIELD: containerPort <integer>" in out
+    out = cluster.ok("explain", "deployments.spec.strategy.rollingUpdate.maxSurge")
+    assert "FIELD: maxSurge <IntOrString>" in out
+
+
 LABEL_MSG = ("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start "
              "and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is "
              "'[a-z0-9]([-a-z0-9]*[a-z0-9])?')")
