@@ -179,7 +179,15 @@ class Client:
         return await self.request("GET", path)
 
     async def list(self, path: str, **params) -> dict:
-        return await self.request("GET", path, params=params or None)
+        """A list, its items typed as a typed client's are (upstream leaves kind / apiVersion out of built-in items)."""
+        lst = await self.request("GET", path, params=params or None)
+        kind, api_version = lst.get("kind", ""), lst.get("apiVersion", "")
+        if kind.endswith("List"):
+            for item in lst.get("items") or []:
+                if isinstance(item, dict):
+                    item.setdefault("kind", kind[:-4])
+                    item.setdefault("apiVersion", api_version)
+        return lst
 
     async def create(self, path: str, obj: dict) -> dict:
         return await self.request("POST", path, obj)

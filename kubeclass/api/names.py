@@ -12,7 +12,9 @@ DNS1123_SUBDOMAIN_FMT = DNS1123_LABEL_FMT + r"(\." + DNS1123_LABEL_FMT + ")*"
 QUALIFIED_NAME_FMT = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
 LABEL_VALUE_FMT = "(" + QUALIFIED_NAME_FMT + ")?"
 
+DNS1035_LABEL_FMT = "[a-z]([-a-z0-9]*[a-z0-9])?"
 _label_re = re.compile("^" + DNS1123_LABEL_FMT + "$")
+_label1035_re = re.compile("^" + DNS1035_LABEL_FMT + "$")
 _subdomain_re = re.compile("^" + DNS1123_SUBDOMAIN_FMT + "$")
 _qualified_re = re.compile("^" + QUALIFIED_NAME_FMT + "$")
 _label_value_re = re.compile("^" + LABEL_VALUE_FMT + "$")
@@ -35,6 +37,9 @@ def _regex_error(msg: str, fmt: str, *examples: str) -> str:
 LABEL_MSG = _regex_error(
     "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character",
     DNS1123_LABEL_FMT, "my-name", "123-abc")
+LABEL1035_MSG = _regex_error(
+    "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character",
+    DNS1035_LABEL_FMT, "my-name", "abc-123")
 SUBDOMAIN_MSG = _regex_error(
     "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
     DNS1123_SUBDOMAIN_FMT, "example.com")
@@ -69,6 +74,17 @@ def dns1123_label(value: str) -> list[str]:
             errs.append("must not contain dots")
         else:
             errs.append(LABEL_MSG)
+    return errs
+
+
+@_memoized
+def dns1035_label(value: str) -> list[str]:
+    """IsDNS1035Label: Service names."""
+    errs = []
+    if len(value) > 63:
+        errs.append(max_len_error(63))
+    if not _label1035_re.match(value):
+        errs.append(LABEL1035_MSG)
     return errs
 
 

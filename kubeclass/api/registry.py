@@ -6,7 +6,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import configdata, cronjobs, gatekeeper, jobs, kinds, kyverno, meta, pod, runtimeclass, schema, workloads
+from . import configdata, cronjobs, gatekeeper, jobs, kinds, kyverno, meta, pod, runtimeclass, schema, services, workloads
 from .errors import FieldError
 
 ALL_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
@@ -74,6 +74,11 @@ class Resource:
         return f"{self.group}/{self.version}" if self.group else self.version
 
     @property
+    def builtin(self) -> bool:
+        """One of Kubernetes' own kinds (not a custom resource such as a Kyverno or Gatekeeper kind)."""
+        return self.definition.startswith("io.k8s.")
+
+    @property
     def storage_api_version(self) -> str:
         v = self.storage_version or self.version
         return f"{self.group}/{v}" if self.group else v
@@ -126,6 +131,12 @@ POD = Kind("Pod", pod.validate, pod.validate_update, defaults=pod.set_defaults, 
                     _col("Nominated Node", "Name of the node this pod is nominated to run on.", priority=1),
                     _col("Readiness Gates", "The readiness gates of this pod.", priority=1)],
            row=pod.table_row, has_status=True)
+SERVICE = Kind("Service", services.validate, services.validate_update, defaults=services.defaults,
+               prepare_create=services.prepare_create, prepare_update=services.prepare_update,
+               columns=[NAME_COL, _col("Type", "The type of the service."), _col("Cluster-IP", "The IP address of the service."),
+                        _col("External-IP", "The external IP address of the service."), _col("Port(s)", "The ports of the service."),
+                        AGE_COL, _col("Selector", "The selector of the service.", priority=1)],
+               row=services.table_row, has_status=True)
 NAMESPACE = Kind("Namespace", kinds.namespace_validate, prepare_create=kinds.namespace_prepare_create,
                  columns=[NAME_COL, _col("Status", "The status of the namespace"), AGE_COL], row=kinds.namespace_row, has_status=True)
 NODE = Kind("Node", kinds.node_validate,
@@ -264,6 +275,7 @@ RESOURCES: list[Resource] = [
              storage_version="v1", to_storage=runtimeclass.to_storage, from_storage=runtimeclass.from_storage),
     Resource("", "v1", "namespaces", "namespace", False, NAMESPACE, "io.k8s.api.core.v1.Namespace", ["ns"],
              verbs=["create", "delete", "get", "list", "patch", "update", "watch"], subresources=["finalize", "status"]),
+    Resource("", "v1", "services", "service", True, SERVICE, "io.k8s.api.core.v1.Service", ["svc"], ["all"], subresources=["status"]),
     Resource("", "v1", "nodes", "node", False, NODE, "io.k8s.api.core.v1.Node", ["no"], subresources=["status"]),
     Resource("", "v1", "pods", "pod", True, POD, "io.k8s.api.core.v1.Pod", ["po"], ["all"], subresources=["attach", "binding", "ephemeralcontainers", "exec", "log", "portforward", "status"]),
     Resource("", "v1", "events", "event", True, EVENT, "io.k8s.api.core.v1.Event", ["ev"]),

@@ -21,7 +21,7 @@ from ..api.errors import StatusError
 from ..store import Compacted, StoreFull
 from ..admission import Chain
 from ..api.rbac import RequestAttributes, forbidden_message
-from . import discovery, podlogs, podstreams, protobuf, satokens, tables
+from . import discovery, podlogs, podstreams, protobuf, satokens, service_alloc, tables
 from .auth import TokenFile, User
 from .authz import EscalationGuard, RBACAuthorizer, bootstrap
 from .constraint_kinds import ConstraintKinds
@@ -66,7 +66,7 @@ def _verb(method: str, name: str | None, sub: str | None, query: dict) -> str:
 class APIServer:
     def __init__(self, store, tokens: TokenFile, address: str = "127.0.0.1:6443", bookmark_interval: float = 60.0,
                  kubelet_client: tuple[str, str] | None = None, body_timeout: float = 60.0,
-                 toleration_seconds: tuple[int, int] = (300, 300), issuer=None):
+                 toleration_seconds: tuple[int, int] = (300, 300), issuer=None, service_cidr: str = "10.96.0.0/12"):
         self.store = store
         self.issuer = issuer   # service account tokens (satokens.TokenIssuer), when the server signs them
         self.sa_auth = satokens.ServiceAccountAuthenticator(issuer, store) if issuer is not None else None
@@ -80,6 +80,8 @@ class APIServer:
         self.rest = REST(store, Chain(writer=self.quota_status, toleration_seconds=toleration_seconds), locks)
         self.rest.guard = EscalationGuard(self.authorizer)
         self.rest.committed = self._committed  # type: ignore[method-assign]
+        self.services = service_alloc.Allocator(store, service_cidr)
+        self.rest.hooks[("", "services")] = self.services
         self.constraint_kinds = ConstraintKinds(store)
         self.bookmark_interval = bookmark_interval
         self.ready = False
@@ -99,6 +101,8 @@ class APIServer:
                 except StatusError:
                     pass
         await bootstrap(self.rest, registry)
+        await self.services.repair(registry.BY_PATH[("", "v1", "services")].key_prefix(None))
+        await self._kubernetes_service()
         await self.constraint_kinds.sync()
         self.ready = True
 
@@ -131,6 +135,24 @@ class APIServer:
     async def _committed(self, res: registry.Resource, obj: dict, deleted: bool) -> None:
         if res.group == "templates.gatekeeper.sh":
             await self.constraint_kinds.sync()
+        elif deleted and res.group == "" and res.plural == "services":
+            await self.services.release(obj)
+
+    async def _kubernetes_service(self) -> None:
+        """The `kubernetes` Service in default (upstream's apiserver reconciles it): the range's first address,
+        port 443 (https) to this server's port."""
+        if self.store.get(registry.BY_PATH[("", "v1", "services")].key("default", "kubernetes")) is not None:
+            return
+        port = int(self.address.rsplit(":", 1)[1])
+        svc = {"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+               "spec": {"type": "ClusterIP", "clusterIP": self.services.first_ip, "sessionAffinity": "None",
+                        "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]}}
+        try:
+            await self.rest.create(Context("POST", {}, "application/json", namespace="default"),
+                                   registry.BY_PATH[("", "v1", "services")], svc)
+        except StatusError as e:
+            log.warning("the kubernetes Service could not be created: %s", e.message)
 
     # ------------------------------------------------------------------ ASGI
     async def __call__(self, scope, receive, send) -> None:

@@ -55,6 +55,18 @@ M: dict[str, dict[int, tuple[str, str]]] = {
     "Secret": {1: ("metadata", "ObjectMeta"), 2: ("data", "map:b64"), 3: ("type", "string"), 4: ("stringData", "map:string"),
                5: ("immutable", "bool")},
     "ConfigMap": {1: ("metadata", "ObjectMeta"), 2: ("data", "map:string"), 3: ("binaryData", "map:b64"), 4: ("immutable", "bool")},
+    "Service": {1: ("metadata", "ObjectMeta"), 2: ("spec", "ServiceSpec"), 3: ("status", "skip")},
+    "ServiceSpec": {1: ("ports", "[]ServicePort"), 2: ("selector", "map:string"), 3: ("clusterIP", "string"), 18: ("clusterIPs", "[]string"),
+                    4: ("type", "string"), 5: ("externalIPs", "[]string"), 7: ("sessionAffinity", "string"),
+                    8: ("loadBalancerIP", "string"), 9: ("loadBalancerSourceRanges", "[]string"), 10: ("externalName", "string"),
+                    11: ("externalTrafficPolicy", "string"), 12: ("healthCheckNodePort", "int"), 13: ("publishNotReadyAddresses", "bool"),
+                    14: ("sessionAffinityConfig", "SessionAffinityConfig"), 19: ("ipFamilies", "[]string"), 17: ("ipFamilyPolicy", "string"),
+                    20: ("allocateLoadBalancerNodePorts", "bool"), 21: ("loadBalancerClass", "string"),
+                    22: ("internalTrafficPolicy", "string"), 23: ("trafficDistribution", "string")},
+    "ServicePort": {1: ("name", "string"), 2: ("protocol", "string"), 6: ("appProtocol", "string"), 3: ("port", "int"),
+                    4: ("targetPort", "IntOrString"), 5: ("nodePort", "int")},
+    "SessionAffinityConfig": {1: ("clientIP", "ClientIPConfig")},
+    "ClientIPConfig": {1: ("timeoutSeconds", "int")},
     "PodTemplateSpec": {1: ("metadata", "ObjectMeta"), 2: ("spec", "PodSpec")},
     "PodSpec": {2: ("containers", "[]Container"), 3: ("restartPolicy", "string"), 4: ("terminationGracePeriodSeconds", "int"),
                 5: ("activeDeadlineSeconds", "int"), 6: ("dnsPolicy", "string"), 7: ("nodeSelector", "map:string"),
@@ -143,7 +155,7 @@ M["ClusterRoleBinding"] = M["RoleBinding"]
 
 ROOTS = {"Namespace", "ResourceQuota", "ServiceAccount", "Secret", "ConfigMap", "Deployment", "Role", "ClusterRole", "RoleBinding",
          "ClusterRoleBinding", "SelfSubjectAccessReview", "SelfSubjectRulesReview", "SelfSubjectReview", "PriorityClass", "Job",
-         "CronJob", "TokenRequest"}
+         "CronJob", "TokenRequest", "Service"}
 # Fields Go writes even when zero and whose zero is meaningful in JSON.
 # Pointer fields (Go `*int32` / `*bool`) are written only when set, so a zero or false there was meant:
 # `runAsUser: 0`, `allowPrivilegeEscalation: false`, `backoffLimit: 0`, `successfulJobsHistoryLimit: 0` ...
@@ -153,7 +165,7 @@ KEEP_ZERO = {"replicas", "containerPort", "value", "runAsUser", "runAsGroup", "f
              "parallelism", "completions", "backoffLimit", "ttlSecondsAfterFinished", "suspend", "manualSelector",
              "startingDeadlineSeconds", "successfulJobsHistoryLimit", "failedJobsHistoryLimit", "expirationSeconds",
              "priority", "backoffLimitPerIndex", "maxFailedIndexes", "minReadySeconds", "revisionHistoryLimit",
-             "progressDeadlineSeconds", "paused", "tolerationSeconds"}
+             "progressDeadlineSeconds", "paused", "tolerationSeconds", "allocateLoadBalancerNodePorts"}
 
 
 def _varint(buf: bytes, i: int) -> tuple[int, int]:

@@ -8,6 +8,7 @@ import base64
 import bisect
 import copy
 import datetime
+import functools
 import itertools
 import random
 import time
@@ -65,6 +66,16 @@ def _now() -> str:
     return meta.now_rfc3339()
 
 
+def _untyped(raw: bytes, prefix: bytes) -> bytes:
+    """An item of a list without its kind and apiVersion: sliced off when stored first (store.encode), else decoded."""
+    if raw.startswith(prefix):
+        return b"{" + raw[len(prefix):]
+    o = orjson.loads(raw)
+    o.pop("kind", None)
+    o.pop("apiVersion", None)
+    return orjson.dumps(o)
+
+
 def encode(obj: Any) -> bytes:
     return orjson.dumps(obj)
 
@@ -95,6 +106,9 @@ class REST:
         self.lister = StoreLister(store)
         self.locks = locks if locks is not None else {}  # serialization keys -> locks (see Plugin.serialization_key)
         self.guard = None   # authz.EscalationGuard: RBAC objects may only grant what their requester holds
+        # (group, plural) -> what a kind allocates outside its object (service_alloc.Allocator: cluster IPs,
+        # node ports): before_create / undo_create / before_update / after_update / release
+        self.hooks: dict[tuple[str, str], Any] = {}
 
     # ------------------------------------------------------------------ decoding
     def decode_object(self, ctx: Context, res: Resource, obj: Any) -> dict:
@@ -213,6 +227,9 @@ class REST:
             await self.chain.validate(attrs, self.lister)
             if res.kind.warnings:
                 ctx.warnings.extend(res.kind.warnings(obj))
+            hook = self.hooks.get((res.group, res.plural))
+            if hook is not None:
+                await hook.before_create(obj, ctx.dry_run)
             if ctx.dry_run:
                 return self.respond(ctx, res, 201, obj)
             for attempt in range(8):
@@ -221,6 +238,8 @@ class REST:
                     break
                 except KeyExists:
                     if not generated or attempt == 7:
+                        if hook is not None:
+                            await hook.undo_create(obj)
                         raise errors.already_exists(res.plural, res.group, md["name"])
                     # RetryGenerateName (GA in 1.32): a generated name that is taken is generated again
                     md["name"] = md["generateName"] + "".join(random.choice(GENERATE_CHARS) for _ in range(5))
@@ -325,10 +344,15 @@ class REST:
             md["continue"] = next_token
             md["remainingItemCount"] = remaining
         head = encode({"kind": res.kind.kind + "List", "apiVersion": res.api_version, "metadata": md})[:-1]
+        if not res.builtin:       # custom kinds keep their type fields in lists, as upstream's CRDs
+            untyped = bytes
+        else:                     # upstream's typed lists: items without kind / apiVersion
+            prefix = b'{"kind":' + encode(res.kind.kind) + b',"apiVersion":' + encode(res.api_version) + b","
+            untyped = functools.partial(_untyped, prefix=prefix)
         if res.from_storage and res.version != res.storage_version:
-            items = b",".join(encode(res.encode_out(e.obj)) for e in entries)
+            items = b",".join(untyped(encode(res.encode_out(e.obj))) for e in entries)
         else:
-            items = b",".join(e.raw for e in entries)
+            items = b",".join(untyped(e.raw) for e in entries)
         return Result(200, head + b',"items":[' + items + b"]}")
 
     # ------------------------------------------------------------------ update
@@ -380,6 +404,9 @@ class REST:
         await self.chain.validate(attrs, self.lister)
         if res.kind.warnings:
             ctx.warnings.extend(res.kind.warnings(new))
+        hook = self.hooks.get((res.group, res.plural)) if ctx.subresource is None else None
+        if hook is not None:
+            await hook.before_update(new, old, ctx.dry_run)
         if ctx.dry_run:
             return self.respond(ctx, res, 200, new)
         key = res.key(ctx.namespace, ctx.name or "")
@@ -402,6 +429,8 @@ class REST:
             raise errors.conflict(res.plural, res.group, ctx.name or "", errors.MODIFIED)
         except KeyNotFound:
             raise errors.not_found(res.plural, res.group, ctx.name or "")
+        if hook is not None:
+            await hook.after_update(new, old)
         await self._committed(res, new, attrs)   # new is what was stored
         return self.respond_entry(ctx, res, 200, ent)
 
@@ -630,7 +659,8 @@ class REST:
         return self.respond_entry(ctx, res, 200, ent)
 
     async def committed(self, res: Resource, obj: dict, deleted: bool) -> None:
-        """Hook: an object was stored or removed (set by the server: constraint kinds follow templates)."""
+        """Hook: an object was stored or removed (set by the server: constraint kinds follow templates, Services
+        free their addresses)."""
 
     async def _committed(self, res: Resource, obj: dict, attrs: Attributes) -> None:
         for ev in attrs.events:

@@ -26,7 +26,7 @@ from typing import AsyncIterator
 
 import orjson
 
-from . import Compacted, Entry, Event, KeyExists, KeyNotFound, RevisionConflict, StoreDamaged, StoreFull
+from . import Compacted, Entry, Event, KeyExists, KeyNotFound, RevisionConflict, StoreDamaged, StoreFull, encode
 
 log = logging.getLogger("kubeclass.store")
 
@@ -459,7 +459,7 @@ class SQLiteStore:
             events.append(Event("DELETED", key, ent))
             return ent
         obj.setdefault("metadata", {})["resourceVersion"] = str(rev)
-        raw = orjson.dumps(obj)
+        raw = encode(obj)
         w.add(rev, key, ADDED if op == "create" else MODIFIED, raw)
         self._wrev[key] = rev
         ent = Entry(raw, rev)

@@ -306,3 +306,38 @@ def test_json_is_pretty_for_curl_and_pretty_true_as_upstream(cluster):
         conn.close()
         assert body.startswith('{\n  "kind": "Namespace",\n  "apiVersion": "v1",') == pretty, (ua, q, body[:80])
         assert json.loads(body) == raw
+
+
+def test_list_items_carry_no_type_fields_for_builtin_kinds(cluster, k8s_client):
+    """As upstream's typed lists (issue 16 item 7): a built-in kind's list items have no kind / apiVersion, whatever
+    order the object was written in; a custom kind's (a Kyverno policy, a CRD upstream) keep them. Watch events and
+    single GETs keep them too; kubectl and the official client read lists as before."""
+    cluster.ok("create", "namespace", "typed-lists")
+    try:
+        # type fields last in the body: stored first anyway, so the list drops them by slicing
+        _, _, _ = cluster.request("POST", "/api/v1/namespaces/typed-lists/configmaps",
+                                  {"metadata": {"name": "late-type"}, "data": {"a": "b"}, "apiVersion": "v1", "kind": "ConfigMap"})
+        cluster.ok("create", "configmap", "plain", "-n", "typed-lists", "--from-literal=x=y")
+        status, _, lst = cluster.request("GET", "/api/v1/namespaces/typed-lists/configmaps")
+        assert status == 200 and lst["kind"] == "ConfigMapList" and lst["apiVersion"] == "v1"
+        names = {i["metadata"]["name"]: i for i in lst["items"]}
+        assert {"late-type", "plain"} <= set(names)
+        assert all("kind" not in i and "apiVersion" not in i for i in lst["items"])
+        assert names["late-type"]["data"] == {"a": "b"}
+        _, _, one = cluster.request("GET", "/api/v1/namespaces/typed-lists/configmaps/late-type")
+        assert one["kind"] == "ConfigMap" and one["apiVersion"] == "v1"
+        out = json.loads(cluster.ok("get", "configmaps", "-n", "typed-lists", "-o", "json"))
+        assert {i["kind"] for i in out["items"]} == {"ConfigMap"}          # kubectl fills them in, as with upstream
+        from kubernetes import client
+        cms = client.CoreV1Api(k8s_client).list_namespaced_config_map("typed-lists")
+        assert {c.metadata.name for c in cms.items} >= {"late-type", "plain"}
+        cluster.ok("apply", "-f", "-", input=(
+            "apiVersion: kyverno.io/v1\nkind: ClusterPolicy\nmetadata:\n  name: typed-list-probe\nspec:\n"
+            "  validationFailureAction: Audit\n  rules:\n  - name: probe\n    match:\n      any:\n      - resources:\n"
+            "          kinds: [ConfigMap]\n          namespaces: [nowhere]\n    validate:\n      message: probe\n"
+            "      pattern:\n        metadata:\n          name: \"?*\"\n"))
+        _, _, pols = cluster.request("GET", "/apis/kyverno.io/v1/clusterpolicies")
+        assert all(i.get("kind") == "ClusterPolicy" for i in pols["items"])
+    finally:
+        cluster.kubectl("delete", "clusterpolicy", "typed-list-probe", "--ignore-not-found")
+        cluster.kubectl("delete", "namespace", "typed-lists", "--timeout=30s")
