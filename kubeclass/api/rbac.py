@@ -68,14 +68,16 @@ READ = ["get", "list", "watch"]
 WRITE = ["create", "delete", "deletecollection", "patch", "update"]
 _VIEW_RULES = [
     {"apiGroups": [""], "resources": ["pods", "pods/log", "pods/status", "events", "serviceaccounts", "resourcequotas",
-                                      "resourcequotas/status", "limitranges", "namespaces", "namespaces/status"], "verbs": READ},
+                                      "resourcequotas/status", "limitranges", "namespaces", "namespaces/status", "services",
+                                      "services/status", "endpoints"], "verbs": READ},
+    {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": READ},
     {"apiGroups": ["apps"], "resources": ["daemonsets", "daemonsets/status", "deployments", "deployments/scale", "deployments/status",
                                           "replicasets", "replicasets/scale", "replicasets/status"], "verbs": READ},
     {"apiGroups": ["batch"], "resources": ["cronjobs", "cronjobs/status", "jobs", "jobs/status"], "verbs": READ},
 ]
 _EDIT_RULES = [
-    {"apiGroups": [""], "resources": ["pods", "pods/attach", "pods/exec", "pods/portforward", "pods/proxy", "serviceaccounts"],
-     "verbs": WRITE},
+    {"apiGroups": [""], "resources": ["pods", "pods/attach", "pods/exec", "pods/portforward", "pods/proxy", "serviceaccounts",
+                                      "services", "services/proxy"], "verbs": WRITE},
     {"apiGroups": ["apps"], "resources": ["daemonsets", "deployments", "deployments/rollback", "deployments/scale", "replicasets",
                                           "replicasets/scale"], "verbs": WRITE},
     {"apiGroups": ["batch"], "resources": ["cronjobs", "jobs"], "verbs": WRITE},

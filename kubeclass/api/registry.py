@@ -6,7 +6,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import configdata, cronjobs, gatekeeper, jobs, kinds, kyverno, meta, pod, runtimeclass, schema, services, workloads
+from . import configdata, cronjobs, endpoints, gatekeeper, jobs, kinds, kyverno, meta, pod, runtimeclass, schema, services, workloads
 from .errors import FieldError
 
 ALL_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
@@ -114,7 +114,7 @@ class Resource:
         return obj
 
 
-_PLAIN_GROUPS = {"node.k8s.io", "apps", "rbac.authorization.k8s.io", "coordination.k8s.io", "scheduling.k8s.io"}
+_PLAIN_GROUPS = {"node.k8s.io", "apps", "rbac.authorization.k8s.io", "coordination.k8s.io", "scheduling.k8s.io", "discovery.k8s.io"}
 
 # ---- kinds
 
@@ -137,6 +137,13 @@ SERVICE = Kind("Service", services.validate, services.validate_update, defaults=
                         _col("External-IP", "The external IP address of the service."), _col("Port(s)", "The ports of the service."),
                         AGE_COL, _col("Selector", "The selector of the service.", priority=1)],
                row=services.table_row, has_status=True)
+ENDPOINTS = Kind("Endpoints", endpoints.endpoints_validate,
+                 columns=[NAME_COL, _col("Endpoints", "Endpoints of the service"), AGE_COL], row=endpoints.endpoints_row)
+ENDPOINTSLICE = Kind("EndpointSlice", endpoints.endpointslice_validate, endpoints.endpointslice_validate_update,
+                     defaults=endpoints.endpointslice_defaults,
+                     columns=[NAME_COL, _col("AddressType", "The IP protocol for this slice"), _col("Ports", "The ports for this slice"),
+                              _col("Endpoints", "The endpoints for this slice"), AGE_COL],
+                     row=endpoints.endpointslice_row)
 NAMESPACE = Kind("Namespace", kinds.namespace_validate, prepare_create=kinds.namespace_prepare_create,
                  columns=[NAME_COL, _col("Status", "The status of the namespace"), AGE_COL], row=kinds.namespace_row, has_status=True)
 NODE = Kind("Node", kinds.node_validate,
@@ -276,6 +283,9 @@ RESOURCES: list[Resource] = [
     Resource("", "v1", "namespaces", "namespace", False, NAMESPACE, "io.k8s.api.core.v1.Namespace", ["ns"],
              verbs=["create", "delete", "get", "list", "patch", "update", "watch"], subresources=["finalize", "status"]),
     Resource("", "v1", "services", "service", True, SERVICE, "io.k8s.api.core.v1.Service", ["svc"], ["all"], subresources=["status"]),
+    Resource("", "v1", "endpoints", "endpoints", True, ENDPOINTS, "io.k8s.api.core.v1.Endpoints", ["ep"]),
+    Resource("discovery.k8s.io", "v1", "endpointslices", "endpointslice", True, ENDPOINTSLICE,
+             "io.k8s.api.discovery.v1.EndpointSlice"),
     Resource("", "v1", "nodes", "node", False, NODE, "io.k8s.api.core.v1.Node", ["no"], subresources=["status"]),
     Resource("", "v1", "pods", "pod", True, POD, "io.k8s.api.core.v1.Pod", ["po"], ["all"], subresources=["attach", "binding", "ephemeralcontainers", "exec", "log", "portforward", "status"]),
     Resource("", "v1", "events", "event", True, EVENT, "io.k8s.api.core.v1.Event", ["ev"]),
@@ -314,7 +324,7 @@ VIRTUAL = {
 
 # Preferred version per group (first listed wins), and group order in discovery.
 GROUP_ORDER = ["", "apps", "authentication.k8s.io", "authorization.k8s.io", "batch", "coordination.k8s.io",
-               "rbac.authorization.k8s.io", "scheduling.k8s.io", "node.k8s.io", "kyverno.io", "templates.gatekeeper.sh"]
+               "rbac.authorization.k8s.io", "scheduling.k8s.io", "node.k8s.io", "discovery.k8s.io", "kyverno.io", "templates.gatekeeper.sh"]
 
 BY_PATH: dict[tuple[str, str, str], Resource] = {}
 BY_GVK: dict[tuple[str, str, str], Resource] = {}

@@ -15,6 +15,8 @@ from ..leaderelection import LeaderElector
 from .cronjob import CronJobController
 from .daemonset import DaemonSetController
 from .deployment import DeploymentController
+from .endpoints import EndpointsController
+from .endpointslice import EndpointSliceController
 from .garbagecollector import GarbageCollector
 from .informers import Informers
 from .job import JobController
@@ -29,7 +31,7 @@ from .ttl_after_finished import TTLAfterFinished
 log = logging.getLogger("kubeclass.controllers")
 
 ALL = ["deployment", "replicaset", "daemonset", "job", "cronjob", "ttl-after-finished", "serviceaccount", "root-ca-cert-publisher",
-       "namespace", "resourcequota", "garbagecollector", "nodelifecycle"]
+       "namespace", "resourcequota", "garbagecollector", "nodelifecycle", "endpoint", "endpointslice"]
 
 
 @dataclass
@@ -85,6 +87,10 @@ async def run_all(client: Client, opts: Options) -> None:
         gcol = GarbageCollector(client, informers)
         await gcol.discover()
         tasks.append(gcol.run())
+    if "endpoint" in names:
+        tasks.append(EndpointsController(client, informers).run())
+    if "endpointslice" in names:
+        tasks.append(EndpointSliceController(client, informers).run())
     if "nodelifecycle" in names:
         tasks.append(NodeLifecycle(client, opts.node_monitor_grace_period, opts.node_monitor_period).run())
     informers.start()

@@ -143,3 +143,30 @@ def test_allocations_unique_under_concurrency_and_across_a_restart(fresh_cluster
     ips = [s["spec"]["clusterIP"] for s in mine]
     ports = [s["spec"]["ports"][0]["nodePort"] for s in mine]
     assert len(mine) == 400 and len(set(ips)) == 400 and len(set(ports)) == 400 and "10.96.0.1" not in ips
+
+
+def test_endpoints_and_slices_refuse_addresses_of_the_node(cluster, ns):
+    """User-written Endpoints and EndpointSlices (a Service without a selector) may not point at loopback,
+    link-local or unspecified addresses (upstream's ValidateEndpointIP: a Service must not reach the node itself)."""
+    cp = cluster.kubectl("apply", "-n", ns, "-f", "-", input=(
+        "apiVersion: v1\nkind: Endpoints\nmetadata:\n  name: manual\nsubsets:\n- addresses:\n  - ip: 127.0.0.1\n  ports:\n  - port: 80\n"))
+    assert cp.stderr.strip() == ('The Endpoints "manual" is invalid: subsets[0].addresses[0].ip: Invalid value: "127.0.0.1": '
+                                 'may not be in the loopback range (127.0.0.0/8, ::1/128)')
+    cp = cluster.kubectl("apply", "-n", ns, "-f", "-", input=(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: manual-1\naddressType: IPv4\n"
+        "endpoints:\n- addresses: [169.254.169.254]\n"))
+    assert 'endpoints[0].addresses[0]: Invalid value: "169.254.169.254": may not be in the link-local range' in cp.stderr
+    cluster.ok("apply", "-n", ns, "-f", "-", input=(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: manual-1\n  labels: {kubernetes.io/service-name: manual}\n"
+        "addressType: IPv4\nendpoints:\n- addresses: [10.1.2.3]\nports:\n- port: 80\n"))
+    row = cluster.ok("get", "endpointslices", "-n", ns, "manual-1").splitlines()
+    assert row[0].split() == ["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"] and row[1].split()[1:4] == ["IPv4", "80", "10.1.2.3"]
+    cp = cluster.kubectl("patch", "endpointslice", "manual-1", "-n", ns, "-p", '{"addressType":"IPv6"}')
+    assert 'addressType: Invalid value: "IPv6": field is immutable' in cp.stderr
+    # the default roles: view reads Services, Endpoints and EndpointSlices; edit writes Services, not Endpoints
+    cluster.ok("create", "rolebinding", "svc-viewer", "--clusterrole=view", "--user=viewer", "-n", ns)
+    cluster.ok("create", "rolebinding", "svc-editor", "--clusterrole=edit", "--user=editor", "-n", ns)
+    assert cluster.ok("auth", "can-i", "list", "endpointslices.discovery.k8s.io", "--as=viewer", "-n", ns).strip() == "yes"
+    assert cluster.kubectl("auth", "can-i", "create", "services", "--as=viewer", "-n", ns).stdout.strip() == "no"
+    assert cluster.ok("auth", "can-i", "create", "services", "--as=editor", "-n", ns).strip() == "yes"
+    assert cluster.kubectl("auth", "can-i", "create", "endpoints", "--as=editor", "-n", ns).stdout.strip() == "no"

@@ -104,9 +104,11 @@ def test_propagation_finalizers():
 
 def test_controllers_flag_syntax():
     assert enabled(["*"]) == ["deployment", "replicaset", "daemonset", "job", "cronjob", "ttl-after-finished", "serviceaccount",
-                              "root-ca-cert-publisher", "namespace", "resourcequota", "garbagecollector", "nodelifecycle"]
-    assert enabled(["*", "-garbagecollector", "-job", "-serviceaccount"]) == \
-        ["deployment", "replicaset", "daemonset", "cronjob", "ttl-after-finished", "root-ca-cert-publisher", "namespace", "resourcequota", "nodelifecycle"]
+                              "root-ca-cert-publisher", "namespace", "resourcequota", "garbagecollector", "nodelifecycle",
+                              "endpoint", "endpointslice"]
+    assert enabled(["*", "-garbagecollector", "-job", "-serviceaccount", "-endpoint"]) == \
+        ["deployment", "replicaset", "daemonset", "cronjob", "ttl-after-finished", "root-ca-cert-publisher", "namespace", "resourcequota",
+         "nodelifecycle", "endpointslice"]
     assert enabled(["replicaset"]) == ["replicaset"]
     with pytest.raises(ValueError):
         enabled(["nope"])

@@ -1,0 +1,91 @@
+"""EndpointSlices and Endpoints of a Service from the real node's Pods (issue 18 part 2): a Deployment of busybox httpd
+on runc and gVisor exposed with `kubectl expose`; the slices list the ready Pods' IPs with upstream's conditions and
+the named targetPort resolved per Pod; scaling changes them within a second or so; a Pod that fails its readiness
+probe is listed not ready; terminating Pods are listed as terminating; deleting the Service removes both."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import yaml
+
+from nodecluster import IMAGE, node_cluster, wait_for  # noqa: F401 - fixture
+
+CLASSES = ("apiVersion: node.k8s.io/v1\nkind: RuntimeClass\nmetadata:\n  name: gvisor\nhandler: runsc\n")
+
+
+def deployment(name: str, replicas: int, rc: str | None) -> str:
+    spec = {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}},
+                         "spec": {"terminationGracePeriodSeconds": 1,
+                                  "containers": [{"name": "web", "image": IMAGE, "imagePullPolicy": "IfNotPresent",
+                                                  "command": ["sh", "-c", "mkdir -p /www; echo hi > /www/ready; exec httpd -f -p 8080 -h /www"],
+                                                  "ports": [{"name": "http", "containerPort": 8080}],
+                                                  "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080}, "periodSeconds": 1}}]}}}
+    if rc:
+        spec["template"]["spec"]["runtimeClassName"] = rc
+    return yaml.safe_dump({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name}, "spec": spec})
+
+
+@pytest.fixture(scope="module")
+def nc(node_cluster):
+    node_cluster.ok("apply", "-f", "-", input=CLASSES)
+    yield node_cluster
+    node_cluster.kubectl("delete", "deployment,service", "--all")
+
+
+def slices(nc, svc: str) -> list[dict]:
+    out = json.loads(nc.ok("get", "endpointslices", "-l", f"kubernetes.io/service-name={svc}", "-o", "json"))
+    return out["items"]
+
+
+def ready_ips(nc, svc: str) -> set[str]:
+    return {e["addresses"][0] for s in slices(nc, svc) for e in s.get("endpoints") or [] if e["conditions"]["ready"]}
+
+
+def pod_ips(nc, app: str) -> set[str]:
+    pods = json.loads(nc.ok("get", "pods", "-l", f"app={app}", "-o", "json"))["items"]
+    return {p["status"].get("podIP") for p in pods if not p["metadata"].get("deletionTimestamp")}
+
+
+@pytest.mark.parametrize("rc", [None, "gvisor"])
+def test_expose_lists_the_ready_pods(nc, rc):
+    name = f"web-{rc or 'runc'}"
+    nc.ok("apply", "-f", "-", input=deployment(name, 2, rc))
+    assert nc.ok("expose", "deploy", name, "--port", "80", "--target-port", "http").strip() == f"service/{name} exposed"
+    nc.ok("rollout", "status", f"deploy/{name}", "--timeout=120s")
+    wait_for(lambda: ready_ips(nc, name) == pod_ips(nc, name) and len(pod_ips(nc, name)) == 2, 30, what="two ready endpoints")
+    (s,) = slices(nc, name)
+    assert s["addressType"] == "IPv4" and s["ports"] == [{"name": "", "port": 8080, "protocol": "TCP"}]   # 'http' resolved
+    assert s["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"] == "endpointslice-controller.k8s.io"
+    owner = s["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"], owner["controller"]) == ("Service", name, True)
+    e = s["endpoints"][0]
+    assert e["conditions"] == {"ready": True, "serving": True, "terminating": False} and e["targetRef"]["kind"] == "Pod"
+    row = nc.ok("get", "endpoints", name).splitlines()[1].split()
+    assert sorted(row[1].split(",")) == sorted(f"{ip}:8080" for ip in pod_ips(nc, name))
+    # scaling up shows up promptly
+    t0 = time.monotonic()
+    nc.ok("scale", f"deploy/{name}", "--replicas=3")
+    wait_for(lambda: len(ready_ips(nc, name)) == 3, 60, step=0.05, what="a third ready endpoint")
+    print(f"{name}: scale 2->3 reflected in the EndpointSlice after {time.monotonic() - t0:.2f} s")
+    # a Pod that stops being ready stays listed, not ready
+    victim = sorted(pod_ips(nc, name))[0]
+    pod = next(p for p in json.loads(nc.ok("get", "pods", "-l", f"app={name}", "-o", "json"))["items"] if p["status"]["podIP"] == victim)
+    nc.ok("exec", pod["metadata"]["name"], "--", "rm", "/www/ready")
+    wait_for(lambda: victim not in ready_ips(nc, name) and victim in {e["addresses"][0] for s in slices(nc, name) for e in s["endpoints"]},
+             30, what="the unready Pod listed not ready")
+    ep = json.loads(nc.ok("get", "endpoints", name, "-o", "json"))
+    assert victim in {a["ip"] for ss in ep["subsets"] for a in ss.get("notReadyAddresses") or []}
+    nc.ok("delete", "service", name)
+    wait_for(lambda: not slices(nc, name) and nc.kubectl("get", "endpoints", name).returncode != 0, 30, what="slices and endpoints gone")
+    nc.ok("delete", "deployment", name)
+
+
+def test_a_service_without_pods_keeps_one_empty_slice(nc):
+    nc.ok("create", "service", "clusterip", "lonely", "--tcp=80:8080")
+    wait_for(lambda: len(slices(nc, "lonely")) == 1, 30, what="the placeholder slice")
+    row = nc.ok("get", "endpointslices", "-l", "kubernetes.io/service-name=lonely").splitlines()[1].split()
+    assert row[1:4] == ["IPv4", "<unset>", "<unset>"]
+    nc.ok("delete", "service", "lonely")
