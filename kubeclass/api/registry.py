@@ -6,7 +6,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import configdata, cronjobs, endpoints, gatekeeper, jobs, kinds, kyverno, meta, pod, runtimeclass, schema, services, workloads
+from . import configdata, cronjobs, endpoints, replicationcontrollers, gatekeeper, jobs, kinds, kyverno, meta, pod, runtimeclass, schema, services, workloads
 from .errors import FieldError
 
 ALL_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
@@ -193,6 +193,14 @@ REPLICASET = Kind("ReplicaSet", workloads.replicaset_validate, workloads.replica
                   columns=[NAME_COL, _col("Desired", "Replicas is the number of desired replicas."), _col("Current", "Replicas is the most recently observed number of replicas."),
                            _col("Ready", "The number of ready replicas for this replica set."), AGE_COL] + _WL_COLS,
                   row=workloads.replicaset_row, has_status=True, generation=True)
+REPLICATIONCONTROLLER = Kind("ReplicationController", replicationcontrollers.validate, replicationcontrollers.validate_update,
+                             defaults=replicationcontrollers.defaults, prepare_create=workloads.prepare_create,
+                             columns=[NAME_COL, _col("Desired", "Replicas is the number of desired replicas."),
+                                      _col("Current", "Replicas is the most recently observed number of replicas."),
+                                      _col("Ready", "The number of ready replicas for this replication controller."), AGE_COL] + _WL_COLS,
+                             row=replicationcontrollers.table_row, has_status=True, generation=True)
+
+
 def _doc(definition: str, prop: str) -> str:
     """A field's description from upstream's OpenAPI (the table columns upstream describes with SwaggerDoc)."""
     try:
@@ -283,6 +291,8 @@ RESOURCES: list[Resource] = [
     Resource("", "v1", "namespaces", "namespace", False, NAMESPACE, "io.k8s.api.core.v1.Namespace", ["ns"],
              verbs=["create", "delete", "get", "list", "patch", "update", "watch"], subresources=["finalize", "status"]),
     Resource("", "v1", "services", "service", True, SERVICE, "io.k8s.api.core.v1.Service", ["svc"], ["all"], subresources=["status"]),
+    Resource("", "v1", "replicationcontrollers", "replicationcontroller", True, REPLICATIONCONTROLLER,
+             "io.k8s.api.core.v1.ReplicationController", ["rc"], ["all"], subresources=["status", "scale"]),
     Resource("", "v1", "endpoints", "endpoints", True, ENDPOINTS, "io.k8s.api.core.v1.Endpoints", ["ep"]),
     Resource("discovery.k8s.io", "v1", "endpointslices", "endpointslice", True, ENDPOINTSLICE,
              "io.k8s.api.discovery.v1.EndpointSlice"),

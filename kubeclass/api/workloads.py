@@ -106,7 +106,7 @@ def drop_empty_meta(md: dict) -> None:
 
 def prepare_create(obj: dict) -> None:
     # ReplicaSetStatus.replicas is the one count without omitempty (the official clients require it)
-    obj["status"] = {"replicas": 0} if obj.get("kind") == "ReplicaSet" else {}
+    obj["status"] = {"replicas": 0} if obj.get("kind") in ("ReplicaSet", "ReplicationController") else {}
 
 
 # ---- validation

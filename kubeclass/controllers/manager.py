@@ -23,6 +23,7 @@ from .job import JobController
 from .namespace import NamespaceController
 from .node_lifecycle import NodeLifecycle
 from .replicaset import ReplicaSetController
+from .replicationcontroller import ReplicationControllerController
 from .resourcequota import ResourceQuotaController
 from .rootcacert import RootCACertPublisher
 from .serviceaccount import ServiceAccountController
@@ -31,7 +32,8 @@ from .ttl_after_finished import TTLAfterFinished
 log = logging.getLogger("kubeclass.controllers")
 
 ALL = ["deployment", "replicaset", "daemonset", "job", "cronjob", "ttl-after-finished", "serviceaccount", "root-ca-cert-publisher",
-       "namespace", "resourcequota", "garbagecollector", "nodelifecycle", "endpoint", "endpointslice"]
+       "namespace", "resourcequota", "garbagecollector", "nodelifecycle", "endpoint", "endpointslice",
+       "replicationcontroller"]
 
 
 @dataclass
@@ -87,6 +89,8 @@ async def run_all(client: Client, opts: Options) -> None:
         gcol = GarbageCollector(client, informers)
         await gcol.discover()
         tasks.append(gcol.run())
+    if "replicationcontroller" in names:
+        tasks.append(ReplicationControllerController(client, informers).run())
     if "endpoint" in names:
         tasks.append(EndpointsController(client, informers).run())
     if "endpointslice" in names:

@@ -102,10 +102,13 @@ class ReplicaSetController:
         owner = self.owners.get(pod["metadata"]["namespace"], ref.get("name", ""))
         return owner if owner is not None and owner["metadata"]["uid"] == ref.get("uid") else None
 
+    @staticmethod
+    def selector_of(owner: dict) -> LabelSelector:
+        return LabelSelector.from_object((owner.get("spec") or {}).get("selector") or {})
+
     def _matching_owners(self, pod: dict) -> list[dict]:
         labels = pod["metadata"].get("labels") or {}
-        return [o for o in self.owners.list(pod["metadata"]["namespace"])
-                if LabelSelector.from_object((o.get("spec") or {}).get("selector") or {}).matches(labels)]
+        return [o for o in self.owners.list(pod["metadata"]["namespace"]) if self.selector_of(o).matches(labels)]
 
     def _pod_added(self, pod: dict) -> None:
         if pod["metadata"].get("deletionTimestamp"):
@@ -162,7 +165,7 @@ class ReplicaSetController:
             self.expectations.forget(key)
             return
         needs_sync = self.expectations.satisfied(key)
-        selector = LabelSelector.from_object((owner.get("spec") or {}).get("selector") or {})
+        selector = self.selector_of(owner)
         pods = await self._claim(owner, selector)
         err: ApiError | None = None
         diff = len(pods) - _replicas(owner)

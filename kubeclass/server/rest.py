@@ -737,7 +737,9 @@ class REST:
                 "metadata": {k: md[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp") if k in md},
                 "spec": {"replicas": obj.get("spec", {}).get("replicas", 0)},
                 "status": {"replicas": obj.get("status", {}).get("replicas", 0),
-                           "selector": LabelSelector.from_object(obj.get("spec", {}).get("selector")).to_string()}}
+                           "selector": LabelSelector.from_object(
+                               {"matchLabels": obj.get("spec", {}).get("selector") or {}} if obj.get("kind") == "ReplicationController"
+                               else obj.get("spec", {}).get("selector")).to_string()}}
 
     async def scale(self, ctx: Context, res: Resource, ctype: str | None, body: Any) -> Result:
         """GET / PUT / PATCH of the scale subresource; `kubectl scale` (no resourceVersion) retries on conflicts."""
