@@ -263,7 +263,8 @@ def node_options(args, data_dir: str):
                         port=getattr(args, "node_port", 10250), vm_pool=getattr(args, "vm_pool", 0),
                         vm_pool_memory=_mib(getattr(args, "vm_pool_memory", "512Mi")),
                         vm_kernel=getattr(args, "vm_kernel", None), vm_initrd=getattr(args, "vm_initrd", None),
-                        vm_templates=not getattr(args, "no_vm_templates", False), network=network_options(args))
+                        vm_templates=not getattr(args, "no_vm_templates", False), network=network_options(args),
+                        service_proxy=not getattr(args, "no_service_proxy", False))
 
 
 def network_options(args):
@@ -333,6 +334,8 @@ def _add_node_flags(s, prefix_name: bool = False) -> None:
     s.add_argument("--cni-bridge", default="kubeclass0", help="the bridge of kubeclass's own CNI configuration")
     s.add_argument("--no-pod-network", action="store_true",
                    help="no CNI: each Pod gets a network namespace with loopback only (no Pod IP)")
+    s.add_argument("--no-service-proxy", action="store_true",
+                   help="do not carry ClusterIP / NodePort traffic (kube-proxy's job, done with nftables)")
 
 
 async def cmd_node(args) -> int:

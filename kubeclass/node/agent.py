@@ -42,6 +42,7 @@ class AgentOptions:
     vm_initrd: str | None = None
     vm_templates: bool = True      # start VMs from saved states of freshly booted ones (vm/template.py)
     network: podnet.Options = field(default_factory=podnet.Options)   # Pod networking through CNI
+    service_proxy: bool = True   # ClusterIP / NodePort traffic through nftables (serviceproxy.py)
 
 
 class Agent:
@@ -176,6 +177,15 @@ class Agent:
                 log.warning("node %s: the kubernetes service address is not served (%s); Pods are given the API "
                             "server's own address", self.opts.name, e)
                 api_proxy = None
+        proxy = None
+        if self.opts.network.enabled and self.opts.service_proxy:
+            import shutil
+            from .serviceproxy import ServiceProxy
+            if shutil.which("nft"):
+                proxy = ServiceProxy(self.client, self.opts.name, self.opts.data_dir,
+                                     skip={"default/kubernetes"} if api_proxy is not None else set())
+            else:
+                log.warning("node %s: nft is not installed (apt-get install nftables): Services are not proxied", self.opts.name)
         self.pods.vm_kernel, self.pods.vm_initrd = self.opts.vm_kernel, self.opts.vm_initrd
         vm_handlers = [h for h in self.table.available() if h.flavor == "vm"]
         if vm_handlers and self.opts.vm_templates:
@@ -193,6 +203,8 @@ class Agent:
                  asyncio.ensure_future(self.pods.run())]
         if pool is not None:
             tasks.append(asyncio.ensure_future(pool.run()))
+        if proxy is not None:
+            tasks.append(asyncio.ensure_future(proxy.run()))
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -201,5 +213,7 @@ class Agent:
             await logs.stop()
             if api_proxy is not None:
                 await api_proxy.stop()
+            if proxy is not None:
+                proxy.stop()   # no rules outlive the agent (also when its task was cancelled before its cleanup)
             if pool is not None:
                 await asyncio.shield(pool.close())

@@ -37,7 +37,7 @@ class APIProxy:
         r = await asyncio.to_thread(subprocess.run, ["ip", "addr", "add", f"{self.ip}/32", "dev", "lo"],
                                     capture_output=True, text=True)
         self.added = r.returncode == 0
-        if r.returncode != 0 and "File exists" not in r.stderr:
+        if r.returncode != 0 and "File exists" not in r.stderr and "already assigned" not in r.stderr:
             raise OSError(f"adding {self.ip} to lo: {r.stderr.strip()}")
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -78,6 +78,8 @@ def sweep(data_dir: str) -> None:
         points = [line.split()[4] for line in f]
     for m in sorted((m for m in points if m.startswith(node + "/")), key=len, reverse=True):
         subprocess.run(["umount", "-l", m], capture_output=True)
+    from kubeclass.node.serviceproxy import table_name
+    subprocess.run(["nft", "delete", "table", "ip", table_name(NODE, node)], capture_output=True)   # an agent killed mid-run
     pods = os.path.join(node, "pods")
     for uid in os.listdir(pods) if os.path.isdir(pods) else []:
         if os.path.exists(f"/run/netns/kc-{uid}"):

@@ -89,3 +89,69 @@ def test_a_service_without_pods_keeps_one_empty_slice(nc):
     row = nc.ok("get", "endpointslices", "-l", "kubernetes.io/service-name=lonely").splitlines()[1].split()
     assert row[1:4] == ["IPv4", "<unset>", "<unset>"]
     nc.ok("delete", "service", "lonely")
+
+
+def host_address() -> str | None:
+    """A global address of this machine outside the test bridges (where a NodePort answers)."""
+    import subprocess
+    out = subprocess.run(["ip", "-4", "-o", "addr", "show", "scope", "global"], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        dev, addr = line.split()[1], line.split()[3].split("/")[0]
+        if not dev.startswith(("kctest", "kcdev", "kubeclass", "kcbench")) and not addr.startswith("10.96."):
+            return addr
+    return None
+
+
+def clients(nc) -> None:
+    for name, rc in (("client-runc", None), ("client-gvisor", "gvisor")):
+        spec = {"terminationGracePeriodSeconds": 1,
+                "containers": [{"name": "c", "image": IMAGE, "imagePullPolicy": "IfNotPresent", "command": ["sleep", "3600"]}]}
+        if rc:
+            spec["runtimeClassName"] = rc
+        nc.ok("apply", "-f", "-", input=yaml.safe_dump({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}))
+    for name in ("client-runc", "client-gvisor"):
+        nc.wait_phase(name, ("Running",))
+
+
+def test_cluster_ips_and_node_ports_carry_traffic(nc):
+    """The node's service proxy (nftables): a ClusterIP reaches the Service's ready Pods from runc and gVisor Pods and
+    from the node, spread over them; a NodePort answers on the node's address; a Service without endpoints is
+    refused at once; ClientIP affinity keeps a client on one Pod; deleting the Service removes its rules."""
+    import subprocess
+    import urllib.request
+    clients(nc)
+    nc.ok("apply", "-f", "-", input=deployment("proxied", 2, None).replace("echo hi > /www/ready", "echo hi > /www/ready; hostname > /www/index.html"))
+    nc.ok("expose", "deploy", "proxied", "--port", "80", "--target-port", "http", "--type", "NodePort")
+    nc.ok("rollout", "status", "deploy/proxied", "--timeout=120s")
+    wait_for(lambda: len(ready_ips(nc, "proxied")) == 2, 30, what="two ready endpoints")
+    svc = json.loads(nc.ok("get", "svc", "proxied", "-o", "json"))
+    ip, node_port = svc["spec"]["clusterIP"], svc["spec"]["ports"][0]["nodePort"]
+    names = {p["metadata"]["name"] for p in json.loads(nc.ok("get", "pods", "-l", "app=proxied", "-o", "json"))["items"]}
+
+    def fetch(client: str) -> str:
+        return nc.ok("exec", client, "--", "wget", "-qO-", f"http://{ip}/").strip()
+    wait_for(lambda: fetch("client-runc") in names, 20, what="the ClusterIP answering")   # the rules follow the slices
+    seen = {fetch("client-runc") for _ in range(12)}
+    assert seen == names, seen                                    # random over both (2^-11 to fail by chance)
+    assert fetch("client-gvisor") in names                        # gVisor's netstack goes through the node too
+    assert urllib.request.urlopen(f"http://{ip}/", timeout=5).read().decode().strip() in names   # from the node
+    host = host_address()
+    if host is not None:
+        assert urllib.request.urlopen(f"http://{host}:{node_port}/", timeout=5).read().decode().strip() in names
+    nc.ok("create", "service", "clusterip", "nobody-home", "--tcp=80:8080")
+    empty_ip = json.loads(nc.ok("get", "svc", "nobody-home", "-o", "json"))["spec"]["clusterIP"]
+    t0 = time.monotonic()
+    out = nc.kubectl("exec", "client-runc", "--", "wget", "-qO-", f"http://{empty_ip}/")
+    assert out.returncode == 1 and time.monotonic() - t0 < 5      # refused, not timed out
+    nc.ok("patch", "svc", "proxied", "-p", '{"spec":{"sessionAffinity":"ClientIP"}}')
+    wait_for(lambda: len({fetch("client-runc") for _ in range(6)}) == 1, 20, what="one Pod per client with ClientIP affinity")
+    table = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    ours = [ln.split()[-1] for ln in table.splitlines() if ln.startswith("table ip kubeclass-")]
+    nc.ok("delete", "svc", "proxied", "nobody-home")
+
+    def chains_left() -> int:
+        return sum(subprocess.run(["nft", "list", "table", "ip", t], capture_output=True, text=True).stdout.count("chain svc-")
+                   for t in ours)
+    wait_for(lambda: chains_left() == 0, 20, what="the Service's chains removed")
+    nc.ok("delete", "deployment", "proxied")
+    nc.kubectl("delete", "pod", "client-runc", "client-gvisor", "--grace-period=1")

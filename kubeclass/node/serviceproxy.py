@@ -1,0 +1,277 @@
+"""The node's service proxy (kube-proxy's job, in its nftables mode): traffic to a Service's ClusterIP:port — and to
+a NodePort on any of the node's addresses — is DNAT'ed to one of its ready endpoints, picked at random (or the same
+one per client with `sessionAffinity: ClientIP`); a Service without endpoints answers with a reject at once.
+
+The rules live in one nft table per node agent (`ip kubeclass-<node>-<data dir hash>`), laid out as kube-proxy's: verdict maps from
+(address, protocol, port) to a chain per Service port, which jumps to a chain per endpoint. A change of a Service
+or its EndpointSlices rewrites only that Service's chains and map elements, in one nft transaction; the table is
+flushed only when the agent starts. Service traffic is masqueraded (kube-proxy's --masquerade-all): Pods on one
+bridge reach each other through a ClusterIP without br_netfilter.
+
+Not proxied: headless and ExternalName Services, and the `kubernetes` Service while the agent serves its address
+itself (apiproxy.py: the API server's Endpoints would be loopback)."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import re
+import subprocess
+
+from ..client import Client, path_for
+
+log = logging.getLogger("kubeclass.node")
+
+MASQ_MARK = 0x4000
+AFFINITY_DEFAULT = 10800
+
+
+def _id(*parts: str) -> str:
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:12]
+
+
+def table_name(node: str, data_dir: str) -> str:
+    """One table per node agent (its name and data directory): agents of several clusters may share a machine."""
+    return f"kubeclass-{re.sub(r'[^a-zA-Z0-9_-]', '_', node)[:32]}-{_id(os.path.realpath(data_dir))[:6]}"
+
+
+def ready_endpoints(slices: list[dict], port_name: str, protocol: str) -> list[tuple[str, int]]:
+    """(ip, port) of a Service port's ready endpoints; the serving ones being terminated when none is ready
+    (kube-proxy's fallback, so connections drain)."""
+    ready, terminating = [], []
+    for s in slices:
+        port = next((p.get("port") for p in s.get("ports") or []
+                     if (p.get("name") or "") == port_name and p.get("protocol", "TCP") == protocol), None)
+        if port is None:
+            continue
+        for e in s.get("endpoints") or []:
+            c = e.get("conditions") or {}
+            for ip in e.get("addresses") or []:
+                if c.get("ready", True):
+                    ready.append((ip, port))
+                elif c.get("serving") and c.get("terminating"):
+                    terminating.append((ip, port))
+    return sorted(set(ready or terminating))
+
+
+def service_rules(table: str, svc: dict, slices: list[dict]) -> tuple[list[str], dict, dict, set[str], dict]:
+    """nft commands defining one Service's chains; its service-ips and service-nodeports elements (key -> verdict);
+    the chains and affinity sets (`set:` + name) it uses; its no-endpoint-services elements."""
+    md, spec = svc["metadata"], svc.get("spec") or {}
+    ns, name = md.get("namespace", ""), md["name"]
+    cmds: list[str] = []
+    ips: dict[str, str] = {}
+    nodeports: dict[str, str] = {}
+    chains: set[str] = set()
+    affinity = spec.get("sessionAffinity") == "ClientIP"
+    timeout = ((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}).get("timeoutSeconds") or AFFINITY_DEFAULT
+    cluster_ips = [ip for ip in spec.get("clusterIPs") or [spec.get("clusterIP")] if ip and ip != "None"]
+    no_endpoints: dict[str, str] = {}
+    for p in spec.get("ports") or []:
+        proto = p.get("protocol", "TCP").lower()
+        pname = p.get("name") or ""
+        eps = ready_endpoints(slices, pname, p.get("protocol", "TCP"))
+        keys = [f"{ip} . {proto} . {p['port']}" for ip in cluster_ips]
+        np_key = f"{proto} . {p['nodePort']}" if p.get("nodePort") else None
+        if not eps:
+            for k in keys:
+                no_endpoints[k] = "goto reject-chain"
+            continue
+        svc_chain = f"svc-{_id(ns, name, pname, proto)}"
+        chains.add(svc_chain)
+        cmds += [f"add chain ip {table} {svc_chain}", f"flush chain ip {table} {svc_chain}",
+                 f"add rule ip {table} {svc_chain} jump mark-for-masquerade"]
+        targets = []
+        for ip, port in eps:
+            sep = f"sep-{_id(ns, name, pname, proto, ip, str(port))}"
+            chains.add(sep)
+            cmds += [f"add chain ip {table} {sep}", f"flush chain ip {table} {sep}"]
+            if affinity:
+                aff = f"aff-{sep[4:]}"
+                chains.add(f"set:{aff}")
+                cmds.append(f"add set ip {table} {aff} {{ type ipv4_addr ; flags dynamic,timeout ; timeout {timeout}s ; }}")
+                cmds.append(f"add rule ip {table} {sep} update @{aff} {{ ip saddr }}")
+                cmds.append(f"add rule ip {table} {svc_chain} ip saddr @{aff} goto {sep}")
+            cmds.append(f"add rule ip {table} {sep} meta l4proto {proto} dnat to {ip}:{port}")
+            targets.append(sep)
+        vmap = ", ".join(f"{i} : goto {t}" for i, t in enumerate(targets))
+        cmds.append(f"add rule ip {table} {svc_chain} numgen random mod {len(targets)} vmap {{ {vmap} }}")
+        for k in keys:
+            ips[k] = f"goto {svc_chain}"
+        if np_key:
+            nodeports[np_key] = f"goto {svc_chain}"
+    return cmds, ips, nodeports, chains, no_endpoints
+
+
+def base_rules(table: str) -> list[str]:
+    """The table kube-proxy's nftables mode builds, reduced to what this proxy uses."""
+    return [
+        f"add table ip {table}",
+        f"delete table ip {table}",
+        f"add table ip {table}",
+        f"add map ip {table} service-ips {{ type ipv4_addr . inet_proto . inet_service : verdict ; }}",
+        f"add map ip {table} service-nodeports {{ type inet_proto . inet_service : verdict ; }}",
+        f"add map ip {table} no-endpoint-services {{ type ipv4_addr . inet_proto . inet_service : verdict ; }}",
+        f"add chain ip {table} services",
+        f"add chain ip {table} mark-for-masquerade",
+        f"add chain ip {table} reject-chain",
+        f"add chain ip {table} nat-prerouting {{ type nat hook prerouting priority dstnat ; policy accept ; }}",
+        f"add chain ip {table} nat-output {{ type nat hook output priority -100 ; policy accept ; }}",
+        f"add chain ip {table} nat-postrouting {{ type nat hook postrouting priority srcnat ; policy accept ; }}",
+        f"add chain ip {table} filter-output {{ type filter hook output priority -110 ; policy accept ; }}",
+        f"add chain ip {table} filter-forward {{ type filter hook forward priority -110 ; policy accept ; }}",
+        f"add rule ip {table} nat-prerouting jump services",
+        f"add rule ip {table} nat-output jump services",
+        f"add rule ip {table} nat-postrouting meta mark & {MASQ_MARK:#x} == {MASQ_MARK:#x} meta mark set meta mark ^ {MASQ_MARK:#x} masquerade",
+        f"add rule ip {table} mark-for-masquerade meta mark set meta mark | {MASQ_MARK:#x}",
+        f"add rule ip {table} reject-chain reject",
+        f"add rule ip {table} services ip daddr . meta l4proto . th dport vmap @service-ips",
+        f"add rule ip {table} services fib daddr type local meta l4proto . th dport vmap @service-nodeports",
+        f"add rule ip {table} filter-output ip daddr . meta l4proto . th dport vmap @no-endpoint-services",
+        f"add rule ip {table} filter-forward ip daddr . meta l4proto . th dport vmap @no-endpoint-services",
+    ]
+
+
+class ServiceProxy:
+    def __init__(self, client: Client, node_name: str, data_dir: str, skip: set[str] | None = None, nft: str = "nft"):
+        self.client = client
+        self.table = table_name(node_name, data_dir)
+        self.nft = nft
+        self.skip = skip or set()                 # "ns/name" of Services served otherwise (the kubernetes Service)
+        self.services: dict[str, dict] = {}
+        self.slices: dict[str, dict[str, dict]] = {}   # service key -> slice name -> slice
+        self.applied: dict[str, tuple[dict, dict, dict, set]] = {}   # service key -> (ips, nodeports, no-endpoints, chains)
+        self.dirty: set[str] = set()
+        self.wake = asyncio.Event()
+        self.synced = {"services": False, "slices": False}
+        self.last_sync_ms = 0.0
+
+    def _apply(self, cmds: list[str]) -> None:
+        if not cmds:
+            return
+        r = subprocess.run([self.nft, "-f", "-"], input="\n".join(cmds) + "\n", capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(r.stderr.strip()[-2000:])
+
+    def start(self) -> None:
+        try:   # Service traffic from a Pod to another Pod is routed through the node
+            with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
+                f.write("1")
+        except OSError as e:
+            log.warning("service proxy: cannot enable IP forwarding: %s", e)
+        self._apply(base_rules(self.table))
+
+    def stop(self) -> None:
+        subprocess.run([self.nft, "delete", "table", "ip", self.table], capture_output=True)
+
+    # ---------------------------------------------------------------- informers
+    def on_service(self, typ: str, obj: dict) -> None:
+        if typ == "SYNCED":
+            self.services = {f"{s['metadata']['namespace']}/{s['metadata']['name']}": s for s in obj.get("items", [])}
+            self.dirty |= set(self.services) | set(self.applied)
+            self.synced["services"] = True
+        else:
+            key = f"{obj['metadata']['namespace']}/{obj['metadata']['name']}"
+            if typ == "DELETED":
+                self.services.pop(key, None)
+            else:
+                self.services[key] = obj
+            self.dirty.add(key)
+        self.wake.set()
+
+    def on_slice(self, typ: str, obj: dict) -> None:
+        if typ == "SYNCED":
+            self.slices = {}
+            for s in obj.get("items", []):
+                self._put_slice(s)
+            self.dirty |= set(self.slices) | set(self.applied)
+            self.synced["slices"] = True
+        else:
+            key = self._slice_service(obj)
+            if key is None:
+                return
+            if typ == "DELETED":
+                self.slices.get(key, {}).pop(obj["metadata"]["name"], None)
+            else:
+                self._put_slice(obj)
+            self.dirty.add(key)
+        self.wake.set()
+
+    @staticmethod
+    def _slice_service(s: dict) -> str | None:
+        svc = (s["metadata"].get("labels") or {}).get("kubernetes.io/service-name")
+        return f"{s['metadata']['namespace']}/{svc}" if svc else None
+
+    def _put_slice(self, s: dict) -> None:
+        key = self._slice_service(s)
+        if key is not None:
+            self.slices.setdefault(key, {})[s["metadata"]["name"]] = s
+
+    # ---------------------------------------------------------------- sync
+    def sync(self, keys: set[str]) -> None:
+        """One nft transaction for the changed Services: new chains and elements first, the old ones removed."""
+        t = self.table
+        cmds: list[str] = []
+        removals: list[str] = []
+        for key in sorted(keys):
+            svc = self.services.get(key)
+            old_ips, old_nps, old_noep, old_chains = self.applied.get(key, ({}, {}, {}, set()))
+            if svc is None or key in self.skip or not self._proxied(svc):
+                new = ({}, {}, {}, set())
+                svc_cmds: list[str] = []
+            else:
+                svc_cmds, ips, nps, chains, noep = service_rules(t, svc, list(self.slices.get(key, {}).values()))
+                new = (ips, nps, noep, chains)
+            cmds += svc_cmds
+            for (mapname, old, cur) in (("service-ips", old_ips, new[0]), ("service-nodeports", old_nps, new[1]),
+                                        ("no-endpoint-services", old_noep, new[2])):
+                gone = [k for k in old if k not in cur or cur[k] != old[k]]
+                if gone:
+                    cmds.append(f"delete element ip {t} {mapname} {{ {', '.join(gone)} }}")
+                added = {k: v for k, v in cur.items() if old.get(k) != v}
+                if added:
+                    cmds.append(f"add element ip {t} {mapname} {{ {', '.join(f'{k} : {v}' for k, v in added.items())} }}")
+            removals += sorted(old_chains - new[3])
+            if new == ({}, {}, {}, set()):
+                self.applied.pop(key, None)
+            else:
+                self.applied[key] = new
+        # what is no longer used goes last: every chain emptied first (no rule then refers to another chain or a
+        # set), then the chains, then the affinity sets
+        chains = [c for c in removals if not c.startswith("set:")]
+        sets = [c[4:] for c in removals if c.startswith("set:")]
+        self._apply(cmds + [f"flush chain ip {t} {c}" for c in chains] + [f"delete chain ip {t} {c}" for c in chains]
+                    + [f"delete set ip {t} {x}" for x in sets])
+
+    @staticmethod
+    def _proxied(svc: dict) -> bool:
+        spec = svc.get("spec") or {}
+        return spec.get("type", "ClusterIP") != "ExternalName" and spec.get("clusterIP") not in (None, "", "None")
+
+    async def run(self) -> None:
+        await asyncio.to_thread(self.start)
+        loop = asyncio.get_running_loop()
+        feeds = asyncio.gather(self.client.informer(path_for("", "v1", "services"), self.on_service),
+                               self.client.informer(path_for("discovery.k8s.io", "v1", "endpointslices"), self.on_slice))
+        try:
+            while True:
+                await self.wake.wait()
+                self.wake.clear()
+                if not all(self.synced.values()) or not self.dirty:
+                    continue
+                keys, self.dirty = self.dirty, set()
+                t0 = loop.time()
+                try:
+                    await asyncio.to_thread(self.sync, keys)
+                except RuntimeError as e:
+                    log.warning("service proxy: nft refused an update (%s); rebuilding the table", e)
+                    self.applied = {}
+                    await asyncio.to_thread(self.start)
+                    self.dirty |= set(self.services)
+                    self.wake.set()
+                    await asyncio.sleep(1)
+                self.last_sync_ms = (loop.time() - t0) * 1e3
+        finally:
+            feeds.cancel()
+            await asyncio.to_thread(self.stop)
