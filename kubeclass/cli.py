@@ -115,7 +115,7 @@ async def serve(args) -> int:
     issuer = TokenIssuer(os.path.join(p["pki"], "sa.key"), jwks_uri=f"{server_url}/openid/v1/jwks")
     api = APIServer(store, TokenFile(p["tokens"]), f"{host}:{args.port}", bookmark_interval=args.bookmark_interval, body_timeout=args.request_body_timeout,
                     toleration_seconds=(args.default_not_ready_toleration_seconds, args.default_unreachable_toleration_seconds),
-                    kubelet_client=kubelet_client, issuer=issuer)
+                    kubelet_client=kubelet_client, issuer=issuer, service_cidr=args.service_cluster_ip_range)
     await api.start()
     server = HTTPSServer(api, args.bind, args.port, crt, key)
     loop = asyncio.get_running_loop()
@@ -264,7 +264,8 @@ def node_options(args, data_dir: str):
                         vm_pool_memory=_mib(getattr(args, "vm_pool_memory", "512Mi")),
                         vm_kernel=getattr(args, "vm_kernel", None), vm_initrd=getattr(args, "vm_initrd", None),
                         vm_templates=not getattr(args, "no_vm_templates", False), network=network_options(args),
-                        service_proxy=not getattr(args, "no_service_proxy", False))
+                        service_proxy=not getattr(args, "no_service_proxy", False),
+                        cluster_dns=not getattr(args, "no_cluster_dns", False))
 
 
 def network_options(args):
@@ -336,6 +337,8 @@ def _add_node_flags(s, prefix_name: bool = False) -> None:
                    help="no CNI: each Pod gets a network namespace with loopback only (no Pod IP)")
     s.add_argument("--no-service-proxy", action="store_true",
                    help="do not carry ClusterIP / NodePort traffic (kube-proxy's job, done with nftables)")
+    s.add_argument("--no-cluster-dns", action="store_true",
+                   help="do not serve cluster DNS on the kube-dns Service's address (Pods use the node's resolvers)")
 
 
 async def cmd_node(args) -> int:

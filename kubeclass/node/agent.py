@@ -43,6 +43,7 @@ class AgentOptions:
     vm_templates: bool = True      # start VMs from saved states of freshly booted ones (vm/template.py)
     network: podnet.Options = field(default_factory=podnet.Options)   # Pod networking through CNI
     service_proxy: bool = True   # ClusterIP / NodePort traffic through nftables (serviceproxy.py)
+    cluster_dns: bool = True     # the kube-dns Service's address served on the node (dnsserver.py)
 
 
 class Agent:
@@ -177,13 +178,27 @@ class Agent:
                 log.warning("node %s: the kubernetes service address is not served (%s); Pods are given the API "
                             "server's own address", self.opts.name, e)
                 api_proxy = None
-        proxy = None
-        if self.opts.network.enabled and self.opts.service_proxy:
+        proxy = dns = watch = None
+        if self.opts.network.enabled and (self.opts.service_proxy or self.opts.cluster_dns):
+            from .servicewatch import ServiceWatch
+            watch = ServiceWatch(self.client)
+        skip = {"default/kubernetes"} if api_proxy is not None else set()
+        if watch is not None and self.opts.cluster_dns and self.opts.network.service_cidr:
+            from ..api.clusterdns import dns_service_ip
+            from .dnsserver import DNSServer
+            dns = DNSServer(watch, dns_service_ip(self.opts.network.service_cidr))
+            try:
+                await dns.start()
+                self.pods.dns_ip = dns.ip
+                skip.add("kube-system/kube-dns")
+            except OSError as e:
+                log.warning("node %s: cluster DNS is not served (%s); Pods use the node's resolvers", self.opts.name, e)
+                dns = None
+        if watch is not None and self.opts.service_proxy:
             import shutil
             from .serviceproxy import ServiceProxy
             if shutil.which("nft"):
-                proxy = ServiceProxy(self.client, self.opts.name, self.opts.data_dir,
-                                     skip={"default/kubernetes"} if api_proxy is not None else set())
+                proxy = ServiceProxy(watch, self.opts.name, self.opts.data_dir, skip=skip)
             else:
                 log.warning("node %s: nft is not installed (apt-get install nftables): Services are not proxied", self.opts.name)
         self.pods.vm_kernel, self.pods.vm_initrd = self.opts.vm_kernel, self.opts.vm_initrd
@@ -203,6 +218,8 @@ class Agent:
                  asyncio.ensure_future(self.pods.run())]
         if pool is not None:
             tasks.append(asyncio.ensure_future(pool.run()))
+        if watch is not None:
+            tasks.append(asyncio.ensure_future(watch.run()))
         if proxy is not None:
             tasks.append(asyncio.ensure_future(proxy.run()))
         try:
@@ -215,5 +232,7 @@ class Agent:
                 await api_proxy.stop()
             if proxy is not None:
                 proxy.stop()   # no rules outlive the agent (also when its task was cancelled before its cleanup)
+            if dns is not None:
+                await dns.stop()
             if pool is not None:
                 await asyncio.shield(pool.close())

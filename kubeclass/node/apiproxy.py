@@ -19,6 +19,19 @@ log = logging.getLogger("kubeclass.node")
 CHUNK = 256 * 1024
 
 
+def add_local_address(ip: str) -> bool:
+    """Add ip/32 to lo; True when this call added it (False: it was there, left by an agent that crashed).
+    Raises OSError when it cannot be added."""
+    r = subprocess.run(["ip", "addr", "add", f"{ip}/32", "dev", "lo"], capture_output=True, text=True)
+    if r.returncode != 0 and "File exists" not in r.stderr and "already assigned" not in r.stderr:
+        raise OSError(f"adding {ip} to lo: {r.stderr.strip()}")
+    return r.returncode == 0
+
+
+def remove_local_address(ip: str) -> None:
+    subprocess.run(["ip", "addr", "del", f"{ip}/32", "dev", "lo"], capture_output=True)
+
+
 def service_ip(cidr: str) -> str:
     """The `kubernetes` Service's ClusterIP: the first address of the Service CIDR (kube-apiserver's rule)."""
     net = ipaddress.ip_network(cidr, strict=False)
@@ -34,11 +47,7 @@ class APIProxy:
         self.added = False
 
     async def start(self) -> None:
-        r = await asyncio.to_thread(subprocess.run, ["ip", "addr", "add", f"{self.ip}/32", "dev", "lo"],
-                                    capture_output=True, text=True)
-        self.added = r.returncode == 0
-        if r.returncode != 0 and "File exists" not in r.stderr and "already assigned" not in r.stderr:
-            raise OSError(f"adding {self.ip} to lo: {r.stderr.strip()}")
+        self.added = await asyncio.to_thread(add_local_address, self.ip)
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:

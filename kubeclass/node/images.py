@@ -482,7 +482,7 @@ def write_oci_archive(path: str, ref: str, layers: list[bytes], config: dict) ->
 
 BUSYBOX_APPLETS = ("sh", "ls", "cat", "echo", "sleep", "uname", "dmesg", "head", "tail", "id", "env", "hostname",
                    "ps", "touch", "mkdir", "rm", "wc", "grep", "true", "false", "date", "pwd", "printf", "test", "kill", "wget", "nc", "ip",
-                   "tar", "stty", "tty", "httpd", "cp", "mv", "ln", "chmod", "sed", "seq", "md5sum", "ifconfig", "route")
+                   "tar", "stty", "tty", "httpd", "cp", "mv", "ln", "chmod", "sed", "seq", "md5sum", "ifconfig", "route", "nslookup")
 
 
 def busybox_layer(busybox: str = "/bin/busybox") -> bytes:

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import time
 
+from ..api import clusterdns
 from ..client import ApiError, Client, now_rfc3339, path_for
 from ..httpclient import TransportError
 from . import bundle, cgroups, mounts, podnet, probes, volumes
@@ -358,11 +359,13 @@ class PodWorker:
                     f"127.0.1.1\t{host}\n")
         with open(os.path.join(etc, "hostname"), "w") as f:
             f.write(host + "\n")
-        resolv = "/etc/resolv.conf"
         try:
-            shutil.copyfile(resolv, os.path.join(etc, "resolv.conf"))
+            with open("/etc/resolv.conf") as f:
+                host = f.read()
         except OSError:
-            open(os.path.join(etc, "resolv.conf"), "w").close()
+            host = ""
+        with open(os.path.join(etc, "resolv.conf"), "w") as f:
+            f.write(clusterdns.resolv_conf(self.pod, host, self.mgr.dns_ip or None))
 
     def etc_mounts(self) -> list[dict]:
         etc = os.path.join(self.dir, "etc")
@@ -782,6 +785,7 @@ class PodManager:
         self.images = ImageStore(os.path.join(data_dir, "images"))
         self.network: PodNetworks | None = None   # None: Pods share the node's network (--no-pod-network)
         self.kubernetes_service = ""   # https://<ClusterIP>:443 when the agent serves it (apiproxy.py)
+        self.dns_ip = ""               # the cluster DNS address Pods' resolv.conf names, when the node serves it
         self.workers: dict[str, PodWorker] = {}
         self._runtimes: dict[str, Runtime] = {}
         self._guest = None

@@ -19,7 +19,7 @@ import os
 import re
 import subprocess
 
-from ..client import Client, path_for
+from .servicewatch import ServiceWatch
 
 log = logging.getLogger("kubeclass.node")
 
@@ -134,18 +134,20 @@ def base_rules(table: str) -> list[str]:
 
 
 class ServiceProxy:
-    def __init__(self, client: Client, node_name: str, data_dir: str, skip: set[str] | None = None, nft: str = "nft"):
-        self.client = client
+    def __init__(self, watch: ServiceWatch, node_name: str, data_dir: str, skip: set[str] | None = None, nft: str = "nft"):
+        self.watch = watch
         self.table = table_name(node_name, data_dir)
         self.nft = nft
         self.skip = skip or set()                 # "ns/name" of Services served otherwise (the kubernetes Service)
-        self.services: dict[str, dict] = {}
-        self.slices: dict[str, dict[str, dict]] = {}   # service key -> slice name -> slice
         self.applied: dict[str, tuple[dict, dict, dict, set]] = {}   # service key -> (ips, nodeports, no-endpoints, chains)
         self.dirty: set[str] = set()
         self.wake = asyncio.Event()
-        self.synced = {"services": False, "slices": False}
         self.last_sync_ms = 0.0
+        watch.listen(self._changed)
+
+    def _changed(self, keys: set[str]) -> None:
+        self.dirty |= keys
+        self.wake.set()
 
     def _apply(self, cmds: list[str]) -> None:
         if not cmds:
@@ -165,49 +167,6 @@ class ServiceProxy:
     def stop(self) -> None:
         subprocess.run([self.nft, "delete", "table", "ip", self.table], capture_output=True)
 
-    # ---------------------------------------------------------------- informers
-    def on_service(self, typ: str, obj: dict) -> None:
-        if typ == "SYNCED":
-            self.services = {f"{s['metadata']['namespace']}/{s['metadata']['name']}": s for s in obj.get("items", [])}
-            self.dirty |= set(self.services) | set(self.applied)
-            self.synced["services"] = True
-        else:
-            key = f"{obj['metadata']['namespace']}/{obj['metadata']['name']}"
-            if typ == "DELETED":
-                self.services.pop(key, None)
-            else:
-                self.services[key] = obj
-            self.dirty.add(key)
-        self.wake.set()
-
-    def on_slice(self, typ: str, obj: dict) -> None:
-        if typ == "SYNCED":
-            self.slices = {}
-            for s in obj.get("items", []):
-                self._put_slice(s)
-            self.dirty |= set(self.slices) | set(self.applied)
-            self.synced["slices"] = True
-        else:
-            key = self._slice_service(obj)
-            if key is None:
-                return
-            if typ == "DELETED":
-                self.slices.get(key, {}).pop(obj["metadata"]["name"], None)
-            else:
-                self._put_slice(obj)
-            self.dirty.add(key)
-        self.wake.set()
-
-    @staticmethod
-    def _slice_service(s: dict) -> str | None:
-        svc = (s["metadata"].get("labels") or {}).get("kubernetes.io/service-name")
-        return f"{s['metadata']['namespace']}/{svc}" if svc else None
-
-    def _put_slice(self, s: dict) -> None:
-        key = self._slice_service(s)
-        if key is not None:
-            self.slices.setdefault(key, {})[s["metadata"]["name"]] = s
-
     # ---------------------------------------------------------------- sync
     def sync(self, keys: set[str]) -> None:
         """One nft transaction for the changed Services: new chains and elements first, the old ones removed."""
@@ -215,13 +174,13 @@ class ServiceProxy:
         cmds: list[str] = []
         removals: list[str] = []
         for key in sorted(keys):
-            svc = self.services.get(key)
+            svc = self.watch.services.get(key)
             old_ips, old_nps, old_noep, old_chains = self.applied.get(key, ({}, {}, {}, set()))
             if svc is None or key in self.skip or not self._proxied(svc):
                 new = ({}, {}, {}, set())
                 svc_cmds: list[str] = []
             else:
-                svc_cmds, ips, nps, chains, noep = service_rules(t, svc, list(self.slices.get(key, {}).values()))
+                svc_cmds, ips, nps, chains, noep = service_rules(t, svc, self.watch.service_slices(key))
                 new = (ips, nps, noep, chains)
             cmds += svc_cmds
             for (mapname, old, cur) in (("service-ips", old_ips, new[0]), ("service-nodeports", old_nps, new[1]),
@@ -250,15 +209,14 @@ class ServiceProxy:
         return spec.get("type", "ClusterIP") != "ExternalName" and spec.get("clusterIP") not in (None, "", "None")
 
     async def run(self) -> None:
+        """Apply what changed, one nft transaction at a time (changes arriving meanwhile are applied together next)."""
         await asyncio.to_thread(self.start)
         loop = asyncio.get_running_loop()
-        feeds = asyncio.gather(self.client.informer(path_for("", "v1", "services"), self.on_service),
-                               self.client.informer(path_for("discovery.k8s.io", "v1", "endpointslices"), self.on_slice))
         try:
             while True:
                 await self.wake.wait()
                 self.wake.clear()
-                if not all(self.synced.values()) or not self.dirty:
+                if not self.dirty:
                     continue
                 keys, self.dirty = self.dirty, set()
                 t0 = loop.time()
@@ -268,10 +226,9 @@ class ServiceProxy:
                     log.warning("service proxy: nft refused an update (%s); rebuilding the table", e)
                     self.applied = {}
                     await asyncio.to_thread(self.start)
-                    self.dirty |= set(self.services)
+                    self.dirty |= set(self.watch.services)
                     self.wake.set()
                     await asyncio.sleep(1)
                 self.last_sync_ms = (loop.time() - t0) * 1e3
         finally:
-            feeds.cancel()
             await asyncio.to_thread(self.stop)

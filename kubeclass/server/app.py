@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from ..api import errors, impersonation, limits, params, registry, remotecommand
+from ..api import clusterdns, errors, impersonation, limits, params, registry, remotecommand
 from ..api.errors import StatusError
 from ..store import Compacted, StoreFull
 from ..admission import Chain
@@ -103,6 +103,7 @@ class APIServer:
         await bootstrap(self.rest, registry)
         await self.services.repair(registry.BY_PATH[("", "v1", "services")].key_prefix(None))
         await self._kubernetes_service()
+        await self._kube_dns_service()
         await self.constraint_kinds.sync()
         self.ready = True
 
@@ -137,6 +138,22 @@ class APIServer:
             await self.constraint_kinds.sync()
         elif deleted and res.group == "" and res.plural == "services":
             await self.services.release(obj)
+
+    async def _kube_dns_service(self) -> None:
+        """The kube-dns Service in kube-system (as kubeadm's DNS addon creates it): the range's 10th address, DNS on
+        UDP and TCP 53; the node agents serve it (kubeclass/node/dnsserver.py)."""
+        if self.store.get(registry.BY_PATH[("", "v1", "services")].key("kube-system", "kube-dns")) is not None:
+            return
+        labels = {"k8s-app": "kube-dns", "kubernetes.io/cluster-service": "true", "kubernetes.io/name": "CoreDNS"}
+        svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": labels},
+               "spec": {"type": "ClusterIP", "clusterIP": clusterdns.dns_service_ip(self.services.cidr), "selector": {"k8s-app": "kube-dns"},
+                        "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                                  {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}]}}
+        try:
+            await self.rest.create(Context("POST", {}, "application/json", namespace="kube-system"),
+                                   registry.BY_PATH[("", "v1", "services")], svc)
+        except StatusError as e:
+            log.warning("the kube-dns Service could not be created: %s", e.message)
 
     async def _kubernetes_service(self) -> None:
         """The `kubernetes` Service in default (upstream's apiserver reconciles it): the range's first address,

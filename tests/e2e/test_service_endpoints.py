@@ -155,3 +155,48 @@ def test_cluster_ips_and_node_ports_carry_traffic(nc):
     wait_for(lambda: chains_left() == 0, 20, what="the Service's chains removed")
     nc.ok("delete", "deployment", "proxied")
     nc.kubectl("delete", "pod", "client-runc", "client-gvisor", "--grace-period=1")
+
+
+def test_cluster_dns_from_pods(nc):
+    """Cluster DNS served on the node at the kube-dns Service's address: a runc and a gVisor Pod reach a Service by
+    its short and full names (resolv.conf as kubelet writes it for ClusterFirst), nslookup answers the ClusterIP, a
+    headless Service answers its Pods' IPs, an unknown name is NXDOMAIN, an outside name is forwarded to the
+    node's resolvers; dnsPolicy None takes dnsConfig alone."""
+    from dnslib import DNSRecord
+    clients(nc)
+    nc.ok("apply", "-f", "-", input=deployment("named", 2, None).replace("echo hi > /www/ready", "echo hi > /www/ready; hostname > /www/index.html"))
+    nc.ok("expose", "deploy", "named", "--port", "80", "--target-port", "http")
+    nc.ok("create", "service", "clusterip", "named-headless", "--clusterip=None")
+    nc.ok("patch", "svc", "named-headless", "-p", '{"spec":{"selector":{"app":"named"}}}')
+    nc.ok("rollout", "status", "deploy/named", "--timeout=120s")
+    dns_ip = json.loads(nc.ok("get", "svc", "kube-dns", "-n", "kube-system", "-o", "json"))["spec"]["clusterIP"]
+    cluster_ip = json.loads(nc.ok("get", "svc", "named", "-o", "json"))["spec"]["clusterIP"]
+    resolv = nc.ok("exec", "client-runc", "--", "cat", "/etc/resolv.conf").splitlines()
+    assert resolv[0].startswith("search default.svc.cluster.local svc.cluster.local cluster.local")
+    assert resolv[1:] == [f"nameserver {dns_ip}", "options ndots:5"]
+    names = {p["metadata"]["name"] for p in json.loads(nc.ok("get", "pods", "-l", "app=named", "-o", "json"))["items"]}
+    wait_for(lambda: nc.ok("exec", "client-runc", "--", "wget", "-qO-", "http://named/").strip() in names, 30,
+             what="http://named from a runc Pod")
+    assert nc.ok("exec", "client-gvisor", "--", "wget", "-qO-", "http://named.default.svc.cluster.local/").strip() in names
+    out = nc.ok("exec", "client-runc", "--", "nslookup", "named.default.svc.cluster.local")
+    assert cluster_ip in out
+
+    def ask(name: str, qtype: str = "A", server: str = dns_ip):
+        return DNSRecord.parse(DNSRecord.question(name, qtype).send(server, 53, timeout=5))
+    wait_for(lambda: sorted(str(r.rdata) for r in ask("named-headless.default.svc.cluster.local").rr) ==
+             sorted(ready_ips(nc, "named")), 30, what="the headless Service's Pod IPs")
+    assert ask("missing.default.svc.cluster.local").header.rcode == 3            # NXDOMAIN
+    upstream = next(ln.split()[1] for ln in open("/etc/resolv.conf") if ln.startswith("nameserver"))
+    outside = ask("kubeclass-dns-test.invalid")
+    direct = ask("kubeclass-dns-test.invalid", server=upstream)
+    assert outside.header.rcode == direct.header.rcode and [str(r.rdata) for r in outside.rr] == [str(r.rdata) for r in direct.rr]
+    nc.ok("apply", "-f", "-", input=yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "own-dns"},
+        "spec": {"dnsPolicy": "None", "terminationGracePeriodSeconds": 1,
+                 "dnsConfig": {"nameservers": ["192.0.2.53"], "searches": ["corp.example"], "options": [{"name": "ndots", "value": "2"}, {"name": "edns0"}]},
+                 "containers": [{"name": "c", "image": IMAGE, "imagePullPolicy": "IfNotPresent", "command": ["sleep", "3600"]}]}}))
+    nc.wait_phase("own-dns", ("Running",))
+    assert nc.ok("exec", "own-dns", "--", "cat", "/etc/resolv.conf") == "search corp.example\nnameserver 192.0.2.53\noptions ndots:2 edns0\n"
+    nc.kubectl("delete", "pod", "own-dns", "client-runc", "client-gvisor", "--grace-period=1")
+    nc.ok("delete", "svc", "named", "named-headless")
+    nc.ok("delete", "deployment", "named")
