@@ -65,9 +65,26 @@ class AttachSession:
         except OSError:
             pass
 
+    RESIZE_SETTLE = 0.05   # seconds
+
     def resize(self, width: int, height: int) -> None:
-        """A terminal's new size, through conmon's control fifo (`1 <height> <width>`: a resize event, as CRI-O
-        writes it; conmon passes it on to its own window-size fifo)."""
+        """A terminal's new size. kubectl attach sends two at once (one row and column more, then the real size, to
+        make the screen redraw); under load conmon was seen to keep the first of two back-to-back resizes, so the
+        sizes are coalesced: the last one asked for within 50 ms is applied."""
+        self._wanted = (width, height)
+        timer = getattr(self, "_resize_timer", None)
+        if timer is not None:
+            timer.cancel()
+        try:
+            self._resize_timer = asyncio.get_running_loop().call_later(self.RESIZE_SETTLE, self._apply_resize)
+        except RuntimeError:   # no loop (a synchronous caller): at once
+            self._apply_resize()
+
+    def _apply_resize(self) -> None:
+        """Through conmon's control fifo (`1 <height> <width>`: a resize event, as CRI-O writes it; conmon passes it
+        on to its own window-size fifo)."""
+        self._resize_timer = None
+        width, height = self._wanted
         try:
             fd = os.open(os.path.join(self.workdir, "ctl"), os.O_WRONLY | os.O_NONBLOCK)
         except OSError:
