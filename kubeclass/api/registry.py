@@ -6,7 +6,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import configdata, cronjobs, endpoints, replicationcontrollers, gatekeeper, jobs, kinds, kyverno, meta, pod, runtimeclass, schema, services, workloads
+from . import apiservices, configdata, cronjobs, endpoints, replicationcontrollers, gatekeeper, jobs, kinds, kyverno, meta, pod, runtimeclass, schema, services, workloads
 from .errors import FieldError
 
 ALL_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
@@ -201,6 +201,13 @@ REPLICATIONCONTROLLER = Kind("ReplicationController", replicationcontrollers.val
                              row=replicationcontrollers.table_row, has_status=True, generation=True)
 
 
+APISERVICE = Kind("APIService", apiservices.validate, apiservices.validate_update, defaults=apiservices.defaults,
+                  prepare_create=apiservices.prepare_create,
+                  columns=[NAME_COL, _col("Service", "The reference to the service that hosts this API endpoint."),
+                           _col("Available", "Whether this service is available."), AGE_COL],
+                  row=apiservices.table_row, has_status=True)
+
+
 def _doc(definition: str, prop: str) -> str:
     """A field's description from upstream's OpenAPI (the table columns upstream describes with SwaggerDoc)."""
     try:
@@ -291,6 +298,8 @@ RESOURCES: list[Resource] = [
     Resource("", "v1", "namespaces", "namespace", False, NAMESPACE, "io.k8s.api.core.v1.Namespace", ["ns"],
              verbs=["create", "delete", "get", "list", "patch", "update", "watch"], subresources=["finalize", "status"]),
     Resource("", "v1", "services", "service", True, SERVICE, "io.k8s.api.core.v1.Service", ["svc"], ["all"], subresources=["status"]),
+    Resource("apiregistration.k8s.io", "v1", "apiservices", "apiservice", False, APISERVICE,
+             "io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.APIService", subresources=["status"]),
     Resource("", "v1", "replicationcontrollers", "replicationcontroller", True, REPLICATIONCONTROLLER,
              "io.k8s.api.core.v1.ReplicationController", ["rc"], ["all"], subresources=["status", "scale"]),
     Resource("", "v1", "endpoints", "endpoints", True, ENDPOINTS, "io.k8s.api.core.v1.Endpoints", ["ep"]),
@@ -333,7 +342,7 @@ VIRTUAL = {
 }
 
 # Preferred version per group (first listed wins), and group order in discovery.
-GROUP_ORDER = ["", "apps", "authentication.k8s.io", "authorization.k8s.io", "batch", "coordination.k8s.io",
+GROUP_ORDER = ["", "apiregistration.k8s.io", "apps", "authentication.k8s.io", "authorization.k8s.io", "batch", "coordination.k8s.io",
                "rbac.authorization.k8s.io", "scheduling.k8s.io", "node.k8s.io", "discovery.k8s.io", "kyverno.io", "templates.gatekeeper.sh"]
 
 BY_PATH: dict[tuple[str, str, str], Resource] = {}

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from ..client import Client, Config
 from ..leaderelection import LeaderElector
+from .apiservice import APIServiceAvailability
 from .cronjob import CronJobController
 from .daemonset import DaemonSetController
 from .deployment import DeploymentController
@@ -33,7 +34,7 @@ log = logging.getLogger("kubeclass.controllers")
 
 ALL = ["deployment", "replicaset", "daemonset", "job", "cronjob", "ttl-after-finished", "serviceaccount", "root-ca-cert-publisher",
        "namespace", "resourcequota", "garbagecollector", "nodelifecycle", "endpoint", "endpointslice",
-       "replicationcontroller"]
+       "replicationcontroller", "apiservice-availability"]
 
 
 @dataclass
@@ -91,6 +92,8 @@ async def run_all(client: Client, opts: Options) -> None:
         tasks.append(gcol.run())
     if "replicationcontroller" in names:
         tasks.append(ReplicationControllerController(client, informers).run())
+    if "apiservice-availability" in names:
+        tasks.append(APIServiceAvailability(client, informers).run())
     if "endpoint" in names:
         tasks.append(EndpointsController(client, informers).run())
     if "endpointslice" in names:

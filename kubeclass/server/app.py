@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from ..api import clusterdns, errors, impersonation, limits, params, registry, remotecommand
+from ..api import apiservices, clusterdns, errors, impersonation, limits, params, registry, remotecommand
 from ..api.errors import StatusError
 from ..store import Compacted, StoreFull
 from ..admission import Chain
@@ -104,6 +104,7 @@ class APIServer:
         await self.services.repair(registry.BY_PATH[("", "v1", "services")].key_prefix(None))
         await self._kubernetes_service()
         await self._kube_dns_service()
+        await self._local_apiservices()
         await self.constraint_kinds.sync()
         self.ready = True
 
@@ -138,6 +139,19 @@ class APIServer:
             await self.constraint_kinds.sync()
         elif deleted and res.group == "" and res.plural == "services":
             await self.services.release(obj)
+
+    async def _local_apiservices(self) -> None:
+        """A Local APIService for every group/version this server serves (kube-apiserver's autoregistration)."""
+        res = registry.BY_PATH[("apiregistration.k8s.io", "v1", "apiservices")]
+        for group, versions in registry.group_versions().items():
+            for version in versions:
+                name = apiservices.name_of(group, version)
+                if self.store.get(res.key(None, name)) is not None:
+                    continue
+                try:
+                    await self.rest.create(Context("POST", {}, "application/json"), res, apiservices.local(group, version))
+                except StatusError as e:
+                    log.warning("APIService %s could not be created: %s", name, e.message)
 
     async def _kube_dns_service(self) -> None:
         """The kube-dns Service in kube-system (as kubeadm's DNS addon creates it): the range's 10th address, DNS on

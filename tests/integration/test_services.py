@@ -10,6 +10,8 @@ import signal
 
 import pytest
 
+from conftest import wait_for
+
 NS = "svc-tests"
 
 
@@ -170,3 +172,38 @@ def test_endpoints_and_slices_refuse_addresses_of_the_node(cluster, ns):
     assert cluster.kubectl("auth", "can-i", "create", "services", "--as=viewer", "-n", ns).stdout.strip() == "no"
     assert cluster.ok("auth", "can-i", "create", "services", "--as=editor", "-n", ns).strip() == "yes"
     assert cluster.kubectl("auth", "can-i", "create", "endpoints", "--as=editor", "-n", ns).stdout.strip() == "no"
+
+
+def test_apiservices(cluster, ns):
+    """apiregistration.k8s.io/v1 APIServices (issue 18 part 6): a Local one per served group/version, kube-aggregator's
+    validation texts, and an extension API's availability from its Service's endpoints (as metrics-server registers)."""
+    rows = {ln.split()[0]: ln.split() for ln in cluster.ok("get", "apiservices").splitlines()[1:]}
+    assert cluster.ok("get", "apiservices").splitlines()[0].split() == ["NAME", "SERVICE", "AVAILABLE", "AGE"]
+    assert rows["v1."][1:3] == ["Local", "True"] and rows["v1.apps"][1:3] == ["Local", "True"]
+    assert rows["v1.node.k8s.io"][1:3] == ["Local", "True"] and "v1.discovery.k8s.io" in rows
+    core = json.loads(cluster.ok("get", "apiservice", "v1.", "-o", "json"))["spec"]
+    assert (core["groupPriorityMinimum"], core["versionPriority"]) == (18000, 1)
+
+    def apply(name: str, spec: str):
+        return cluster.kubectl("apply", "-f", "-", input=f"apiVersion: apiregistration.k8s.io/v1\nkind: APIService\nmetadata:\n  name: {name}\nspec:\n{spec}")
+    cp = apply("v1beta1.wrong.io", "  group: metrics.k8s.io\n  version: v1beta1\n  groupPriorityMinimum: 100\n  versionPriority: 100\n")
+    assert 'metadata.name: Invalid value: "v1beta1.wrong.io": must be `spec.version+"."+spec.group`' in cp.stderr
+    cp = apply("v1beta1.metrics.k8s.io", "  group: metrics.k8s.io\n  version: v1beta1\n  groupPriorityMinimum: 0\n  versionPriority: 5000\n"
+               "  service: {namespace: kube-system, name: metrics-server}\n  insecureSkipTLSVerify: true\n  caBundle: Zm9v\n")
+    assert "spec.groupPriorityMinimum: Invalid value: 0: must be positive and less than 20000" in cp.stderr
+    assert "spec.versionPriority: Invalid value: 5000: must be positive and less than 1000" in cp.stderr
+    assert "spec.insecureSkipTLSVerify: Invalid value: true: may not be true if caBundle is present" in cp.stderr
+    spec = ("  group: metrics.k8s.io\n  version: v1beta1\n  groupPriorityMinimum: 100\n  versionPriority: 100\n"
+            "  insecureSkipTLSVerify: true\n  service: {namespace: " + ns + ", name: metrics-server}\n")
+    cluster.ok("apply", "-f", "-", input="apiVersion: apiregistration.k8s.io/v1\nkind: APIService\nmetadata:\n  name: v1beta1.metrics.k8s.io\nspec:\n" + spec)
+    try:
+        assert json.loads(cluster.ok("get", "apiservice", "v1beta1.metrics.k8s.io", "-o", "json"))["spec"]["service"]["port"] == 443
+        wait_for(lambda: "False (ServiceNotFound)" in cluster.ok("get", "apiservice", "v1beta1.metrics.k8s.io"), 20,
+                 what="ServiceNotFound")
+        cluster.ok("create", "service", "clusterip", "metrics-server", "-n", ns, "--tcp=443:10250")
+        wait_for(lambda: "False (MissingEndpoints)" in cluster.ok("get", "apiservice", "v1beta1.metrics.k8s.io"), 20,
+                 what="MissingEndpoints")
+        cond = json.loads(cluster.ok("get", "apiservice", "v1beta1.metrics.k8s.io", "-o", "json"))["status"]["conditions"][0]
+        assert cond["message"] == f'endpoints for service/metrics-server in "{ns}" have no addresses with port name "443-10250"'
+    finally:
+        cluster.kubectl("delete", "apiservice", "v1beta1.metrics.k8s.io")
