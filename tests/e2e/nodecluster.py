@@ -81,7 +81,13 @@ def sweep(data_dir: str) -> None:
     from kubeclass.node.serviceproxy import table_name
     subprocess.run(["nft", "delete", "table", "ip", table_name(NODE, node)], capture_output=True)   # an agent killed mid-run
     pods = os.path.join(node, "pods")
+    from kubeclass.node import podnet
+    nets = podnet.PodNetworks(podnet.Options(), node)
     for uid in os.listdir(pods) if os.path.isdir(pods) else []:
+        try:   # CNI DEL first, as the agent would (the bridge plugin's masquerade chains and the address go with it)
+            nets.teardown_sync(os.path.join(pods, uid))
+        except Exception:  # noqa: BLE001 - best effort: the namespace goes below anyway
+            pass
         if os.path.exists(f"/run/netns/kc-{uid}"):
             subprocess.run(["ip", "netns", "delete", f"kc-{uid}"], capture_output=True)
 
