@@ -62,6 +62,11 @@ class NodeCluster(Cluster):
         sweep(self.data_dir)
         if "--cni-bridge" in self.extra:     # the test's own bridge (another run's could differ in address)
             subprocess.run(["ip", "link", "delete", self.extra[self.extra.index("--cni-bridge") + 1]], capture_output=True)
+        if "--service-cluster-ip-range" in self.extra:   # the kubernetes and kube-dns addresses a killed agent left on lo
+            import ipaddress
+            net = ipaddress.ip_network(self.extra[self.extra.index("--service-cluster-ip-range") + 1], strict=False)
+            for off in (1, 10):
+                subprocess.run(["ip", "addr", "del", f"{net.network_address + off}/32", "dev", "lo"], capture_output=True)
 
 
 def sweep(data_dir: str) -> None:
