@@ -138,9 +138,7 @@ def main() -> None:
                   f"| {100 * fwd / direct:5.1f} % of direct", flush=True)
     finally:
         kubectl(env, "delete", "pod", "--all", "--grace-period=1", timeout=60)
-        procs.stop(server, 20)
-        subprocess.run(["sh", "-c", f"grep {work} /proc/mounts | cut -d' ' -f2 | xargs -r umount -l"], capture_output=True)
-        shutil.rmtree(work, ignore_errors=True)
+        procs.cleanup(server, work)
 
 
 if __name__ == "__main__":

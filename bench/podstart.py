@@ -28,7 +28,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import procs  # noqa: E402 - bench/procs.py, beside this script
-from kubeclass.client import Client, Config, path_for  # noqa: E402
+from kubeclass.client import Client, path_for  # noqa: E402
 from kubeclass.node import bundle, images  # noqa: E402
 from kubeclass.node.vm import guestimage, machine, qemu  # noqa: E402
 
@@ -235,14 +235,7 @@ async def main() -> None:
     print(f"kubeclass bench/podstart: {os.cpu_count()} cores, API server + scheduler + node agent + this client on one machine; "
           f"{args.pods} Pods per handler, one at a time")
     try:
-        kc = os.path.join(data, "kubeconfig")
-        for _ in range(300):
-            try:
-                cfg = Config.from_kubeconfig(kc)
-                break
-            except (OSError, AttributeError, KeyError, StopIteration, TypeError):
-                await asyncio.sleep(0.05)
-        client = Client(cfg, user_agent="bench-podstart")
+        client = await procs.client_for(data, "bench-podstart")
         for _ in range(200):
             try:
                 n = await client.get(path_for("", "v1", "nodes", None, "bench-node"))
@@ -270,9 +263,7 @@ async def main() -> None:
                   f"(mean {statistics.mean(pods) * 1e3:.1f} vs {statistics.mean(bare) * 1e3:.1f} ms)", flush=True)
         await client.close()
     finally:
-        procs.stop(server, 20)
-        subprocess.run(["sh", "-c", f"grep {work} /proc/mounts | cut -d' ' -f2 | xargs -r umount -l"], capture_output=True)
-        shutil.rmtree(work, ignore_errors=True)
+        procs.cleanup(server, work)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Helpers the benchmarks share."""
 from __future__ import annotations
 
+import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -43,3 +45,22 @@ def stop(proc: subprocess.Popen, timeout: float) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+async def client_for(data: str, user_agent: str):
+    """An API client for the cluster in data, once `kubeclass up` has written its kubeconfig."""
+    from kubeclass.client import Client, Config
+    kc = os.path.join(data, "kubeconfig")
+    for _ in range(300):
+        try:
+            return Client(Config.from_kubeconfig(kc), user_agent=user_agent)
+        except (OSError, AttributeError, KeyError, StopIteration, TypeError):
+            await asyncio.sleep(0.05)
+    raise RuntimeError(f"no kubeconfig at {kc}")
+
+
+def cleanup(server: subprocess.Popen, work: str) -> None:
+    """Stop the cluster and remove its work directory (its mounts first)."""
+    stop(server, 20)
+    subprocess.run(["sh", "-c", f"grep {work} /proc/mounts | cut -d' ' -f2 | xargs -r umount -l"], capture_output=True)
+    shutil.rmtree(work, ignore_errors=True)

@@ -25,7 +25,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import procs  # noqa: E402 - bench/procs.py, beside this script
-from kubeclass.client import Client, Config, path_for  # noqa: E402
+from kubeclass.client import Client, path_for  # noqa: E402
 from kubeclass.node.serviceproxy import _id, table_name  # noqa: E402
 
 NS = "default"
@@ -100,14 +100,7 @@ async def main() -> None:
     print(f"kubeclass bench/services: {os.cpu_count()} cores, API server + controllers + node agent + this client on one machine; "
           f"{args.services} Services x 10 endpoints")
     try:
-        kc = os.path.join(data, "kubeconfig")
-        for _ in range(300):
-            try:
-                cfg = Config.from_kubeconfig(kc)
-                break
-            except (OSError, AttributeError, KeyError, StopIteration, TypeError):
-                await asyncio.sleep(0.05)
-        client = Client(cfg, user_agent="bench-services")
+        client = await procs.client_for(data, "bench-services")
         for _ in range(300):
             if subprocess.run(["nft", "list", "table", "ip", table], capture_output=True).returncode == 0:
                 break
@@ -172,12 +165,9 @@ async def main() -> None:
               "thousands of queries/s per core.")
         await client.close()
     finally:
-        procs.stop(server, 20)
+        procs.cleanup(server, work)
         subprocess.run(["nft", "delete", "table", "ip", table], capture_output=True)
         subprocess.run(["ip", "link", "delete", f"kcbench{n}"], capture_output=True)
-        subprocess.run(["sh", "-c", f"grep {work} /proc/mounts | cut -d' ' -f2 | xargs -r umount -l"], capture_output=True)
-        import shutil
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def _list_ms(table: str) -> float:
