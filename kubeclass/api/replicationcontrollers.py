@@ -4,8 +4,8 @@ match, replicas >= 0, restartPolicy Always) and `kubectl get rc`'s columns. Its 
 (kubeclass/controllers/replicationcontroller.py): a map selector is a ReplicaSet's matchLabels."""
 from __future__ import annotations
 
-from . import meta, names, pod, workloads
-from .errors import FieldError, forbidden, invalid, not_supported, required
+from . import meta, names, workloads
+from .errors import FieldError, invalid, required
 
 
 def selector(rc: dict) -> dict:
@@ -47,15 +47,7 @@ def validate(rc: dict) -> list[FieldError]:
     if sel and not all(tlabels.get(k) == v for k, v in sel.items()):
         errs.append(invalid("spec.template.metadata.labels", tlabels, "`selector` does not match template `labels`"))
     errs += names.validate_labels(tlabels, "spec.template.metadata.labels")
-    tspec = tmpl.get("spec") or {}
-    errs += pod.validate_spec(tspec, "spec.template.spec")
-    rp = tspec.get("restartPolicy", "Always")
-    if rp != "Always" and rp in pod.RESTART_POLICIES:
-        errs.append(not_supported("spec.template.spec.restartPolicy", rp, ["Always"]))
-    if tspec.get("activeDeadlineSeconds") is not None:
-        errs.append(forbidden("spec.template.spec.activeDeadlineSeconds",
-                              "activeDeadlineSeconds in ReplicationController is not Supported"))
-    return errs
+    return errs + workloads.validate_replica_template_spec(tmpl.get("spec") or {}, "ReplicationController")
 
 
 def validate_update(new: dict, old: dict) -> list[FieldError]:

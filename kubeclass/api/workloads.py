@@ -134,13 +134,18 @@ def _validate_common(obj: dict, kind: str) -> list[FieldError]:
         v = spec.get(f)
         if isinstance(v, int) and not isinstance(v, bool) and v < 0:
             errs.append(invalid(f"spec.{f}", v, "must be greater than or equal to 0"))
-    tspec = tmpl.get("spec") or {}
-    errs += pod.validate_spec(tspec, "spec.template.spec")
+    return errs + validate_replica_template_spec(tmpl.get("spec") or {}, "ReplicaSet")
+
+
+def validate_replica_template_spec(tspec: dict, kind: str) -> list[FieldError]:
+    """A replicated Pod template's spec (ValidatePodTemplateSpecForReplicaSet / ...ForRC): a Pod spec that always
+    restarts and has no deadline."""
+    errs = pod.validate_spec(tspec, "spec.template.spec")
     rp = tspec.get("restartPolicy", "Always")
     if rp != "Always" and rp in pod.RESTART_POLICIES:
         errs.append(not_supported("spec.template.spec.restartPolicy", rp, ["Always"]))
     if tspec.get("activeDeadlineSeconds") is not None:
-        errs.append(forbidden("spec.template.spec.activeDeadlineSeconds", "activeDeadlineSeconds in ReplicaSet is not Supported"))
+        errs.append(forbidden("spec.template.spec.activeDeadlineSeconds", f"activeDeadlineSeconds in {kind} is not Supported"))
     return errs
 
 
