@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -50,6 +51,27 @@ class NodeCluster(Cluster):
 
     def logs(self, *args: str) -> str:
         return self.ok("logs", *args)
+
+    def terminal(self, cols: int, rows: int, kubectl_args: str, steps: list[tuple[float, bytes | None]],
+                 timeout: float = 60) -> tuple[int, str]:
+        """kubectl under a real pseudo-terminal (script(1)) of cols x rows: each step waits its seconds, then types its
+        bytes (None: closes the terminal's input). Returns kubectl's exit code and what the terminal showed."""
+        script = f"stty cols {cols} rows {rows}; kubectl --cache-dir {self.data_dir}/kcache {kubectl_args}"
+        p = subprocess.Popen(["script", "-qfec", script, "/dev/null"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, env=self.env())
+        for wait, data in steps:
+            time.sleep(wait)
+            if data is None:
+                p.stdin.close()
+            else:
+                p.stdin.write(data)
+                p.stdin.flush()
+        if p.stdin.closed:
+            p.wait(timeout)
+            out = p.stdout.read()
+        else:
+            out, _ = p.communicate(timeout=timeout)
+        return p.returncode, out.decode(errors="replace").replace("\r", "")
 
     def teardown(self, timeout: float = 120) -> None:
         """Delete every Pod (so no container outlives the tests), stop the cluster, then sweep what a Pod the

@@ -67,20 +67,11 @@ def test_tty_gets_a_prompt_and_the_terminal_size(nc, rc):
     """`kubectl exec -it` under a real pseudo-terminal (script(1)): kubectl sends the terminal's size, the shell
     inside sees it and a tty."""
     name = PODS[rc]
-    script = f"stty cols 97 rows 31; kubectl --cache-dir {nc.data_dir}/kcache exec -it {name} -- sh"
-    p = subprocess.Popen(["script", "-qfec", script, "/dev/null"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, env=nc.env())
-    time.sleep(3)
-    p.stdin.write(b"stty size; test -t 0 && echo stdin-is-a-tty; echo sum=$((40+2))\n")
-    p.stdin.flush()
-    time.sleep(1.5)
-    p.stdin.write(b"exit 4\n")
-    p.stdin.flush()
-    out, _ = p.communicate(timeout=30)
-    text = out.decode(errors="replace").replace("\r", "")
+    code, text = nc.terminal(97, 31, f"exec -it {name} -- sh",
+                             [(3, b"stty size; test -t 0 && echo stdin-is-a-tty; echo sum=$((40+2))\n"), (1.5, b"exit 4\n")], 30)
     assert "/ # " in text                              # the shell's prompt
     assert "31 97\n" in text and "stdin-is-a-tty\n" in text and "sum=42\n" in text
-    assert "command terminated with exit code 4" in text and p.returncode == 4
+    assert "command terminated with exit code 4" in text and code == 4
 
 
 @pytest.mark.parametrize("rc", ["standard", "gvisor"])
@@ -191,16 +182,8 @@ def test_kubectl_attach_to_a_terminal(nc, rc):
                  "containers": [{"name": "app", "image": IMAGE, "imagePullPolicy": "IfNotPresent", "stdin": True, "tty": True,
                                  "command": ["sh"]}]}}))
     nc.wait_phase(name, ("Running",))
-    script = f"stty cols 91 rows 27; kubectl --cache-dir {nc.data_dir}/kcache attach -it {name}"
-    p = subprocess.Popen(["script", "-qfec", script, "/dev/null"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, env=nc.env())
-    time.sleep(3)
-    p.stdin.write(b"stty size; test -t 0 && echo stdin-is-a-tty; echo sum=$((40+2))\n")
-    p.stdin.flush()
-    time.sleep(2)
-    p.stdin.close()
-    p.wait(30)
-    text = p.stdout.read().decode(errors="replace").replace("\r", "")
+    _, text = nc.terminal(91, 27, f"attach -it {name}",
+                          [(3, b"stty size; test -t 0 && echo stdin-is-a-tty; echo sum=$((40+2))\n"), (2, None)], 30)
     assert "stdin-is-a-tty\n" in text and "sum=42\n" in text, text
     # kubectl attach resizes to one more row and column, then to the terminal's size (so a re-attached screen is
     # redrawn); runc's containers read the final size; under CI load a gVisor container was once seen still
@@ -255,19 +238,9 @@ def test_kubectl_debug_interactive(nc, rc):
     """`kubectl debug -it --target` under a real pseudo-terminal: kubectl waits for the container to run, attaches
     to its terminal, the shell sees the target's processes and the terminal's size."""
     name = PODS[rc]
-    script = (f"stty cols 83 rows 23; kubectl --cache-dir {nc.data_dir}/kcache debug -it {name} --image={IMAGE} "
-              f"--image-pull-policy=IfNotPresent --target=app -c shell -- sh")
-    p = subprocess.Popen(["script", "-qfec", script, "/dev/null"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, env=nc.env())
-    time.sleep(6)
-    p.stdin.write(b"ps; stty size; echo sum=$((40+2))\n")
-    p.stdin.flush()
-    time.sleep(2)
-    p.stdin.write(b"exit 0\n")
-    p.stdin.flush()
-    out, _ = p.communicate(timeout=60)
-    text = out.decode(errors="replace").replace("\r", "")
-    assert p.returncode == 0, text
+    code, text = nc.terminal(83, 23, f"debug -it {name} --image={IMAGE} --image-pull-policy=IfNotPresent --target=app -c shell -- sh",
+                             [(6, b"ps; stty size; echo sum=$((40+2))\n"), (2, b"exit 0\n")])
+    assert code == 0, text
     assert "sleep 3600" in text and "sum=42\n" in text, text
     # as for kubectl attach (above): kubectl sends one more row and column first; a gVisor container may read that
     assert "23 83\n" in text if rc == "standard" else ("23 83\n" in text or "24 84\n" in text), text

@@ -244,18 +244,10 @@ def test_exec_cp_and_exec_probes_go_through_the_guest_agent(vc, tmp_path):
     assert out.stdout.splitlines()[0] == "out" and out.stdout.splitlines()[2].split()[:3] == ["1", "root", "sleep"]
     out = vc.kubectl("exec", "-i", "vm-exec", "--", "sh", "-c", "cat > /tmp/x; wc -c < /tmp/x", input="hello vm\n")
     assert out.stdout.strip() == "9", out.stderr
-    script = f"stty cols 97 rows 31; kubectl --cache-dir {vc.data_dir}/kcache exec -it vm-exec -- sh"
-    p = subprocess.Popen(["script", "-qfec", script, "/dev/null"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, env=vc.env())
-    time.sleep(4)
-    p.stdin.write(b"stty size; test -t 0 && echo stdin-is-a-tty; echo sum=$((40+2))\n")
-    p.stdin.flush()
-    time.sleep(3)
-    p.stdin.write(b"exit 4\n")
-    p.stdin.flush()
-    text = p.communicate(timeout=60)[0].decode(errors="replace").replace("\r", "")
+    code, text = vc.terminal(97, 31, "exec -it vm-exec -- sh",
+                             [(4, b"stty size; test -t 0 && echo stdin-is-a-tty; echo sum=$((40+2))\n"), (3, b"exit 4\n")])
     assert "31 97\n" in text and "stdin-is-a-tty\n" in text and "sum=42\n" in text, text
-    assert "command terminated with exit code 4" in text and p.returncode == 4
+    assert "command terminated with exit code 4" in text and code == 4
     src = tmp_path / "src"
     src.mkdir()
     blob = os.urandom(300_000)
