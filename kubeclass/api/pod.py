@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 
-from . import core_validation, meta, names, quantity
+from . import core_validation, godiff, meta, names, quantity
 from .errors import NOT_FOUND, FieldError, duplicate, forbidden, go_quote, invalid, not_supported, required
 
 RESTART_POLICIES = ["Always", "OnFailure", "Never"]
@@ -215,10 +215,10 @@ def validate_ephemeral_update(new: dict, old: dict) -> list[FieldError]:
         nc = now.get(oc.get("name"))
         if nc is None:
             errs.append(forbidden(path, f"existing ephemeral containers {go_quote(str(oc.get('name')))} may not be removed\n"))
-        elif nc != oc:
-            diff = "\n".join(f"  {k}: {oc.get(k)!r} -> {nc.get(k)!r}" for k in sorted(set(oc) | set(nc)) if oc.get(k) != nc.get(k))
+        elif nc != oc and godiff.ephemeral_container_diff(oc, nc):
             errs.append(forbidden(f"{path}[{oc.get('name')}]",
-                                  f"existing ephemeral containers {go_quote(str(oc.get('name')))} may not be changed\n{diff}\n"))
+                                  f"existing ephemeral containers {go_quote(str(oc.get('name')))} may not be changed\n"
+                                  + godiff.ephemeral_container_diff(oc, nc)))
     return errs
 
 
@@ -227,17 +227,26 @@ def validate_update(new: dict, old: dict) -> list[FieldError]:
     errs += meta.validate_object_meta_update(new.get("metadata", {}), old.get("metadata", {}))
     nspec, ospec = new.get("spec") or {}, old.get("spec") or {}
     errs += validate_spec(nspec, "spec")
+    for key in ("containers", "initContainers"):   # ValidateContainerUpdates: a count change stops here
+        if len(nspec.get(key) or []) != len(ospec.get(key) or []):
+            return errs + [forbidden(f"spec.{key}", "pod updates may not add or remove containers")]
+    old_gates = [g.get("name") for g in ospec.get("schedulingGates") or []]
+    for g in nspec.get("schedulingGates") or []:
+        if g.get("name") not in old_gates:
+            errs.append(forbidden("spec.schedulingGates",
+                                  f"only deletion is allowed, but found new scheduling gate '{g.get('name')}'"))
     m = copy.deepcopy(nspec)
     for key in ("containers", "initContainers"):
-        olds = ospec.get(key) or []
-        for i, c in enumerate(m.get(key) or []):
-            if i < len(olds):
-                c["image"] = olds[i].get("image")
-    for key in ("activeDeadlineSeconds", "terminationGracePeriodSeconds"):
+        for c, oc in zip(m.get(key) or [], ospec.get(key) or []):
+            c["image"] = oc.get("image")
+    for key in ("activeDeadlineSeconds", "schedulingGates"):
         if key in ospec:
             m[key] = ospec[key]
         else:
             m.pop(key, None)
+    ograce, ngrace = ospec.get("terminationGracePeriodSeconds"), m.get("terminationGracePeriodSeconds")
+    if isinstance(ograce, int) and ograce < 0 and ngrace == 1:
+        m["terminationGracePeriodSeconds"] = ograce
     old_tols = ospec.get("tolerations") or []
     new_tols = m.get("tolerations") or []
     if all(t in new_tols for t in old_tols):
@@ -246,8 +255,9 @@ def validate_update(new: dict, old: dict) -> list[FieldError]:
         else:
             m.pop("tolerations", None)
     if m != ospec:
-        diff = "\n".join(f"  {k}: {ospec.get(k)!r} -> {m.get(k)!r}" for k in sorted(set(m) | set(ospec)) if m.get(k) != ospec.get(k))
-        errs.append(forbidden("spec", UPDATE_FORBIDDEN + "\n  core.PodSpec{\n" + diff + "\n  }\n"))
+        spec_diff = godiff.pod_spec_diff(ospec, m)
+        if spec_diff:   # a difference the internal types cannot hold (e.g. [] against a missing list) is none
+            errs.append(forbidden("spec", UPDATE_FORBIDDEN + "\n" + spec_diff))
     return errs
 
 

@@ -221,6 +221,18 @@ def test_pods_tables_and_update_rules(cluster):
         cp = cluster.kubectl("patch", "pod", "tbl", "-p", '{"spec":{"runtimeClassName":"other"}}')
         assert cp.returncode == 1
         assert "spec: Forbidden: pod updates may not change fields other than `spec.containers[*].image`," in cp.stderr
+        # then go-cmp's diff of the internal core.PodSpec, as kube-apiserver 1.32 appends it
+        assert cp.stderr.split("negative)\n", 1)[1] == (
+            "  core.PodSpec{\n"
+            "  \t... // 24 identical fields\n"
+            "  \tDNSConfig:          nil,\n"
+            "  \tReadinessGates:     nil,\n"
+            '- \tRuntimeClassName:   &"gvisor",\n'
+            '+ \tRuntimeClassName:   &"other",\n'
+            "  \tOverhead:           nil,\n"
+            "  \tEnableServiceLinks: &true,\n"
+            "  \t... // 5 identical fields\n"
+            "  }\n\n")
         cluster.ok("patch", "pod", "tbl", "-p", '{"spec":{"containers":[{"name":"app","image":"nginx:1.27"}]}}')
         cluster.ok("label", "pod", "tbl", "app=web")
         assert "tbl" in cluster.ok("get", "pods", "-l", "app=web")
