@@ -55,9 +55,9 @@ def prepare_create(job: dict) -> None:
     if not spec.get("manualSelector"):
         labels = spec["template"]["metadata"].setdefault("labels", {})
         labels.setdefault(CONTROLLER_UID, md["uid"])
-        labels.setdefault(JOB_NAME, md["name"])
+        labels.setdefault(JOB_NAME, md.get("name", ""))
         labels.setdefault(LEGACY_UID, md["uid"])
-        labels.setdefault(LEGACY_NAME, md["name"])
+        labels.setdefault(LEGACY_NAME, md.get("name", ""))
         if not spec.get("selector"):
             spec["selector"] = {"matchLabels": {CONTROLLER_UID: md["uid"]}}
     job["status"] = {}
