@@ -26,7 +26,8 @@ fi
 # The guest kernel of VM Pods: Debian's linux-image, extracted (never installed as the host's kernel) into
 # /var/lib/kubeclass/guest with the modules the guest loads, and the initramfs with kubeclass's guest agent
 GUEST_DIR=${KUBECLASS_GUEST_DIR:-/var/lib/kubeclass/guest}
-if [ ! -f "$GUEST_DIR/current/vmlinux" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+# (again when a module the guest now loads is missing: virtio_net since VM Pods have the Pod's network)
+if { [ ! -f "$GUEST_DIR/current/vmlinux" ] || [ ! -f "$GUEST_DIR/current/modules/virtio_net.ko" ]; } && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   tmp=$(mktemp -d)
   kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
   if [ -z "$kpkg" ]; then apt-get update -qq; kpkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}'); fi

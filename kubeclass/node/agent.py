@@ -216,8 +216,9 @@ class Agent:
         await logs.start()
         tasks = [asyncio.ensure_future(self._lease_loop()), asyncio.ensure_future(self._status_loop()),
                  asyncio.ensure_future(self.pods.run())]
-        if pool is not None:
-            tasks.append(asyncio.ensure_future(pool.run()))
+        pool_task = asyncio.ensure_future(pool.run()) if pool is not None else None
+        if pool_task is not None:
+            tasks.append(pool_task)
         if watch is not None:
             tasks.append(asyncio.ensure_future(watch.run()))
         if proxy is not None:
@@ -234,5 +235,8 @@ class Agent:
                 proxy.stop()   # no rules outlive the agent (also when its task was cancelled before its cleanup)
             if dns is not None:
                 await dns.stop()
-            if pool is not None:
+            if pool is not None and pool_task is not None:
+                await asyncio.gather(pool_task, return_exceptions=True)   # a pool VM mid-boot is powered off
                 await asyncio.shield(pool.close())
+            if self.pods.vm_templates is not None:
+                await asyncio.shield(self.pods.vm_templates.close())

@@ -207,3 +207,47 @@ def _gateway(result: dict) -> str:
         if ip.get("gateway"):
             return ip["gateway"]
     return ""
+
+
+POD_IFNAME = "eth0"   # CNI_IFNAME, as kubelet's runtimes name the Pod's interface
+
+
+class VmNetError(Exception):
+    pass
+
+
+def hand_to_vm(netns: str, tap: str) -> tuple[str, str, str, int]:
+    """Give a VM the Pod's network as Kata's default `tcfilter` model does: the VM's tap device moves into the
+    Pod's namespace and tc redirects every frame between it and the Pod's veth both ways, so the guest, with
+    the veth's MAC and address, is the Pod on the CNI network (the namespace's own stack sees nothing).
+    Returns what the guest must take: (MAC, ADDRESS/PREFIX, GATEWAY, MTU)."""
+    ns = os.path.basename(netns)
+
+    def ip(*args: str) -> str:
+        r = subprocess.run(["ip", *args], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise VmNetError(f"ip {' '.join(args)}: {r.stderr.strip()}")
+        return r.stdout
+
+    try:
+        link = json.loads(ip("-j", "-n", ns, "addr", "show", "dev", POD_IFNAME))[0]
+        routes = json.loads(ip("-j", "-n", ns, "route", "show", "default") or "[]")
+    except (ValueError, IndexError) as e:
+        raise VmNetError(f"reading the Pod's interface: {e}") from None
+    v4 = [a for a in link.get("addr_info") or [] if a.get("family") == "inet"]
+    if not v4:
+        raise VmNetError(f"the Pod's {POD_IFNAME} has no IPv4 address")
+    cidr = f"{v4[0]['local']}/{v4[0]['prefixlen']}"
+    gateway = next((r.get("gateway") for r in routes if r.get("gateway")), "0.0.0.0")
+    ip("link", "set", "dev", tap, "netns", ns)
+    ip("-n", ns, "link", "set", "dev", tap, "mtu", str(link.get("mtu", 1500)), "up")
+    # the Pod's previous VM (one that died) left its redirect on the veth: replaced
+    subprocess.run(["tc", "-n", ns, "qdisc", "del", "dev", POD_IFNAME, "ingress"], capture_output=True)
+    for dev, to in ((POD_IFNAME, tap), (tap, POD_IFNAME)):
+        for args in (["qdisc", "add", "dev", dev, "ingress"],
+                     ["filter", "add", "dev", dev, "parent", "ffff:", "protocol", "all", "u32", "match", "u8", "0", "0",
+                      "action", "mirred", "egress", "redirect", "dev", to]):
+            r = subprocess.run(["tc", "-n", ns, *args], capture_output=True, text=True)
+            if r.returncode != 0:
+                raise VmNetError(f"tc {' '.join(args)}: {r.stderr.strip()}")
+    return link.get("address", ""), cidr, gateway, int(link.get("mtu", 1500))

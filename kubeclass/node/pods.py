@@ -188,7 +188,7 @@ class PodWorker:
     # ------------------------------------------------------------------ probes
     def probe_host(self) -> str:
         """Where probes connect, from the node as kubelet's do: the Pod's IP (the node's for a hostNetwork
-        Pod); a Pod without an address of its own (no Pod network, a VM) is probed on its loopback from
+        Pod); a Pod without an address of its own (no Pod network) is probed on its loopback from
         inside its network namespace."""
         return self.pod_ip() or "127.0.0.1"
 
@@ -318,7 +318,7 @@ class PodWorker:
         self.handler, self.sandbox = h, self.mgr.sandbox(self, h)
         os.makedirs(self.dir, exist_ok=True)
         self.write_etc_files()
-        if self.mgr.network is not None and h.flavor != "vm" and not spec.get("hostNetwork"):
+        if self.mgr.network is not None and not spec.get("hostNetwork"):
             try:
                 self.net = await self.mgr.network.setup(self.pod, self.dir)
             except (CNIError, OSError) as e:

@@ -9,9 +9,9 @@
   endian).
 
 Where the connection goes, as each runtime's port-forward does: into the Pod's network namespace to
-localhost:PORT for runc-like Pods (containerd enters the netns the same way); to the Pod's IP for gVisor Pods
-(their ports are served by gVisor's netstack on the Pod's interface, not by the namespace's kernel stack);
-to the node's localhost for hostNetwork Pods."""
+localhost:PORT for runc-like Pods (containerd enters the netns the same way); to the Pod's IP for gVisor and
+VM Pods (their ports are served by gVisor's netstack or the guest's kernel behind the Pod's interface, not by
+the namespace's kernel stack); to the node's localhost for hostNetwork Pods."""
 from __future__ import annotations
 
 import asyncio
@@ -80,8 +80,6 @@ class Target:
         """Why nothing can be forwarded ("" when it can)."""
         if self.host_network:
             return ""
-        if self.flavor == "vm":
-            return "port-forward into VM Pods is not supported yet"
         if self.worker.net is None:
             return "the Pod has no network namespace of its own (the node runs without Pod networking)"
         return ""
@@ -90,7 +88,7 @@ class Target:
         if self.host_network:
             return await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port, limit=BUFFER), 10)
         net = self.worker.net
-        if self.flavor == "runsc":
+        if self.flavor in ("runsc", "vm"):   # the Pod's own network stack (gVisor's netstack, the guest's kernel)
             if not net.ips:
                 raise OSError("the Pod has no IP")
             return await asyncio.wait_for(asyncio.open_connection(net.ips[0], port, limit=BUFFER), 10)

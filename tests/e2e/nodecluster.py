@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
 
@@ -149,3 +150,27 @@ def node_cluster(tmp_path_factory):
     c = start_node_cluster(d)
     yield c
     c.teardown()
+
+
+class PortForward:
+    """`kubectl port-forward POD LOCAL:REMOTE` running until stop(); get() fetches a path through it."""
+    def __init__(self, nc, *args: str) -> None:
+        self.local = free_port()
+        self.proc = subprocess.Popen(["kubectl", "--cache-dir", os.path.join(nc.data_dir, "kcache"), "port-forward",
+                                      *args[:1], f"{self.local}:{args[1]}", *args[2:]],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=nc.env())
+        line = self.proc.stdout.readline()
+        assert line.startswith(f"Forwarding from 127.0.0.1:{self.local} -> {args[1]}"), (line, self.stop())
+
+    def get(self, path: str = "/") -> bytes:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.local}{path}", timeout=20) as r:
+            return r.read()
+
+    def stop(self) -> str:
+        self.proc.terminate()
+        try:
+            _, err = self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+        return err

@@ -4,15 +4,13 @@ the gVisor Pod's netstack, and the official client's portforward() (WebSocket ch
 from __future__ import annotations
 
 import os
-import subprocess
 import time
-import urllib.request
 
 import pytest
 import yaml
 
 from conftest import free_port
-from nodecluster import IMAGE, node_cluster, wait_for  # noqa: F401 - fixture
+from nodecluster import IMAGE, PortForward, node_cluster, wait_for  # noqa: F401 - fixture
 
 CLASSES = ("apiVersion: node.k8s.io/v1\nkind: RuntimeClass\nmetadata:\n  name: gvisor\nhandler: runsc\n---\n"
            "apiVersion: node.k8s.io/v1\nkind: RuntimeClass\nmetadata:\n  name: standard\nhandler: runc\n")
@@ -35,29 +33,6 @@ def nc(node_cluster):
         node_cluster.wait_phase(f"pf-{rc}", ("Running",))
     yield node_cluster
     node_cluster.kubectl("delete", "pod", "pf-standard", "pf-gvisor", "--grace-period=1")
-
-
-class PortForward:
-    def __init__(self, nc, *args: str) -> None:
-        self.local = free_port()
-        self.proc = subprocess.Popen(["kubectl", "--cache-dir", os.path.join(nc.data_dir, "kcache"), "port-forward",
-                                      *args[:1], f"{self.local}:{args[1]}", *args[2:]],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=nc.env())
-        line = self.proc.stdout.readline()
-        assert line.startswith(f"Forwarding from 127.0.0.1:{self.local} -> {args[1]}"), (line, self.stop())
-
-    def get(self, path: str = "/") -> bytes:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.local}{path}", timeout=20) as r:
-            return r.read()
-
-    def stop(self) -> str:
-        self.proc.terminate()
-        try:
-            _, err = self.proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            _, err = self.proc.communicate()
-        return err
 
 
 @pytest.mark.parametrize("rc", ["standard", "gvisor"])

@@ -3,7 +3,9 @@ with Debian's guest kernel (under TCG on these machines, whose /dev/kvm is a PVM
 the host's kernels; two containers of one kata Pod share the VM's loopback (one qemu process for the Pod);
 the guest's memory cgroup OOM-kills a container over its limit; a failed container restarts inside the
 running VM; a VM that dies is replaced (SandboxChanged); `kubectl logs -f` streams from the guest; `kubectl exec`,
-`kubectl cp` and exec probes run inside the VM through the guest agent; deletion
+`kubectl cp` and exec probes run inside the VM through the guest agent; a VM Pod is on the Pod network (its
+own IP through the CNI plugins, reached by runc and gVisor Pods, Services and cluster DNS from inside the guest,
+httpGet probes, `kubectl port-forward`); deletion
 is graceful (the container's SIGTERM trap runs); a VM that cannot boot is FailedCreatePodSandBox with its
 console's last lines; a Pod takes a VM from the warm pool; a killed and restarted node agent re-adopts the
 running VM and never boots a second one."""
@@ -19,7 +21,7 @@ import pytest
 import yaml
 
 import seeds
-from nodecluster import IMAGE, NODE, build_busybox_archive, node_cluster, start_node_cluster, wait_for  # noqa: F401
+from nodecluster import IMAGE, NODE, PortForward, build_busybox_archive, node_cluster, start_node_cluster, wait_for  # noqa: F401
 from kubeclass.node.vm import guestimage
 
 PRODUCTION_SET = seeds.block("001", "name: standard", "name: kata-fc")
@@ -258,6 +260,51 @@ def test_exec_cp_and_exec_probes_go_through_the_guest_agent(vc, tmp_path):
     vc.ok("delete", "pod", "vm-exec")
 
 
+def test_a_vm_pod_is_on_the_pod_network(vc):
+    """As Kata's tcfilter network model: the CNI plugins give the VM Pod its IP on the node's bridge and the
+    guest's virtio-net interface takes it (the VM's tap joined to the Pod's veth by tc), so a runc and a gVisor
+    Pod reach its httpd by IP and through a Service; from inside the VM, cluster DNS and the service proxy answer;
+    its httpGet readiness probe passes from the node; `kubectl port-forward` reaches it; a kata-fc (microvm) Pod
+    reaches it too."""
+    serve = "mkdir -p /www && echo vm says $(uname -r) > /www/index.html && exec httpd -f -p 8080 -h /www"
+    web = {"name": "web", "command": ["sh", "-c", serve], "ports": [{"containerPort": 8080}],
+           "readinessProbe": {"httpGet": {"port": 8080, "path": "/"}, "periodSeconds": 1}}
+    doc = yaml.safe_load(pod("vm-net", "", "kata", restart="Always", containers=[web], grace=1))
+    doc["metadata"]["labels"] = {"app": "vm-net"}
+    vc.ok("apply", "-f", "-", input=yaml.safe_dump(doc))
+    for name, rc in (("net-runc", "standard"), ("net-gvisor", "gvisor"), ("net-fc", "kata-fc")):
+        vc.ok("apply", "-f", "-", input=pod(name, "exec sleep 3600", rc, restart="Always", grace=1))
+    vc.ok("expose", "pod", "vm-net", "--port", "80", "--target-port", "8080")
+    wait_for(lambda: "True" in vc.ok("get", "pod", "vm-net", "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}"),
+             VM_TIMEOUT, what="the VM Pod's httpGet readiness probe (from the node to its IP) to pass")
+    for name in ("net-runc", "net-gvisor", "net-fc"):
+        vc.wait_phase(name, ("Running",), timeout=VM_TIMEOUT)
+    pods = json.loads(vc.ok("get", "pods", "-o", "json"))["items"]
+    ips = {p["metadata"]["name"]: p["status"].get("podIP") for p in pods}
+    vm_ip = ips["vm-net"]
+    assert vm_ip and len({ips[n] for n in ("vm-net", "net-runc", "net-gvisor", "net-fc")}) == 4, ips
+    row = next(ln for ln in vc.ok("get", "pods", "-o", "wide").splitlines() if ln.startswith("vm-net "))
+    assert row.split()[5] == vm_ip
+    assert vc.ok("exec", "vm-net", "--", "ip", "-4", "-o", "addr", "show").count(vm_ip) == 1   # the guest holds it
+    page = f"vm says {guest_release()}\n"
+    for client in ("net-runc", "net-gvisor", "net-fc"):
+        assert vc.ok("exec", client, "--", "wget", "-qO-", f"http://{vm_ip}:8080/") == page, client
+    assert vc.ok("exec", "net-runc", "--", "wget", "-qO-", "http://vm-net") == page
+    # from inside the guest: cluster DNS, the Service (back to itself) and another Pod
+    assert vc.ok("exec", "vm-net", "--", "wget", "-qO-", "http://vm-net.default.svc.cluster.local") == page
+    svc_ip = vc.ok("get", "svc", "vm-net", "-o", "jsonpath={.spec.clusterIP}")
+    assert svc_ip in vc.ok("exec", "vm-net", "--", "nslookup", "vm-net.default.svc.cluster.local")
+    gone = vc.kubectl("exec", "vm-net", "--", "wget", "-qO-", f"http://{ips['net-runc']}:9/")
+    assert "Connection refused" in gone.stderr, gone.stderr   # reached the runc Pod, which has nothing on :9
+    pf = PortForward(vc, "pod/vm-net", "8080")
+    try:
+        assert pf.get("/").decode() == page
+    finally:
+        pf.stop()
+    vc.ok("delete", "svc", "vm-net")
+    vc.ok("delete", "pod", "vm-net", "net-runc", "net-gvisor", "net-fc")
+
+
 def small_cluster(tmp_path, *extra: str):
     d = str(tmp_path / "data")
     archive = str(tmp_path / "bb.tar")
@@ -275,7 +322,8 @@ def pooled(data_dir: str, handler: str) -> list[str]:
     for f in os.listdir(d) if os.path.isdir(d) else []:
         try:
             with open(os.path.join(d, f)) as fh:
-                if json.load(fh)["handler"] == handler and qemu_pids(f):
+                rec = json.load(fh)
+                if rec["handler"] == handler and rec.get("ready") and qemu_pids(f):
                     out.append(f)
         except (OSError, ValueError):
             pass
@@ -311,7 +359,9 @@ def test_warm_pool_then_agent_killed_and_restarted_readopts_the_vm(tmp_path):
         assert qemu_pids(vmid) == []
     finally:
         c.teardown(60)
-    wait_for(lambda: not pooled(d, "kata-qemu") and not pooled(d, "kata-fc"), 20, what="the pool powered off at exit")
+    pool_dir = os.path.join(d, "node", "vm-pool")
+    wait_for(lambda: not [v for v in (os.listdir(pool_dir) if os.path.isdir(pool_dir) else []) if qemu_pids(v)], 20,
+             what="the pool (idle and booting VMs) powered off at exit")
 
 
 def test_a_vm_that_cannot_boot_is_failedcreatepodsandbox_with_its_console(tmp_path):

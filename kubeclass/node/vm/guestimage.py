@@ -24,8 +24,8 @@ GUEST_DIR = os.environ.get("KUBECLASS_GUEST_DIR", "/var/lib/kubeclass/guest")
 GUEST_SRC = os.path.join(os.path.dirname(__file__), "guest")
 AGENT_SOURCES = ("agent.c", "container.c", "container.h", "execs.c", "execs.h")
 # what the guest loads, in this order (dependencies are added before each): virtio over PCI (q35) and over
-# MMIO (microvm), the agent's virtio-serial port, and the 9p share
-MODULES = ("virtio_pci", "virtio_mmio", "virtio_console", "9pnet_virtio", "9p")
+# MMIO (microvm), the agent's virtio-serial port, the 9p share and the Pod's network interface
+MODULES = ("virtio_pci", "virtio_mmio", "virtio_console", "9pnet_virtio", "9p", "virtio_net")
 
 
 class GuestError(Exception):

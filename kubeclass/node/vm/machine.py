@@ -23,6 +23,7 @@ The guest agent protocol (guest/agent.c): one line per message, tab-separated fi
                                              namespaces, cgroup, environment, cwd and user; then, on the
                                              request's ID: "out HEX" / "err HEX" as it writes, "exit CODE" last)
   stdin ID HEX | close ID | resize ID ROWS COLS | signal ID SIGNO      (to an exec session; no answer)
+  net MAC ADDRESS/PREFIX GATEWAY MTU      -> ok IFNAME   (the VM's interface takes the Pod's address and its veth's MAC)
 The guest also sends "0 event exit CID CODE" when a container ends. A request is at most 2 MiB (a run request
 carries its spec).
 """
@@ -182,6 +183,11 @@ class Vm:
         return vm
 
     @property
+    def tap(self) -> str:
+        """The tap device of the VM's network interface (15 characters: an interface name's limit)."""
+        return "kct" + self.id[:12]
+
+    @property
     def pid(self) -> int | None:
         try:
             with open(os.path.join(self.rundir, "qemu.pid")) as f:
@@ -195,44 +201,48 @@ class Vm:
 
     @classmethod
     async def boot(cls, binary: str, machine: str, guest, memory_mib: int, vcpus: int, handler_name: str,
-                   cgroup_procs: list[str] | None = None, templates=None) -> "Vm":
+                   cgroup_procs: list[str] | None = None, templates=None, on_launch=None) -> "Vm":
         """Start a VM and wait for its guest agent: from a template of its shape when there is one
         (template.py), else booted (and a template of the shape made in the background). KVM is tried
         first where the CPU has hardware virtualization; a failed KVM boot falls back to TCG for this and
-        every later VM."""
+        every later VM. on_launch(vm) is called as soon as QEMU is started (so that its owner can record it
+        before the boot completes: an agent killed mid-boot must not leave the VM behind)."""
         accel = qemu.accelerator()
         if templates is not None:
             state = templates.find(binary, machine, accel, guest, memory_mib, vcpus)
             if state is not None:
                 try:
-                    return await cls._boot(binary, machine, guest, memory_mib, vcpus, handler_name, cgroup_procs, accel, state)
+                    return await cls._boot(binary, machine, guest, memory_mib, vcpus, handler_name, cgroup_procs, accel, state, on_launch)
                 except VmError as e:
                     log.warning("starting a VM from the template %s failed (%s); booting instead", state, e)
                     templates.discard(state)
         try:
-            vm = await cls._boot(binary, machine, guest, memory_mib, vcpus, handler_name, cgroup_procs, accel, None)
+            vm = await cls._boot(binary, machine, guest, memory_mib, vcpus, handler_name, cgroup_procs, accel, None, on_launch)
         except VmError as e:
             if accel != "kvm":
                 raise
             log.warning("VM boot with KVM failed (%s); using TCG from now on", e)
             accel = "tcg"
             qemu.set_accelerator(accel)
-            vm = await cls._boot(binary, machine, guest, memory_mib, vcpus, handler_name, cgroup_procs, accel, None)
+            vm = await cls._boot(binary, machine, guest, memory_mib, vcpus, handler_name, cgroup_procs, accel, None, on_launch)
         if templates is not None:
             templates.make_later(binary, machine, accel, guest, memory_mib, vcpus)
         return vm
 
     @classmethod
-    async def _boot(cls, binary, machine, guest, memory_mib, vcpus, handler_name, cgroup_procs, accel, state) -> "Vm":
+    async def _boot(cls, binary, machine, guest, memory_mib, vcpus, handler_name, cgroup_procs, accel, state,
+                    on_launch=None) -> "Vm":
         """Boot (state None) or restore a saved state (QMP `cont` once it is loaded)."""
         vm = cls(secrets.token_hex(6), handler_name, machine, memory_mib, vcpus)
         os.makedirs(vm.share, exist_ok=True)
         argv = qemu.command(binary, machine, accel, kernel=guest.kernel, initrd=guest.initrd, memory_mib=memory_mib,
-                            vcpus=vcpus, rundir=vm.rundir, share=vm.share, name=f"kubeclass-{vm.id}")
+                            vcpus=vcpus, rundir=vm.rundir, share=vm.share, name=f"kubeclass-{vm.id}", tap=vm.tap)
         if state is not None:
             argv += ["-incoming", f"exec:cat {shlex.quote(state)}"]
         t0 = time.monotonic()
         launcher = qemu.launch(argv, cgroup_procs or [], os.path.join(vm.rundir, "qemu.log"))
+        if on_launch is not None:
+            on_launch(vm)
         try:
             await vm._wait_socket(launcher)
             if state is not None:
@@ -242,6 +252,9 @@ class Vm:
             why = vm.failure(str(e))
             await vm.destroy()
             raise VmError(why) from None
+        except asyncio.CancelledError:   # the agent stops mid-boot: nothing would ever power this VM off
+            vm.kill_now()
+            raise
         vm.boot_seconds = time.monotonic() - t0
         vm.origin = "template" if state else "boot"
         log.info("VM %s (%s, %s, %d MiB, %d vCPU) %s in %.2fs", vm.id, machine, accel, memory_mib, vcpus,

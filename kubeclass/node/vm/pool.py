@@ -46,10 +46,12 @@ class VmPool:
         self.wake.set()
         return None
 
-    def _record(self, vm: Vm) -> None:
+    def _record(self, vm: Vm, ready: bool = False) -> None:
+        """DATA/vm-pool/<vmid>: written when QEMU starts, again with ready=true once the VM idles in the pool."""
         os.makedirs(self.dir, exist_ok=True)
-        with open(os.path.join(self.dir, vm.id), "w") as f:
-            json.dump(vm.meta(), f)
+        with open(os.path.join(self.dir, vm.id + ".tmp"), "w") as f:
+            json.dump({**vm.meta(), "ready": ready}, f)
+        os.replace(os.path.join(self.dir, vm.id + ".tmp"), os.path.join(self.dir, vm.id))
 
     def _forget(self, vm: Vm) -> None:
         try:
@@ -78,8 +80,10 @@ class VmPool:
                 h = self.handlers[name]
                 try:
                     guest = await self.guest()
-                    vm = await Vm.boot(h.binary, h.machine, guest, self.memory_mib, self.vcpus, name, templates=self.templates)
-                except (VmError, OSError) as e:
+                    # recorded as soon as QEMU runs: a restarted agent finds it, whatever happens next
+                    vm = await Vm.boot(h.binary, h.machine, guest, self.memory_mib, self.vcpus, name, templates=self.templates,
+                                       on_launch=self._record)
+                except (VmError, OSError) as e:   # (its record stays: reap_previous skips VMs that are gone)
                     self.failures += 1
                     log.warning("VM pool: booting a %s VM failed: %s", name, e)
                     await asyncio.sleep(min(60, 2 ** min(self.failures, 6)))
@@ -88,11 +92,16 @@ class VmPool:
                     await vm.conn.call("mount")   # the share, now rather than when a Pod waits for it
                 except VmError as e:
                     log.warning("VM pool: a %s VM cannot mount its share: %s", name, e)
+                    self._forget(vm)
                     await vm.destroy(grace=1)
                     continue
+                except asyncio.CancelledError:
+                    self._forget(vm)
+                    vm.kill_now()
+                    raise
                 self.failures = 0
                 self.idle[name].append(vm)
-                self._record(vm)
+                self._record(vm, ready=True)
                 log.info("VM pool: %s has %d idle VM(s)", name, len(self.idle[name]))
                 break   # one boot at a time, then look again
             else:

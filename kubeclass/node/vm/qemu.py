@@ -70,22 +70,25 @@ def host_khz() -> int:
 
 
 def command(binary: str, machine: str, accel: str, *, kernel: str, initrd: str, memory_mib: int, vcpus: int,
-            rundir: str, share: str, name: str) -> list[str]:
+            rundir: str, share: str, name: str, tap: str = "") -> list[str]:
     """The QEMU command line of one VM: no default devices, direct kernel boot, the console to
     rundir/console.log, the agent's virtio-serial port on rundir/agent.sock, the share over 9p (tag
-    kcshare) and QMP on rundir/qmp.sock."""
+    kcshare), QMP on rundir/qmp.sock and, with tap, a virtio-net interface on a tap device QEMU creates
+    under that name in the node's network namespace (moved into the Pod's when a Pod takes the VM: a VM
+    booted ahead, from the pool or a template, gets its Pod's network the same way)."""
     append = ["console=ttyS0", "quiet", "panic=-1", "reboot=t", "cryptomgr.notests", "i8042.noaux", "8250.nr_uarts=1",
               "nokaslr", f"kc.share={GUEST_SHARE}"]
     if machine == "microvm":
         mach = "microvm,pit=off,pic=off,isa-serial=on,rtc=on"
-        serial_bus, ninep = "virtio-serial-device", "virtio-9p-device"
+        serial_bus, ninep, nic = "virtio-serial-device", "virtio-9p-device", "virtio-net-device"
         if accel == "tcg":
             khz = host_khz()
             append += ([f"tsc_early_khz={khz}"] if khz else []) + ["tsc=reliable"]
     else:
         mach = "q35"
-        serial_bus, ninep = "virtio-serial-pci", "virtio-9p-pci"
+        serial_bus, ninep, nic = "virtio-serial-pci", "virtio-9p-pci", "virtio-net-pci"
     accel_arg = "kvm" if accel == "kvm" else f"tcg,thread=multi,tb-size={TB_SIZE_MB}"
+    net = ["-netdev", f"tap,id=net0,ifname={tap},script=no,downscript=no", "-device", f"{nic},netdev=net0"] if tap else []
     return [binary, "-name", name, "-machine", mach, "-accel", accel_arg, "-cpu", "host" if accel == "kvm" else "max",
             "-m", f"{memory_mib}M", "-smp", str(vcpus), "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
             "-kernel", kernel, "-initrd", initrd, "-append", " ".join(append),
@@ -93,7 +96,7 @@ def command(binary: str, machine: str, accel: str, *, kernel: str, initrd: str, 
             "-chardev", f"socket,id=agent,path={os.path.join(rundir, 'agent.sock')},server=on,wait=off",
             "-device", f"{serial_bus},id=ser0", "-device", "virtserialport,bus=ser0.0,chardev=agent,name=kubeclass.agent",
             "-fsdev", f"local,id=fs0,path={share},security_model=passthrough",
-            "-device", f"{ninep},fsdev=fs0,mount_tag=kcshare",
+            "-device", f"{ninep},fsdev=fs0,mount_tag=kcshare", *net,
             "-qmp", f"unix:{os.path.join(rundir, 'qmp.sock')},server=on,wait=off",
             "-pidfile", os.path.join(rundir, "qemu.pid"), "-daemonize"]
 

@@ -10,6 +10,12 @@ the agent as a line-based spec (guestspec.py), written beside it as spec.vm. Log
 and exit codes are written by the guest agent straight into the files conmon writes for runc containers,
 so `kubectl logs` and the container states work unchanged.
 
+The Pod's network, as Kata's default `tcfilter` model: the CNI plugins wire the Pod's network namespace as
+for any Pod (podnet.py); the VM's virtio-net interface sits on a tap device QEMU made in the node's namespace,
+which moves into the Pod's when the Pod takes the VM, where tc redirects every frame between it and the Pod's
+veth; the guest agent gives the guest's interface the veth's MAC and the Pod's address and default route. So
+the guest kernel is the Pod's network stack (Services, cluster DNS, probes and port-forward reach it at its IP).
+
 VM size from the Pod: memory = the sum of the app containers' memory limits (else requests, else
 DEFAULT_CONTAINER_MIB each; at least the largest init container's) plus the Pod's overhead, rounded up to
 64 MiB; vCPUs = the CPU limits (plus overhead) rounded up, at least 1, at most the host's cores. The VM
@@ -30,7 +36,7 @@ import subprocess
 import time
 
 from ...api import quantity
-from .. import cgroups, mounts
+from .. import cgroups, mounts, podnet
 from ..poddir import glob_workdirs, read_json, write_exit
 from ..runtimes import RuntimeError_, exit_file, read_exit
 from ..handlers import vm_description
@@ -124,8 +130,17 @@ class VmSandbox(PodSandbox):
             share_pod(self.ctx.dir, vm.share)
             t1 = time.monotonic()
             await vm.conn.call("setup", self.ctx.hostname(), str(time.time_ns()), secrets.token_hex(32))
-            log.debug("VM %s (%s): share %.0f ms, setup %.0f ms", vm.id, vm.origin, (t1 - t0) * 1e3,
-                      (time.monotonic() - t1) * 1e3)
+            t2 = time.monotonic()
+            net = getattr(self.ctx, "net", None)
+            if net is not None:
+                mac, cidr, gateway, mtu = await asyncio.to_thread(podnet.hand_to_vm, net.netns, vm.tap)
+                await vm.conn.call("net", mac, cidr, gateway, str(mtu))
+            log.debug("VM %s (%s): share %.0f ms, setup %.0f ms, network %.0f ms", vm.id, vm.origin, (t1 - t0) * 1e3,
+                      (t2 - t1) * 1e3, (time.monotonic() - t2) * 1e3)
+        except podnet.VmNetError as e:
+            await vm.destroy()
+            unshare_pod(self.ctx.dir)
+            raise RuntimeError_(f"failed to give the Pod's VM its network: {e}") from None
         except (VmError, OSError) as e:
             await vm.destroy()
             unshare_pod(self.ctx.dir)

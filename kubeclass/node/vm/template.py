@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import os
 import shlex
@@ -24,7 +25,7 @@ from . import qemu
 
 log = logging.getLogger("kubeclass.node.vm")
 
-FORMAT = 1   # bump when the guest agent's boot-time state changes incompatibly
+FORMAT = 2   # bump when the VM's devices or the guest agent's boot-time state change incompatibly (2: a network interface)
 DELAY = 5.0  # seconds after the cold boot that asked for it: the template's own boot must not slow that Pod's start
 
 
@@ -33,6 +34,32 @@ class Templates:
         self.dir = directory
         self.making: set[str] = set()
         self.tasks: set[asyncio.Task] = set()
+        self.reap_previous()
+
+    def _booting(self, vmid: str) -> str:
+        return os.path.join(self.dir, f"booting-{vmid}.json")
+
+    def reap_previous(self) -> None:
+        """Power off the template VMs a previous agent (killed while making one) left running."""
+        from .machine import Vm
+        try:
+            names = [n for n in os.listdir(self.dir) if n.startswith("booting-")]
+        except OSError:
+            return
+        for n in names:
+            try:
+                with open(os.path.join(self.dir, n)) as f:
+                    Vm.from_meta(json.load(f)).kill_now()
+            except (OSError, ValueError, KeyError):
+                pass
+            try:
+                os.unlink(os.path.join(self.dir, n))
+            except OSError:
+                pass
+
+    def _record(self, vm) -> None:
+        with open(self._booting(vm.id), "w") as f:
+            json.dump(vm.meta(), f)
 
     def path(self, binary: str, machine: str, accel: str, guest, memory_mib: int, vcpus: int) -> str:
         ident = [str(FORMAT), qemu.version(binary), machine, accel, str(memory_mib), str(vcpus)]
@@ -68,6 +95,13 @@ class Templates:
         self.tasks.add(t)
         t.add_done_callback(self.tasks.discard)
 
+    async def close(self) -> None:
+        """Stop making templates (a template VM being booted or saved is powered off)."""
+        for t in list(self.tasks):
+            t.cancel()
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+
     async def _make(self, path, binary, machine, accel, guest, memory_mib, vcpus) -> None:
         from .machine import Vm, VmError
         vm = None
@@ -75,7 +109,7 @@ class Templates:
         try:
             await asyncio.sleep(DELAY)
             os.makedirs(self.dir, exist_ok=True)
-            vm = await Vm._boot(binary, machine, guest, memory_mib, vcpus, "template", [], accel, None)
+            vm = await Vm._boot(binary, machine, guest, memory_mib, vcpus, "template", [], accel, None, self._record)
             await qemu.qmp(vm.rundir, {"execute": "stop"},
                            {"execute": "migrate", "arguments": {"uri": f"exec:cat > {shlex.quote(tmp)}"}})
             for _ in range(1200):
@@ -93,5 +127,9 @@ class Templates:
             self.making.discard(path)
             if vm is not None:
                 await vm.destroy(grace=0.5)
+                try:
+                    os.unlink(self._booting(vm.id))
+                except OSError:
+                    pass
             if os.path.exists(tmp):
                 os.unlink(tmp)

@@ -16,14 +16,20 @@
  *        kill CID SIGNO; stats; poweroff;
  *        exec CID TTY(0|1) STDIN(0|1) ARGV_HEX (argv NUL-separated) -> ID ok PID, then the session's stream on the
  *          same ID: `ID out HEX`, `ID err HEX` as the command writes, `ID exit CODE` last (128+signal if killed);
- *        stdin ID HEX, close ID (its stdin), resize ID ROWS COLS, signal ID SIGNO: to a session, no answer.
+ *        stdin ID HEX, close ID (its stdin), resize ID ROWS COLS, signal ID SIGNO: to a session, no answer;
+ *        net MAC ADDRESS/PREFIX GATEWAY MTU -> ok IFNAME: the VM's network interface takes the Pod's address
+ *          (and the MAC of the Pod's veth, whose traffic the host redirects to the VM's tap), default route via GATEWAY.
  * Written to be small: one static binary, no threads; memory is allocated only while a spec is read.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
 #include <net/if.h>
+#include <net/if_arp.h>
+#include <net/route.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -46,7 +52,7 @@
 #include "container.h"
 #include "execs.h"
 
-#define VERSION "2"
+#define VERSION "3"
 #define MAXC 64
 #define LINE 16384          /* CRI partial-record size, as conmon's buffer */
 #define PATHMAX 1024
@@ -228,6 +234,88 @@ static void loopback_up(void) {
         r.ifr_flags |= IFF_UP | IFF_RUNNING;
         ioctl(s, SIOCSIFFLAGS, &r);
     }
+    close(s);
+}
+
+/* the VM's network interface: the first one besides lo (virtio_net probes it after its module loads) */
+static int find_netif(char *name, size_t size) {
+    for (int tries = 0; tries < 300; tries++) {
+        DIR *d = opendir("/sys/class/net");
+        if (d) {
+            struct dirent *e;
+            while ((e = readdir(d))) {
+                if (e->d_name[0] == '.' || !strcmp(e->d_name, "lo") || strlen(e->d_name) >= size) continue;
+                snprintf(name, size, "%s", e->d_name);
+                closedir(d);
+                return 0;
+            }
+            closedir(d);
+        }
+        usleep(10000);
+    }
+    return -1;
+}
+
+static void do_net(const char *id, char **a, int n) {
+    if (n < 4) { reply(id, "err\tnet needs MAC ADDRESS/PREFIX GATEWAY MTU"); return; }
+    char ifname[IFNAMSIZ], addr[64];
+    unsigned int mac[6];
+    if (sscanf(a[0], "%x:%x:%x:%x:%x:%x", &mac[0], &mac[1], &mac[2], &mac[3], &mac[4], &mac[5]) != 6) {
+        reply(id, "err\tbad MAC %s", a[0]); return;
+    }
+    snprintf(addr, sizeof addr, "%s", a[1]);
+    char *slash = strchr(addr, '/');
+    int prefix = slash ? atoi(slash + 1) : 32;
+    if (slash) *slash = 0;
+    struct in_addr ip, gw;
+    if (inet_pton(AF_INET, addr, &ip) != 1 || prefix < 0 || prefix > 32) { reply(id, "err\tbad address %s", a[1]); return; }
+    if (inet_pton(AF_INET, a[2], &gw) != 1) { reply(id, "err\tbad gateway %s", a[2]); return; }
+    if (find_netif(ifname, sizeof ifname) != 0) { reply(id, "err\tthe VM has no network interface"); return; }
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0) { reply(id, "err\tsocket: %s", strerror(errno)); return; }
+    struct ifreq r;
+    const char *step = "";
+    memset(&r, 0, sizeof r);
+    snprintf(r.ifr_name, sizeof r.ifr_name, "%s", ifname);
+    r.ifr_hwaddr.sa_family = ARPHRD_ETHER;
+    for (int i = 0; i < 6; i++) r.ifr_hwaddr.sa_data[i] = (char)mac[i];
+    if (ioctl(s, SIOCSIFHWADDR, &r) != 0) { step = "set its MAC"; goto fail; }
+    int mtu = atoi(a[3]);
+    if (mtu >= 576) {
+        memset(&r, 0, sizeof r);
+        snprintf(r.ifr_name, sizeof r.ifr_name, "%s", ifname);
+        r.ifr_mtu = mtu;
+        if (ioctl(s, SIOCSIFMTU, &r) != 0) { step = "set its MTU"; goto fail; }
+    }
+    memset(&r, 0, sizeof r);
+    snprintf(r.ifr_name, sizeof r.ifr_name, "%s", ifname);
+    struct sockaddr_in *sin = (struct sockaddr_in *)&r.ifr_addr;
+    sin->sin_family = AF_INET;
+    sin->sin_addr = ip;
+    if (ioctl(s, SIOCSIFADDR, &r) != 0) { step = "set its address"; goto fail; }
+    sin = (struct sockaddr_in *)&r.ifr_netmask;
+    sin->sin_family = AF_INET;
+    sin->sin_addr.s_addr = prefix ? htonl(0xffffffffu << (32 - prefix)) : 0;
+    if (ioctl(s, SIOCSIFNETMASK, &r) != 0) { step = "set its netmask"; goto fail; }
+    if (ioctl(s, SIOCGIFFLAGS, &r) != 0) { step = "read its flags"; goto fail; }
+    r.ifr_flags |= IFF_UP | IFF_RUNNING;
+    if (ioctl(s, SIOCSIFFLAGS, &r) != 0) { step = "bring it up"; goto fail; }
+    if (gw.s_addr) {
+        struct rtentry rt;
+        memset(&rt, 0, sizeof rt);
+        ((struct sockaddr_in *)&rt.rt_dst)->sin_family = AF_INET;
+        ((struct sockaddr_in *)&rt.rt_genmask)->sin_family = AF_INET;
+        ((struct sockaddr_in *)&rt.rt_gateway)->sin_family = AF_INET;
+        ((struct sockaddr_in *)&rt.rt_gateway)->sin_addr = gw;
+        rt.rt_flags = RTF_UP | RTF_GATEWAY;
+        rt.rt_dev = ifname;
+        if (ioctl(s, SIOCADDRT, &rt) != 0 && errno != EEXIST) { step = "add the default route"; goto fail; }
+    }
+    close(s);
+    reply(id, "ok\t%s", ifname);
+    return;
+fail:
+    reply(id, "err\t%s: %s: %s", ifname, step, strerror(errno));
     close(s);
 }
 
@@ -621,6 +709,7 @@ static void handle(char *line) {
     else if (!strcmp(verb, "stats")) do_stats(id);
     else if (!strcmp(verb, "poweroff")) do_poweroff(id);
     else if (!strcmp(verb, "exec")) do_exec(id, a + 2, n - 2);
+    else if (!strcmp(verb, "net")) do_net(id, a + 2, n - 2);
     else if (!strcmp(verb, "stdin") || !strcmp(verb, "close") || !strcmp(verb, "resize") || !strcmp(verb, "signal"))
         do_session(verb, a + 2, n - 2);
     else reply(id, "err\tunknown verb %s", verb);
