@@ -136,7 +136,8 @@ SERVICE = Kind("Service", services.validate, services.validate_update, defaults=
                columns=[NAME_COL, _col("Type", "The type of the service."), _col("Cluster-IP", "The IP address of the service."),
                         _col("External-IP", "The external IP address of the service."), _col("Port(s)", "The ports of the service."),
                         AGE_COL, _col("Selector", "The selector of the service.", priority=1)],
-               row=services.table_row, has_status=True)
+               row=services.table_row, has_status=True,
+               subresource_updates={"status": (services.prepare_status_update, services.validate_status_update)})
 ENDPOINTS = Kind("Endpoints", endpoints.endpoints_validate,
                  columns=[NAME_COL, _col("Endpoints", "Endpoints of the service"), AGE_COL], row=endpoints.endpoints_row)
 ENDPOINTSLICE = Kind("EndpointSlice", endpoints.endpointslice_validate, endpoints.endpointslice_validate_update,

@@ -4,6 +4,7 @@ cluster IPs and node ports is I/O and lives in kubeclass/server/service_alloc.py
 Service asks for."""
 from __future__ import annotations
 
+import copy
 import ipaddress
 import re
 
@@ -127,6 +128,53 @@ def _drop_type_dependent(new: dict, old: dict) -> None:
 
 def prepare_create(svc: dict) -> None:
     svc["status"] = {"loadBalancer": {}}
+
+
+def prepare_status_update(new: dict, old: dict) -> dict:
+    """services/status: only the status changes; an ingress IP without ipMode gets VIP (upstream's defaulting
+    with LoadBalancerIPMode, on in 1.32) on a LoadBalancer Service."""
+    out = {**copy.deepcopy(old), "status": new.get("status") or {}}   # as the generic status path: metadata from old
+    if (old.get("spec") or {}).get("type") == "LoadBalancer":
+        for ing in (out["status"].get("loadBalancer") or {}).get("ingress") or []:
+            if isinstance(ing, dict) and ing.get("ip") and not ing.get("ipMode"):
+                ing["ipMode"] = "VIP"
+    return out
+
+
+IP_MODES = ["Proxy", "VIP"]
+
+
+def validate_status_update(new: dict, old: dict) -> list[FieldError]:
+    """ValidateServiceStatusUpdate: the object meta and status.loadBalancer.ingress (IP, hostname, ipMode)."""
+    errs = meta.validate_object_meta_update(new.get("metadata") or {}, old.get("metadata") or {})
+    path = "status.loadBalancer.ingress"
+    for i, ing in enumerate(((new.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []):
+        p = f"{path}[{i}]"
+        if not isinstance(ing, dict):
+            errs.append(invalid(p, ing, "must be an object"))
+            continue
+        ip, host, mode = ing.get("ip") or "", ing.get("hostname") or "", ing.get("ipMode")
+        if ip:
+            try:
+                ipaddress.ip_address(ip)
+            except ValueError:
+                errs.append(invalid(f"{p}.ip", ip, "must be a valid IP address"))
+        if host:
+            for msg in names.dns1123_subdomain(host):
+                errs.append(invalid(f"{p}.hostname", host, msg))
+            try:
+                ipaddress.ip_address(host)
+                errs.append(invalid(f"{p}.hostname", host, "must be a DNS name, not an IP address"))
+            except ValueError:
+                pass
+        if mode is None:
+            if ip:
+                errs.append(required(f"{p}.ipMode", "must be specified when `ip` is set"))
+        elif not ip:
+            errs.append(forbidden(f"{p}.ipMode", "may not be specified when `ip` is not set"))
+        elif mode not in IP_MODES:
+            errs.append(not_supported(f"{p}.ipMode", mode, IP_MODES))
+    return errs
 
 
 # ------------------------------------------------------------------------------------------------ validation

@@ -28,13 +28,14 @@ from .replicationcontroller import ReplicationControllerController
 from .resourcequota import ResourceQuotaController
 from .rootcacert import RootCACertPublisher
 from .serviceaccount import ServiceAccountController
+from .servicelb import ServiceLB
 from .ttl_after_finished import TTLAfterFinished
 
 log = logging.getLogger("kubeclass.controllers")
 
 ALL = ["deployment", "replicaset", "daemonset", "job", "cronjob", "ttl-after-finished", "serviceaccount", "root-ca-cert-publisher",
        "namespace", "resourcequota", "garbagecollector", "nodelifecycle", "endpoint", "endpointslice",
-       "replicationcontroller", "apiservice-availability"]
+       "replicationcontroller", "apiservice-availability", "service-lb"]
 
 
 @dataclass
@@ -94,6 +95,8 @@ async def run_all(client: Client, opts: Options) -> None:
         tasks.append(ReplicationControllerController(client, informers).run())
     if "apiservice-availability" in names:
         tasks.append(APIServiceAvailability(client, informers).run())
+    if "service-lb" in names:
+        tasks.append(ServiceLB(client, informers).run())
     if "endpoint" in names:
         tasks.append(EndpointsController(client, informers).run())
     if "endpointslice" in names:

@@ -223,6 +223,9 @@ class Agent:
             tasks.append(asyncio.ensure_future(watch.run()))
         if proxy is not None:
             tasks.append(asyncio.ensure_future(proxy.run()))
+            from .loopbacklb import LoopbackBalancer, is_loopback
+            if is_loopback(self.opts.address):   # LoadBalancer ports on the node's loopback address
+                tasks.append(asyncio.ensure_future(LoopbackBalancer(watch, self.opts.address).run()))
         try:
             await asyncio.gather(*tasks)
         finally:

@@ -1,5 +1,5 @@
-"""The node's service proxy (kube-proxy's job, in its nftables mode): traffic to a Service's ClusterIP:port — and to
-a NodePort on any of the node's addresses — is DNAT'ed to one of its ready endpoints, picked at random (or the same
+"""The node's service proxy (kube-proxy's job, in its nftables mode): traffic to a Service's ClusterIP:port (and its
+externalIPs and LoadBalancer ingress IPs) — and to a NodePort on any of the node's addresses — is DNAT'ed to one of its ready endpoints, picked at random (or the same
 one per client with `sessionAffinity: ClientIP`); a Service without endpoints answers with a reject at once.
 
 The rules live in one nft table per node agent (`ip kubeclass-<node>-<data dir hash>`), laid out as kube-proxy's: verdict maps from
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import logging
 import os
 import re
@@ -55,6 +56,25 @@ def ready_endpoints(slices: list[dict], port_name: str, protocol: str) -> list[t
     return sorted(set(ready or terminating))
 
 
+def external_ips(svc: dict) -> list[str]:
+    """Where else a Service answers, as kube-proxy programs it: spec.externalIPs and, for a LoadBalancer, its
+    status.loadBalancer.ingress IPs (IPv4; loopback ones are served by loopbacklb.py: DNAT cannot reach a Pod
+    from a loopback source)."""
+    spec = svc.get("spec") or {}
+    out = list(spec.get("externalIPs") or [])
+    if spec.get("type") == "LoadBalancer":
+        out += [i.get("ip") for i in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or [] if i.get("ip")]
+    keep = []
+    for ip in out:
+        try:
+            a = ipaddress.ip_address(ip)
+        except ValueError:
+            continue
+        if a.version == 4 and not a.is_loopback and ip not in keep:
+            keep.append(ip)
+    return keep
+
+
 def service_rules(table: str, svc: dict, slices: list[dict]) -> tuple[list[str], dict, dict, set[str], dict]:
     """nft commands defining one Service's chains; its service-ips and service-nodeports elements (key -> verdict);
     the chains and affinity sets (`set:` + name) it uses; its no-endpoint-services elements."""
@@ -66,7 +86,7 @@ def service_rules(table: str, svc: dict, slices: list[dict]) -> tuple[list[str],
     chains: set[str] = set()
     affinity = spec.get("sessionAffinity") == "ClientIP"
     timeout = ((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}).get("timeoutSeconds") or AFFINITY_DEFAULT
-    cluster_ips = [ip for ip in spec.get("clusterIPs") or [spec.get("clusterIP")] if ip and ip != "None"]
+    cluster_ips = [ip for ip in spec.get("clusterIPs") or [spec.get("clusterIP")] if ip and ip != "None"] + external_ips(svc)
     no_endpoints: dict[str, str] = {}
     for p in spec.get("ports") or []:
         proto = p.get("protocol", "TCP").lower()

@@ -157,6 +157,60 @@ def test_cluster_ips_and_node_ports_carry_traffic(nc):
     nc.kubectl("delete", "pod", "client-runc", "client-gvisor", "--grace-period=1")
 
 
+def test_load_balancer_gets_the_node_address_and_answers_there(nc):
+    """Without a cloud, as k3s's ServiceLB: a LoadBalancer Service gets the node's address (127.0.0.1 for
+    `kubeclass up`) in status.loadBalancer.ingress with ipMode VIP, upstream's service controller events, and its
+    port answers there (relayed by the agent: DNAT cannot leave loopback); externalIPs on the node's global address
+    answer through the nft rules; turning the Service into a ClusterIP takes the ingress and the port away."""
+    import socket
+    import urllib.request
+    from conftest import free_port
+    nc.ok("apply", "-f", "-", input=deployment("balanced", 2, None).replace("echo hi > /www/ready", "echo hi > /www/ready; hostname > /www/index.html"))
+    port = free_port()
+    nc.ok("expose", "deploy", "balanced", "--port", str(port), "--target-port", "http", "--type", "LoadBalancer")
+    nc.ok("rollout", "status", "deploy/balanced", "--timeout=120s")
+    wait_for(lambda: len(ready_ips(nc, "balanced")) == 2, 30, what="two ready endpoints")
+    names = {p["metadata"]["name"] for p in json.loads(nc.ok("get", "pods", "-l", "app=balanced", "-o", "json"))["items"]}
+    svc = wait_for(lambda: (s := json.loads(nc.ok("get", "svc", "balanced", "-o", "json")))["status"]["loadBalancer"].get("ingress") and s,
+                   30, what="the load balancer's ingress")
+    assert svc["status"]["loadBalancer"]["ingress"] == [{"ip": "127.0.0.1", "ipMode": "VIP"}]
+    row = nc.ok("get", "svc", "balanced").splitlines()[1].split()
+    assert row[1] == "LoadBalancer" and row[3] == "127.0.0.1" and row[4] == f"{port}:{svc['spec']['ports'][0]['nodePort']}/TCP"
+    assert "LoadBalancer Ingress:     127.0.0.1 (VIP)" in nc.ok("describe", "svc", "balanced")
+    reasons = [e["reason"] for e in json.loads(nc.ok("get", "events", "--field-selector", "involvedObject.name=balanced", "-o", "json"))["items"]]
+    assert "EnsuringLoadBalancer" in reasons and "EnsuredLoadBalancer" in reasons
+
+    def get(url: str) -> str:
+        return urllib.request.urlopen(url, timeout=5).read().decode().strip()
+    seen = wait_for(lambda: {get(f"http://127.0.0.1:{port}/") for _ in range(12)} == names or None, 30,
+                    what="the load balancer's port spreading over both Pods")
+    assert seen
+    host = host_address()
+    if host is not None:   # the same rules serve spec.externalIPs (and a non-loopback ingress address)
+        nc.ok("patch", "svc", "balanced", "-p", json.dumps({"spec": {"externalIPs": [host]}}))
+        assert wait_for(lambda: get(f"http://{host}:{port}/") in names, 20, what="the externalIP answering")
+    # a status written by hand is validated as upstream's
+    bad = nc.kubectl("patch", "svc", "balanced", "--subresource=status", "--type=merge", "-p",
+                     '{"status":{"loadBalancer":{"ingress":[{"ip":"not-an-ip"},{"hostname":"1.2.3.4","ipMode":"VIP"}]}}}')
+    assert bad.returncode == 1
+    assert 'status.loadBalancer.ingress[0].ip: Invalid value: "not-an-ip": must be a valid IP address' in bad.stderr
+    assert 'status.loadBalancer.ingress[1].hostname: Invalid value: "1.2.3.4": must be a DNS name, not an IP address' in bad.stderr
+    assert "status.loadBalancer.ingress[1].ipMode: Forbidden: may not be specified when `ip` is not set" in bad.stderr
+    nc.ok("patch", "svc", "balanced", "-p", '{"spec":{"type":"ClusterIP","externalIPs":null}}')
+    wait_for(lambda: not json.loads(nc.ok("get", "svc", "balanced", "-o", "json"))["status"]["loadBalancer"].get("ingress"), 20,
+             what="the ingress removed")
+
+    def closed() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        except OSError:
+            return True
+        return False
+    wait_for(closed, 20, what="the load balancer's port closed")
+    nc.ok("delete", "svc", "balanced")
+    nc.ok("delete", "deployment", "balanced")
+
+
 def test_cluster_dns_from_pods(nc):
     """Cluster DNS served on the node at the kube-dns Service's address: a runc and a gVisor Pod reach a Service by
     its short and full names (resolv.conf as kubelet writes it for ClusterFirst), nslookup answers the ClusterIP, a

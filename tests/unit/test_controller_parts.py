@@ -105,10 +105,10 @@ def test_propagation_finalizers():
 def test_controllers_flag_syntax():
     assert enabled(["*"]) == ["deployment", "replicaset", "daemonset", "job", "cronjob", "ttl-after-finished", "serviceaccount",
                               "root-ca-cert-publisher", "namespace", "resourcequota", "garbagecollector", "nodelifecycle",
-                              "endpoint", "endpointslice", "replicationcontroller", "apiservice-availability"]
+                              "endpoint", "endpointslice", "replicationcontroller", "apiservice-availability", "service-lb"]
     assert enabled(["*", "-garbagecollector", "-job", "-serviceaccount", "-endpoint"]) == \
         ["deployment", "replicaset", "daemonset", "cronjob", "ttl-after-finished", "root-ca-cert-publisher", "namespace", "resourcequota",
-         "nodelifecycle", "endpointslice", "replicationcontroller", "apiservice-availability"]
+         "nodelifecycle", "endpointslice", "replicationcontroller", "apiservice-availability", "service-lb"]
     assert enabled(["replicaset"]) == ["replicaset"]
     with pytest.raises(ValueError):
         enabled(["nope"])

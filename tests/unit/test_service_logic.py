@@ -66,3 +66,31 @@ def test_service_rows_and_prepare_update():
     new = {"metadata": {}, "spec": {"type": "NodePort", "ports": [{"port": 80, "protocol": "TCP"}]}}
     services.prepare_update(new, s)
     assert new["spec"]["clusterIP"] == "10.96.3.4" and new["spec"]["ports"][0]["nodePort"] == 30080
+
+
+def test_service_lb_publishes_ready_real_nodes_external_ip_first():
+    from kubeclass.controllers.servicelb import wanted_ingress
+    ready = [{"type": "Ready", "status": "True"}]
+    nodes = [{"metadata": {"name": "a"}, "status": {"conditions": ready, "addresses": [{"type": "InternalIP", "address": "10.0.0.2"}]}},
+             {"metadata": {"name": "b"}, "status": {"conditions": ready, "addresses": [
+                 {"type": "InternalIP", "address": "10.0.0.3"}, {"type": "ExternalIP", "address": "203.0.113.9"}]}},
+             {"metadata": {"name": "down"}, "status": {"conditions": [{"type": "Ready", "status": "False"}],
+                                                       "addresses": [{"type": "InternalIP", "address": "10.0.0.4"}]}},
+             {"metadata": {"name": "sim", "annotations": {"kwok.x-k8s.io/node": "fake"}},
+              "status": {"conditions": ready, "addresses": [{"type": "InternalIP", "address": "10.0.0.5"}]}}]
+    lb = {"spec": {"type": "LoadBalancer"}}
+    assert wanted_ingress(lb, nodes) == [{"ip": "10.0.0.2", "ipMode": "VIP"}, {"ip": "203.0.113.9", "ipMode": "VIP"}]
+    assert wanted_ingress({"spec": {"type": "ClusterIP"}}, nodes) == []
+    assert wanted_ingress({"spec": {"type": "LoadBalancer", "loadBalancerClass": "example.com/lb"}}, nodes) is None
+
+
+def test_proxy_answers_on_external_and_ingress_ips_and_loopback_is_relayed():
+    from kubeclass.node.loopbacklb import wanted
+    from kubeclass.node.serviceproxy import external_ips
+    svc = {"metadata": {"namespace": "d", "name": "web"},
+           "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.20", "externalIPs": ["192.0.2.7", "::1"],
+                    "ports": [{"port": 80, "protocol": "TCP"}, {"port": 53, "protocol": "UDP"}]},
+           "status": {"loadBalancer": {"ingress": [{"ip": "10.0.0.2"}, {"ip": "127.0.0.1"}, {"hostname": "lb.example"}]}}}
+    assert external_ips(svc) == ["192.0.2.7", "10.0.0.2"]
+    assert wanted({"d/web": svc}, "127.0.0.1") == {("127.0.0.1", 80): ("10.96.0.20", 80)}
+    assert wanted({"d/web": svc}, "10.0.0.2") == {}
