@@ -3,7 +3,9 @@ externalIPs and LoadBalancer ingress IPs) — and to a NodePort on any of the no
 one per client with `sessionAffinity: ClientIP`); a Service without endpoints answers with a reject at once.
 
 The rules live in one nft table per node agent (`ip kubeclass-<node>-<data dir hash>`), laid out as kube-proxy's: verdict maps from
-(address, protocol, port) to a chain per Service port, which jumps to a chain per endpoint. A change of a Service
+(address, protocol, port) to a chain per Service port, which DNATs to an endpoint picked from an inline map (a
+chain per endpoint only with ClientIP affinity, whose per-endpoint sets remember the clients: kube-proxy keeps a
+chain per endpoint always, which makes every nft transaction load a cache of them). A change of a Service
 or its EndpointSlices rewrites only that Service's chains and map elements, in one nft transaction; the table is
 flushed only when the agent starts. Service traffic is masqueraded (kube-proxy's --masquerade-all): Pods on one
 bridge reach each other through a ClusterIP without br_netfilter.
@@ -13,12 +15,14 @@ itself (apiproxy.py: the API server's Endpoints would be loopback)."""
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import hashlib
 import ipaddress
 import logging
 import os
 import re
 import subprocess
+import threading
 
 from .servicewatch import ServiceWatch
 
@@ -102,6 +106,20 @@ def service_rules(table: str, svc: dict, slices: list[dict]) -> tuple[list[str],
         chains.add(svc_chain)
         cmds += [f"add chain ip {table} {svc_chain}", f"flush chain ip {table} {svc_chain}",
                  f"add rule ip {table} {svc_chain} jump mark-for-masquerade"]
+        if not affinity:
+            # the endpoints inline in the Service's chain: no chain per endpoint, so an nft transaction loads a
+            # cache of one chain per Service port (4.5 ms a change at 1,000 Services, 25 ms with 11,000 chains)
+            if len(eps) == 1:
+                cmds.append(f"add rule ip {table} {svc_chain} meta l4proto {proto} dnat to {eps[0][0]}:{eps[0][1]}")
+            else:
+                dmap = ", ".join(f"{i} : {ip} . {port}" for i, (ip, port) in enumerate(eps))
+                cmds.append(f"add rule ip {table} {svc_chain} meta l4proto {proto} dnat ip to numgen random mod {len(eps)} "
+                            f"map {{ {dmap} }}")
+            for k in keys:
+                ips[k] = f"goto {svc_chain}"
+            if np_key:
+                nodeports[np_key] = f"goto {svc_chain}"
+            continue
         targets = []
         for ip, port in eps:
             sep = f"sep-{_id(ns, name, pname, proto, ip, str(port))}"
@@ -153,11 +171,59 @@ def base_rules(table: str) -> list[str]:
     ]
 
 
+class Nft:
+    """nft transactions through libnftables in this process (Debian's nftables ships libnftables.so.1), as
+    `nft -f -` would run them: one context kept for the agent's life, so a change costs no process start and no
+    library set-up (measured at 1,000 Services: 21-34 ms a change in process, 48-65 ms through `nft -f -`). Falls
+    back to the nft command where the library cannot be loaded."""
+
+    def __init__(self, binary: str = "nft"):
+        self.binary = binary
+        self.lib = None
+        self.ctx = None
+        self.lock = threading.Lock()   # a transaction in a worker thread and close() at shutdown
+        try:
+            lib = ctypes.CDLL("libnftables.so.1")
+            lib.nft_ctx_new.restype = ctypes.c_void_p
+            lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
+            lib.nft_ctx_free.argtypes = [ctypes.c_void_p]
+            lib.nft_ctx_buffer_output.argtypes = [ctypes.c_void_p]
+            lib.nft_ctx_buffer_error.argtypes = [ctypes.c_void_p]
+            lib.nft_ctx_get_error_buffer.argtypes = [ctypes.c_void_p]
+            lib.nft_ctx_get_error_buffer.restype = ctypes.c_char_p
+            lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+            ctx = lib.nft_ctx_new(0)
+            if ctx:
+                lib.nft_ctx_buffer_output(ctx)
+                lib.nft_ctx_buffer_error(ctx)
+                self.lib, self.ctx = lib, ctx
+        except (OSError, AttributeError):
+            pass
+
+    def run(self, text: str) -> None:
+        """Apply a transaction (commands, one per line); RuntimeError with nft's message when it is refused."""
+        with self.lock:
+            if self.lib is not None:
+                if self.lib.nft_run_cmd_from_buffer(self.ctx, text.encode()) != 0:
+                    raise RuntimeError((self.lib.nft_ctx_get_error_buffer(self.ctx) or b"").decode(errors="replace").strip()[-2000:])
+                return
+        r = subprocess.run([self.binary, "-f", "-"], input=text, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(r.stderr.strip()[-2000:])
+
+    def close(self) -> None:
+        with self.lock:
+            if self.lib is not None and self.ctx:
+                self.lib.nft_ctx_free(self.ctx)
+                self.lib = self.ctx = None
+
+
 class ServiceProxy:
     def __init__(self, watch: ServiceWatch, node_name: str, data_dir: str, skip: set[str] | None = None, nft: str = "nft"):
         self.watch = watch
         self.table = table_name(node_name, data_dir)
         self.nft = nft
+        self.runner = Nft(nft)
         self.skip = skip or set()                 # "ns/name" of Services served otherwise (the kubernetes Service)
         self.applied: dict[str, tuple[dict, dict, dict, set]] = {}   # service key -> (ips, nodeports, no-endpoints, chains)
         self.dirty: set[str] = set()
@@ -170,11 +236,8 @@ class ServiceProxy:
         self.wake.set()
 
     def _apply(self, cmds: list[str]) -> None:
-        if not cmds:
-            return
-        r = subprocess.run([self.nft, "-f", "-"], input="\n".join(cmds) + "\n", capture_output=True, text=True)
-        if r.returncode != 0:
-            raise RuntimeError(r.stderr.strip()[-2000:])
+        if cmds:
+            self.runner.run("\n".join(cmds) + "\n")
 
     def start(self) -> None:
         try:   # Service traffic from a Pod to another Pod is routed through the node
@@ -186,6 +249,7 @@ class ServiceProxy:
 
     def stop(self) -> None:
         subprocess.run([self.nft, "delete", "table", "ip", self.table], capture_output=True)
+        self.runner.close()
 
     # ---------------------------------------------------------------- sync
     def sync(self, keys: set[str]) -> None:
