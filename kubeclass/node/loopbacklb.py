@@ -1,5 +1,5 @@
-"""A LoadBalancer Service's port on the node's loopback address (`kubeclass up` registers its node at
-127.0.0.1, so that is what the ServiceLB controller publishes as the EXTERNAL-IP).
+"""A LoadBalancer Service's port, and every NodePort, on the node's loopback address (`kubeclass up` registers its
+node at 127.0.0.1, so that is the node's address and what the ServiceLB controller publishes as the EXTERNAL-IP).
 
 nftables cannot serve it: a connection to 127.0.0.1 DNAT'ed to a Pod leaves with a loopback source, which the
 kernel drops unless route_localnet is on (kube-proxy's nftables mode does not serve localhost either; its iptables
@@ -28,7 +28,7 @@ def is_loopback(ip: str) -> bool:
 
 def wanted(services: dict[str, dict], address: str) -> dict[tuple[str, int], tuple[str, int]]:
     """(listen address, port) -> (ClusterIP, port): TCP ports of LoadBalancer Services whose ingress holds this
-    node's loopback address."""
+    node's loopback address, and the TCP NodePorts of every Service (the node's address is where they answer)."""
     out: dict[tuple[str, int], tuple[str, int]] = {}
     if not is_loopback(address):
         return out
@@ -36,13 +36,15 @@ def wanted(services: dict[str, dict], address: str) -> dict[tuple[str, int], tup
         svc = services[key]
         spec = svc.get("spec") or {}
         cip = spec.get("clusterIP")
-        if spec.get("type") != "LoadBalancer" or not cip or cip == "None":
+        if spec.get("type") not in ("LoadBalancer", "NodePort") or not cip or cip == "None":
             continue
         ingress = [i.get("ip") for i in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []]
-        if address not in ingress:
-            continue
         for p in spec.get("ports") or []:
-            if p.get("protocol", "TCP") == "TCP" and p.get("port"):
+            if p.get("protocol", "TCP") != "TCP" or not p.get("port"):
+                continue
+            if p.get("nodePort"):
+                out.setdefault((address, int(p["nodePort"])), (cip, int(p["port"])))
+            if spec.get("type") == "LoadBalancer" and address in ingress:
                 out.setdefault((address, int(p["port"])), (cip, int(p["port"])))
     return out
 

@@ -165,7 +165,9 @@ def base_rules(table: str) -> list[str]:
         f"add rule ip {table} mark-for-masquerade meta mark set meta mark | {MASQ_MARK:#x}",
         f"add rule ip {table} reject-chain reject",
         f"add rule ip {table} services ip daddr . meta l4proto . th dport vmap @service-ips",
-        f"add rule ip {table} services fib daddr type local meta l4proto . th dport vmap @service-nodeports",
+        # not to loopback (as kube-proxy's nftables mode): DNAT from a loopback source cannot reach a Pod;
+        # the agent relays NodePorts on a loopback node address itself (loopbacklb.py)
+        f"add rule ip {table} services ip daddr != 127.0.0.0/8 fib daddr type local meta l4proto . th dport vmap @service-nodeports",
         f"add rule ip {table} filter-output ip daddr . meta l4proto . th dport vmap @no-endpoint-services",
         f"add rule ip {table} filter-forward ip daddr . meta l4proto . th dport vmap @no-endpoint-services",
     ]

@@ -185,6 +185,8 @@ def test_load_balancer_gets_the_node_address_and_answers_there(nc):
     seen = wait_for(lambda: {get(f"http://127.0.0.1:{port}/") for _ in range(12)} == names or None, 30,
                     what="the load balancer's port spreading over both Pods")
     assert seen
+    node_port = svc["spec"]["ports"][0]["nodePort"]   # the node's address is 127.0.0.1: its NodePort answers there too
+    assert wait_for(lambda: get(f"http://127.0.0.1:{node_port}/") in names, 20, what="the NodePort on 127.0.0.1")
     host = host_address()
     if host is not None:   # the same rules serve spec.externalIPs (and a non-loopback ingress address)
         nc.ok("patch", "svc", "balanced", "-p", json.dumps({"spec": {"externalIPs": [host]}}))

@@ -93,4 +93,8 @@ def test_proxy_answers_on_external_and_ingress_ips_and_loopback_is_relayed():
            "status": {"loadBalancer": {"ingress": [{"ip": "10.0.0.2"}, {"ip": "127.0.0.1"}, {"hostname": "lb.example"}]}}}
     assert external_ips(svc) == ["192.0.2.7", "10.0.0.2"]
     assert wanted({"d/web": svc}, "127.0.0.1") == {("127.0.0.1", 80): ("10.96.0.20", 80)}
+    svc["spec"]["ports"][0]["nodePort"] = 30080   # and the NodePorts, on a loopback node address
+    assert wanted({"d/web": svc}, "127.0.0.1") == {("127.0.0.1", 80): ("10.96.0.20", 80), ("127.0.0.1", 30080): ("10.96.0.20", 80)}
+    svc["spec"]["type"] = "NodePort"
+    assert wanted({"d/web": svc}, "127.0.0.1") == {("127.0.0.1", 30080): ("10.96.0.20", 80)}
     assert wanted({"d/web": svc}, "10.0.0.2") == {}
