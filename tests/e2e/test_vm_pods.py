@@ -292,6 +292,7 @@ def test_a_vm_pod_is_on_the_pod_network(vc):
     assert vc.ok("exec", "net-runc", "--", "wget", "-qO-", "http://vm-net") == page
     # from inside the guest: cluster DNS, the Service (back to itself) and another Pod
     assert vc.ok("exec", "vm-net", "--", "wget", "-qO-", "http://vm-net.default.svc.cluster.local") == page
+    assert vc.ok("exec", "vm-net", "--", "wget", "-qO-", "http://vm-net") == page   # resolv.conf's search path
     svc_ip = vc.ok("get", "svc", "vm-net", "-o", "jsonpath={.spec.clusterIP}")
     assert svc_ip in vc.ok("exec", "vm-net", "--", "nslookup", "vm-net.default.svc.cluster.local")
     gone = vc.kubectl("exec", "vm-net", "--", "wget", "-qO-", f"http://{ips['net-runc']}:9/")
