@@ -14,19 +14,17 @@ revision order after each commit, together with an in-memory event history for w
 from __future__ import annotations
 
 import asyncio
-import bisect
-import collections
 import logging
 import os
 import queue
 import sqlite3
 import threading
 import uuid
-from typing import AsyncIterator
 
 import orjson
 
-from . import Compacted, Entry, Event, KeyExists, KeyNotFound, RevisionConflict, StoreDamaged, StoreFull, encode
+from . import Entry, Event, KeyExists, KeyNotFound, RevisionConflict, StoreDamaged, StoreFull, encode
+from .cache import HISTORY, Cache  # noqa: F401 - HISTORY re-exported
 
 log = logging.getLogger("kubeclass.store")
 
@@ -36,85 +34,11 @@ CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
 """
 ADDED, MODIFIED, DELETED = 0, 1, 2
 _TYPES = ("ADDED", "MODIFIED", "DELETED")
-HISTORY = 200_000
-WATCH_QUEUE = 10_000                 # events a watcher may have waiting before it is closed as too slow
-WATCH_QUEUE_BYTES = 16 * 1024 * 1024  # ... or bytes of objects (a watcher that never reads must not hold 100s of MB)
 
 
 def _is_full(e: Exception) -> bool:
     return isinstance(e, sqlite3.OperationalError) and "full" in str(e) or \
         isinstance(e, OSError) and e.errno == 28   # ENOSPC
-
-
-def _bucket(key: str) -> tuple[str, str]:
-    # "/registry/pods/ns/name" -> ("/registry/pods/", "ns/name")
-    i = key.index("/", key.index("/", 1) + 1)
-    return key[: i + 1], key[i + 1:]
-
-
-class _Watcher:
-    def __init__(self, store: "SQLiteStore", prefix: str):
-        self.store = store
-        self.prefix = prefix
-        self.queue: asyncio.Queue = asyncio.Queue()
-        self.closed = False
-        self.bytes = 0   # of the objects queued
-
-    def push(self, ev: Event) -> None:
-        if self.closed:
-            return
-        size = len(ev.entry.raw) if ev.entry is not None else 0
-        if self.queue.qsize() >= WATCH_QUEUE or self.bytes + size > WATCH_QUEUE_BYTES:
-            # too slow: end the watch, the client watches again from its last resourceVersion (or re-lists),
-            # as the apiserver's watch cache does with a watcher whose buffer is full
-            self.close()
-            return
-        self.bytes += size
-        self.queue.put_nowait(ev)
-
-    def _taken(self, ev: Event) -> Event:
-        if ev is not None and ev.entry is not None:
-            self.bytes -= len(ev.entry.raw)
-        return ev
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self.store._watchers.discard(self)
-            self.queue.put_nowait(None)
-
-    def __aiter__(self) -> AsyncIterator[Event]:
-        return self._iter()
-
-    async def next_batch(self, timeout: float, limit: int = 256) -> list[Event] | None:
-        """The events queued now (waiting up to `timeout` for the first): [] on timeout, None once the
-        watch has ended. A busy watch sends many events in one write instead of one write each."""
-        q = self.queue
-        if q.empty():
-            try:
-                async with asyncio.timeout(timeout):
-                    ev = self._taken(await q.get())
-            except TimeoutError:
-                return []
-        else:
-            ev = self._taken(q.get_nowait())
-        if ev is None:
-            return None
-        out = [ev]
-        while len(out) < limit and not q.empty():
-            ev = self._taken(q.get_nowait())
-            if ev is None:
-                q.put_nowait(None)  # seen again by the next call, after these are sent
-                break
-            out.append(ev)
-        return out
-
-    async def _iter(self):
-        while True:
-            ev = self._taken(await self.queue.get())
-            if ev is None:
-                return
-            yield ev
 
 
 class _Batch:
@@ -152,7 +76,7 @@ def _delete_revs(db, revs: list[int]) -> None:
         db.execute("DELETE FROM log WHERE rev IN (" + ",".join("?" * len(chunk)) + ")", chunk)
 
 
-class SQLiteStore:
+class SQLiteStore(Cache):
     def __init__(self, path: str, durable: bool = False, identity_file: str | None = None):
         """Opens (or creates) the store. identity_file: where this data directory records its cluster's id,
         which the store records too; when they disagree (the file replaced, emptied or truncated) the store
@@ -183,22 +107,17 @@ class SQLiteStore:
         self._db.executescript(SCHEMA)
         row = self._db.execute("SELECT v FROM meta WHERE k='rev'").fetchone()
         self._rev = row[0] if row else 0
+        self._init_cache()
         row = self._db.execute("SELECT v FROM meta WHERE k='compact'").fetchone()
         self.compacted_rev = row[0] if row else 0
         if identity_file:
             self.cluster_id = self._identity(identity_file)
-        # cache: bucket -> {rest: Entry}; writer's view: key -> rev
-        self._cache: dict[str, dict[str, Entry]] = collections.defaultdict(dict)
-        self._sorted: dict[str, list[tuple[str, Entry]]] = {}
-        self._objects: dict[str, list[dict]] = {}       # prefix -> parsed objects (list_objects)
-        self._object_prefixes: dict[str, list[str]] = {}   # bucket -> its prefixes in _objects
-        self._flat: dict[str, Entry] = {}                  # key -> entry: the same cache, for get()
+        # the writer's view: key -> rev
         self._wrev: dict[str, int] = {}
         # log rows that compaction may delete once at or below the compacted revision: superseded by a
         # newer row of their key, or tombstones (writer thread; rebuilt here from the log)
         self._superseded: list[int] = []
         self._migrate()
-        self._history: collections.deque[tuple[int, Event]] = collections.deque(maxlen=HISTORY)
         flat = self._flat
         for rev, key, typ, value in self._db.execute("SELECT rev, key, type, value FROM log ORDER BY rev"):
             prev = self._wrev.get(key)
@@ -216,7 +135,6 @@ class SQLiteStore:
                 self._history.append((rev, Event(_TYPES[typ], key, ent)))
         # values that do not parse (a flipped byte on disk) are left out of reads, named in the log and in
         # `corrupt`, and can still be deleted; everything else is served
-        self.corrupt: dict[str, str] = {}
         for key, ent in list(flat.items()):
             try:
                 o = orjson.loads(ent.raw)
@@ -227,11 +145,8 @@ class SQLiteStore:
                 del flat[key]
                 log.error("store %s: the object under %s (revision %d) is corrupt (%s): left out of reads until it is "
                           "deleted", self.path, key, ent.rev, e)
-        for key, ent in flat.items():
-            b, rest = _bucket(key)
-            self._cache[b][rest] = ent
+        self._fill_buckets()
         self.cache_rev = self._rev
-        self._watchers: set[_Watcher] = set()
         self._queue: queue.Queue = queue.Queue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=self._writer, name="sqlite-writer", daemon=True)
@@ -275,54 +190,6 @@ class SQLiteStore:
         self._db.execute("DROP TABLE kv")
         self._db.execute("COMMIT")
         log.info("store %s: migrated to the log-only layout", self.path)
-
-    # ---------------------------------------------------------------- reads (event loop thread)
-    @property
-    def revision(self) -> int:
-        return self.cache_rev
-
-    def get(self, key: str) -> Entry | None:
-        return self._flat.get(key)
-
-    def list(self, prefix: str) -> tuple[list[tuple[str, Entry]], int]:
-        b, sub = _bucket(prefix) if prefix.count("/") >= 3 else (prefix, "")
-        bucket = self._cache.get(b)
-        if not bucket:
-            return [], self.cache_rev
-        pairs = self._sorted.get(b)
-        if pairs is None:
-            # materialized once per bucket and reused until the next write to it
-            pairs = self._sorted[b] = [(b + k, bucket[k]) for k in sorted(bucket)]
-        if sub:
-            lo = bisect.bisect_left(pairs, (b + sub,))
-            hi = bisect.bisect_left(pairs, (b + sub[:-1] + chr(ord(sub[-1]) + 1),), lo)
-            return pairs[lo:hi], self.cache_rev
-        return pairs, self.cache_rev
-
-    def list_objects(self, prefix: str) -> list[dict]:
-        """The parsed objects under prefix (shared: callers must not mutate them), kept until the next
-        write to their bucket: admission reads the same few kinds (LimitRanges, quotas, policies) on
-        every request, and most of the time nothing there changed."""
-        out = self._objects.get(prefix)
-        if out is None:
-            b = _bucket(prefix)[0] if prefix.count("/") >= 3 else prefix
-            out = self._objects[prefix] = [e.obj for _, e in self.list(prefix)[0]] if self._cache.get(b) else []
-            self._object_prefixes.setdefault(b, []).append(prefix)
-        return out
-
-    def watch(self, prefix: str, from_rev: int) -> _Watcher:
-        """Events with revision > from_rev under prefix. Raises Compacted if history is gone."""
-        w = _Watcher(self, prefix)
-        if from_rev < self.cache_rev:
-            oldest = self._history[0][0] if self._history else self.cache_rev + 1
-            if from_rev < oldest - 1 or from_rev < self.compacted_rev:
-                raise Compacted(from_rev, max(oldest - 1, self.compacted_rev))
-            for rev, ev in self._history:
-                if rev > from_rev and ev.key.startswith(prefix):
-                    w.queue.put_nowait(ev)   # counted, not refused: these are the history's own objects
-                    w.bytes += len(ev.entry.raw) if ev.entry is not None else 0
-        self._watchers.add(w)
-        return w
 
     # ---------------------------------------------------------------- writes
     def _submit(self, op: tuple) -> asyncio.Future:
@@ -468,24 +335,7 @@ class SQLiteStore:
 
     # ---------------------------------------------------------------- loop side: apply in order
     def _publish(self, events: list[Event], results: list) -> None:
-        for ev in events:
-            b, rest = _bucket(ev.key)
-            bucket = self._cache[b]
-            ev.prev = bucket.get(rest)
-            self._sorted.pop(b, None)
-            for p in self._object_prefixes.pop(b, ()):
-                self._objects.pop(p, None)
-            if ev.type == "DELETED":
-                bucket.pop(rest, None)
-                self._flat.pop(ev.key, None)
-                self.corrupt.pop(ev.key, None)
-            else:
-                bucket[rest] = self._flat[ev.key] = ev.entry
-            self.cache_rev = ev.entry.rev
-            self._history.append((ev.entry.rev, ev))
-            for w in list(self._watchers):
-                if ev.key.startswith(w.prefix):
-                    w.push(ev)
+        self._apply_events(events)
         for fut, res, err in results:
             if fut.done():
                 continue

@@ -148,7 +148,7 @@ def test_a_watcher_that_does_not_read_is_closed_before_it_holds_much(tmp_path):
     """A watch consumer that never reads must not make the server hold every later object: past
     WATCH_QUEUE_BYTES of objects queued for it, the watch ends (the client watches again from its last
     resourceVersion, as with upstream's watch cache)."""
-    from kubeclass.store import sqlite
+    from kubeclass.store import cache
 
     async def main():
         s = SQLiteStore(str(tmp_path / "db"))
@@ -159,7 +159,7 @@ def test_a_watcher_that_does_not_read_is_closed_before_it_holds_much(tmp_path):
             await s.create(f"/registry/configmaps/default/c{i}", {"metadata": {"name": f"c{i}"}, "data": {"a": big}})
             if i < 19:
                 assert len(await reader.next_batch(1)) == 1
-        assert stuck.closed and stuck.bytes <= sqlite.WATCH_QUEUE_BYTES
+        assert stuck.closed and stuck.bytes <= cache.WATCH_QUEUE_BYTES
         assert not reader.closed
         batches = []
         while (b := await stuck.next_batch(0.1)) is not None:
