@@ -9,6 +9,7 @@ import functools
 import logging
 import os
 import signal
+import subprocess
 import sys
 
 import yaml
@@ -54,13 +55,50 @@ async def _compactor(store, interval: float) -> None:
         prev = store.revision
 
 
+async def _open_etcd(args, data_dir: str):
+    """The etcd store: the members of --etcd-servers, or (kubeclass up without them) a local member it starts."""
+    import urllib.parse
+    from .store.etcd import EtcdStore
+    local = None
+    urls = [u.strip() for u in args.etcd_servers.split(",") if u.strip()]
+    if not urls:
+        if args.cmd != "up":
+            raise ValueError("--storage etcd needs --etcd-servers (comma-separated URLs of the etcd members)")
+        from .store import localetcd
+        local = localetcd.start(data_dir, args.etcd_port, args.etcd_port + 1)
+        urls = [f"http://127.0.0.1:{args.etcd_port}"]
+    endpoints, secure = [], False
+    for u in urls:
+        parsed = urllib.parse.urlsplit(u if "://" in u else "http://" + u)
+        if not parsed.hostname or not parsed.port:
+            raise ValueError(f"--etcd-servers: {u!r} is not a URL with a host and port (http://127.0.0.1:2379)")
+        endpoints.append(f"{parsed.hostname}:{parsed.port}")
+        secure = secure or parsed.scheme == "https"
+
+    def read(path: str) -> bytes | None:
+        if not path:
+            return None
+        with open(path, "rb") as f:
+            return f.read()
+    if secure and not args.etcd_cafile:
+        raise ValueError("--etcd-servers uses https: give --etcd-cafile (and --etcd-certfile / --etcd-keyfile)")
+    store = EtcdStore(endpoints, args.etcd_prefix, read(args.etcd_cafile), read(args.etcd_certfile), read(args.etcd_keyfile))
+    try:
+        await store.open()
+    except BaseException:
+        if local is not None:
+            local.terminate()
+        raise
+    return store, local
+
+
 async def serve(args) -> int:
     from .api import schema
     from .server.app import APIServer
     from .server.auth import TokenFile
     from .server.certs import ensure_certs, ensure_client_cert
     from .server.serving import HTTPSServer, port_in_use
-    from .store import StoreDamaged
+    from .store import StoreDamaged, StoreError
     from .store.sqlite import SQLiteStore
 
     data_dir = os.path.abspath(args.data_dir)
@@ -105,9 +143,13 @@ async def serve(args) -> int:
     with open(p["server"], "w") as f:
         f.write(server_url + "\n")
     schema.definitions()  # load upstream schemas before serving
+    local_etcd = None
     try:
-        store = SQLiteStore(p["db"], durable=args.durable, identity_file=os.path.join(data_dir, "cluster-id"))
-    except (StoreDamaged, OSError) as e:
+        if args.storage == "etcd":
+            store, local_etcd = await _open_etcd(args, data_dir)
+        else:
+            store = SQLiteStore(p["db"], durable=args.durable, identity_file=os.path.join(data_dir, "cluster-id"))
+    except (StoreDamaged, StoreError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     kubelet_client = ensure_client_cert(p["pki"], "apiserver-kubelet-client", "kube-apiserver-kubelet-client", ["system:masters"])
@@ -173,6 +215,12 @@ async def serve(args) -> int:
                                                        "".join(t.get_stack(limit=3) and [str(f) for f in t.get_stack(limit=3)]))
         compactor.cancel()
         await store.close()
+        if local_etcd is not None:
+            local_etcd.terminate()
+            try:
+                local_etcd.wait(15)
+            except subprocess.TimeoutExpired:
+                local_etcd.kill()
     print("kubeclass stopped", flush=True)
     return 0
 
@@ -482,6 +530,17 @@ def main(argv: list[str] | None = None) -> int:
                        help="Service addresses; the first is the kubernetes Service's, where Pods reach the API server "
                             "(in the serving certificate; the local node serves it)")
         s.add_argument("--durable", action="store_true", help="fsync every commit (survives power loss, slower)")
+        s.add_argument("--storage", choices=["sqlite", "etcd"], default="sqlite",
+                       help="the store: the embedded SQLite file (default) or etcd v3" +
+                            (" (a local member in DATA/etcd unless --etcd-servers names a cluster)" if name == "up" else ""))
+        s.add_argument("--etcd-servers", default="", help="etcd members to use, comma-separated URLs (http://127.0.0.1:2379)")
+        s.add_argument("--etcd-prefix", default="/registry", help="the prefix of every key in etcd (as kube-apiserver)")
+        s.add_argument("--etcd-cafile", default="", help="the CA of the etcd members' serving certificates")
+        s.add_argument("--etcd-certfile", default="", help="the client certificate presented to etcd")
+        s.add_argument("--etcd-keyfile", default="", help="the client certificate's key")
+        if name == "up":
+            s.add_argument("--etcd-port", type=int, default=2379,
+                           help="the local etcd member's client port (its peer port is the next one)")
         s.add_argument("--compact-interval", type=float, default=300.0, help="seconds between store compactions")
         s.add_argument("--bookmark-interval", type=float, default=60.0, help="seconds between watch bookmarks")
         s.add_argument("--default-not-ready-toleration-seconds", type=int, default=300,

@@ -11,7 +11,7 @@ fi
 # the gVisor pod sandbox's pause process), docker-registry and skopeo (the registry pull path, tested for real); QEMU for VM Pods
 # (the Kata handlers) and gcc + libc6-dev to build their static guest agent; the CNI plugins (bridge, host-local,
 # loopback, portmap) with iptables (their NAT rules) and iproute2 (`ip netns`) for Pod networking
-APT_PKGS="runc crun runsc conmon busybox-static docker-registry skopeo qemu-system-x86 gcc libc6-dev containernetworking-plugins iptables iproute2 util-linux nftables"
+APT_PKGS="runc crun runsc conmon busybox-static docker-registry skopeo qemu-system-x86 gcc libc6-dev containernetworking-plugins iptables iproute2 util-linux nftables etcd-server"
 missing=""
 for p in $APT_PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

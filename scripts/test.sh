@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit tests, then integration tests against real `kubeclass up` servers
-# driven by the real kubectl and the official Python clients.
+# driven by the real kubectl and the official Python clients (then the integration tests once more on etcd).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 "$PY" -c "import kubeclass, kubernetes, pytest" 2>/dev/null || bash scripts/install.sh
-exec "$PY" -m pytest -q -p no:cacheprovider "$@" tests
+"$PY" -m pytest -q -p no:cacheprovider "$@" tests
+if [ $# -eq 0 ]; then
+  # the integration suite again with every cluster on etcd (a local member of Debian's etcd-server each)
+  KUBECLASS_TEST_STORAGE=etcd "$PY" -m pytest -q -p no:cacheprovider tests/integration
+fi

@@ -15,6 +15,10 @@ import urllib.request
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# KUBECLASS_TEST_STORAGE=etcd runs every cluster of the suite on etcd (a local member each) instead of SQLite
+STORAGE = os.environ.get("KUBECLASS_TEST_STORAGE", "sqlite")
+# tests of the SQLite file itself (its compaction, damage, a full disk): nothing to test on an etcd run
+sqlite_only = pytest.mark.skipif(STORAGE != "sqlite", reason="tests the embedded SQLite store's file")
 SEEDS = os.path.join(os.path.dirname(ROOT), "shared", "seeds")
 
 
@@ -49,11 +53,26 @@ class Cluster:
         self.url = f"https://127.0.0.1:{self.port}"
         self.log_path = os.path.join(data_dir, "server.log")
 
+    def _etcd_port(self) -> int:
+        """A free client port whose next port (the peer port) is free too; kept across restarts of the cluster."""
+        while True:
+            p = free_port()
+            try:
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p + 1))
+            except OSError:
+                continue
+            self.etcd_port = p
+            return p
+
     def start(self, timeout: float = 15.0) -> "Cluster":
         os.makedirs(self.data_dir, exist_ok=True)
         log = open(self.log_path, "ab")
+        extra = list(self.extra)
+        if STORAGE == "etcd" and "--storage" not in extra:   # the suite on etcd: each cluster its own local member
+            extra += ["--storage", "etcd", "--etcd-port", str(getattr(self, "etcd_port", None) or self._etcd_port())]
         self.proc = subprocess.Popen([sys.executable, "-m", "kubeclass.cli", "up", "--data-dir", self.data_dir,
-                                      "--port", str(self.port), *self.extra], stdout=log, stderr=subprocess.STDOUT,
+                                      "--port", str(self.port), *extra], stdout=log, stderr=subprocess.STDOUT,
                                      cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT})
         self.started = time.monotonic()
         deadline = time.monotonic() + timeout

@@ -6,6 +6,8 @@ import os
 import signal
 import time
 
+from conftest import sqlite_only
+
 RC_PATH = "/apis/node.k8s.io/v1/runtimeclasses"
 
 
@@ -66,6 +68,7 @@ def test_sigterm_ends_open_watches_and_stops_promptly(fresh_cluster):
         conn.close()
 
 
+@sqlite_only
 def test_store_file_is_compacted(fresh_cluster):
     c = fresh_cluster
     c.stop()

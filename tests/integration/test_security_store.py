@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import Cluster, free_port
+from conftest import Cluster, free_port, sqlite_only
 
 CP = ["--no-scheduler", "--no-node"]
 
@@ -34,6 +34,7 @@ def copy_store(src: str, dst: str) -> None:
     a.close()
 
 
+@sqlite_only
 def test_a_truncated_or_foreign_store_does_not_start_an_empty_cluster(tmp_path):
     data = str(tmp_path / "data")
     c = Cluster(data, port=free_port(), extra=CP).start()
@@ -71,6 +72,7 @@ def test_a_truncated_or_foreign_store_does_not_start_an_empty_cluster(tmp_path):
         c.stop()
 
 
+@sqlite_only
 def test_a_corrupt_value_is_named_and_can_be_deleted(tmp_path):
     data = str(tmp_path / "data")
     c = Cluster(data, port=free_port(), extra=CP).start()
@@ -97,6 +99,7 @@ def test_a_corrupt_value_is_named_and_can_be_deleted(tmp_path):
         c.stop()
 
 
+@sqlite_only
 def test_a_full_disk_is_reported_once_and_reads_go_on(tmp_path):
     data = tmp_path / "data"
     data.mkdir()

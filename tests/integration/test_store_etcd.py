@@ -1,0 +1,85 @@
+"""The store contract on a real etcd (one member started by the test): CAS through etcd transactions,
+resourceVersion = etcd's revision, the watch cache (list at a revision, then one watch feeding the cache, its
+history and the watchers), a second store on the same etcd seeing the first one's writes, event leases,
+compaction and 410."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from etcdcluster import EtcdCluster
+from kubeclass.store import Compacted, KeyExists, KeyNotFound, RevisionConflict
+from kubeclass.store.etcd import EtcdStore
+
+
+@pytest.fixture(scope="module")
+def etcd(tmp_path_factory):
+    c = EtcdCluster(str(tmp_path_factory.mktemp("etcd"))).start()
+    yield c
+    c.stop()
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_contract(etcd):
+    async def main():
+        s = await EtcdStore(etcd.endpoints, prefix="/t1").open()
+        a = await s.create("/registry/pods/default/a", {"metadata": {"name": "a"}})
+        await s.create("/registry/pods/default2/b", {"metadata": {"name": "b"}})
+        await s.create("/registry/pods/def/c", {"metadata": {"name": "c"}})
+        assert a.obj["metadata"]["resourceVersion"] == str(a.rev)
+        assert s.get("/registry/pods/default/a").obj["metadata"]["resourceVersion"] == str(a.rev)   # read your write
+        with pytest.raises(KeyExists):
+            await s.create("/registry/pods/default/a", {})
+        with pytest.raises(RevisionConflict):
+            await s.update("/registry/pods/default/a", {"metadata": {"name": "a"}}, a.rev + 100)
+        with pytest.raises(KeyNotFound):
+            await s.update("/registry/pods/default/zzz", {"metadata": {"name": "zzz"}}, None)
+        with pytest.raises(KeyNotFound):
+            await s.delete("/registry/pods/default/zzz")
+        assert [k for k, _ in s.list("/registry/pods/default/")[0]] == ["/registry/pods/default/a"]
+        assert len(s.list("/registry/pods/")[0]) == 3
+        w = s.watch("/registry/pods/default/", a.rev - 1)   # replay from history, then live
+        u = await s.update("/registry/pods/default/a", {"metadata": {"name": "a", "labels": {"x": "y"}}}, a.rev)
+        d = await s.delete("/registry/pods/default/a", u.rev)
+        got = [w.queue.get_nowait() for _ in range(3)]
+        assert [(e.type, e.entry.rev) for e in got] == [("ADDED", a.rev), ("MODIFIED", u.rev), ("DELETED", d.rev)]
+        assert d.rev > u.rev and d.obj["metadata"]["resourceVersion"] == str(d.rev)
+        assert got[2].entry.obj["metadata"]["labels"] == {"x": "y"}   # the object as it was deleted
+        # a second API server's store on the same etcd: it lists what the first wrote, and sees its writes live
+        s2 = await EtcdStore(etcd.endpoints, prefix="/t1").open()
+        assert len(s2.list("/registry/pods/")[0]) == 2 and s2.revision == s.revision
+        w2 = s2.watch("/registry/pods/", s2.revision)
+        n = await s.create("/registry/pods/default/n", {"metadata": {"name": "n"}})
+        ev = (await w2.next_batch(5))[0]
+        assert (ev.type, ev.key, ev.entry.rev) == ("ADDED", "/registry/pods/default/n", n.rev)
+        assert s2.get("/registry/pods/default/n").raw == n.raw   # the same bytes whichever server serves it
+        await s.compact(u.rev)
+        with pytest.raises(Compacted):
+            s.watch("/registry/pods/", a.rev)
+        await s2.close()
+        await s.close()
+        s3 = await EtcdStore(etcd.endpoints, prefix="/t1").open()   # a restart lists the same objects
+        assert sorted(k for k, _ in s3.list("/registry/pods/")[0]) == ["/registry/pods/def/c", "/registry/pods/default/n",
+                                                                         "/registry/pods/default2/b"]
+        await s3.close()
+    run(main())
+
+
+def test_concurrent_creates_and_event_leases(etcd):
+    async def main():
+        s = await EtcdStore(etcd.endpoints, prefix="/t2").open()
+        res = await asyncio.gather(*[s.create(f"/registry/configmaps/d/k{i}", {"metadata": {"name": f"k{i}"}}) for i in range(300)],
+                                   return_exceptions=True)
+        assert not [r for r in res if isinstance(r, Exception)]
+        assert len({r.rev for r in res}) == 300 and len(s.list("/registry/configmaps/")[0]) == 300
+        await s.create("/registry/events/d/e1", {"metadata": {"name": "e1"}})
+        await s.create("/registry/events/d/e2", {"metadata": {"name": "e2"}})
+        leases = await s.client.lease.leases()
+        ttl = await s.client.lease.time_to_live(leases.leases[0].ID, keys=True)
+        assert 3600 <= ttl.grantedTTL <= 3660 and len(ttl.keys) == 2   # one lease per minute of events, as upstream
+        await s.close()
+    run(main())
