@@ -1,7 +1,9 @@
 """bench/api: creates/s, gets/s, lists/s and p50/p99 latency for Pods and RuntimeClasses at 1, 16 and 64
 concurrent clients over HTTPS against a real `kubeclass up` (started here on a temporary data dir).
 
-Usage: python bench/api.py [--ops N] [--concurrency 1,16,64] [--list-size 100]
+Usage: python bench/api.py [--ops N] [--concurrency 1,16,64] [--list-size 100] [--storage sqlite,etcd]
+With several --storage values the same bench runs on each in turn (etcd: a local one-member etcd started by
+`kubeclass up --storage etcd`), and the CPU each process spent per create is printed (API server, etcd).
 Prints figures; asserts nothing. The client runs on the same machine and competes for the same cores.
 """
 from __future__ import annotations
@@ -25,6 +27,32 @@ POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "", "labels": {"a
                                                              "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}}]}}
 RC = {"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": "", "labels": {"bench": "yes"}},
       "handler": "runsc", "overhead": {"podFixed": {"cpu": "50m", "memory": "64Mi"}}}
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU a process has used (its threads included)."""
+    if not pid:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def etcd_pid(data_dir: str) -> int | None:
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            with open(f"/proc/{p}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"etcd") and os.path.join(data_dir, "etcd").encode() in argv:
+            return int(p)
+    return None
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -60,9 +88,16 @@ async def main() -> None:
     ap.add_argument("--ops", type=int, default=3000)
     ap.add_argument("--concurrency", default="1,16,64")
     ap.add_argument("--list-size", type=int, default=100)
+    ap.add_argument("--storage", default="sqlite", help="comma-separated: sqlite, etcd")
     args = ap.parse_args()
+    for storage in args.storage.split(","):
+        await bench(args, storage.strip())
+
+
+async def bench(args, storage: str) -> None:
     d = tempfile.mkdtemp(prefix="kubeclass-bench-")
-    c = Cluster(d).start()
+    extra = ["--storage", "etcd", "--etcd-port", str(Cluster(d)._etcd_port())] if storage == "etcd" else []
+    c = Cluster(d, extra=extra).start(timeout=60)
     first_start = c.ready_after
     c.stop()
     c.start()  # restart on the same data dir: what an operator sees after a reboot
@@ -71,8 +106,9 @@ async def main() -> None:
         conn = aiohttp.TCPConnector(ssl=sslctx, limit=0)
         async with aiohttp.ClientSession(connector=conn, headers={"Authorization": f"Bearer {c.token()}"}) as s:
             base = c.url
-            print(f"kubeclass bench/api: {os.cpu_count()} cores, server and client on the same machine, HTTPS, "
+            print(f"kubeclass bench/api on {storage}: {os.cpu_count()} cores, server and client on the same machine, HTTPS, "
                   f"{args.ops} ops per row (lists: {args.ops // 10} of {args.list_size} objects)")
+            etcd = etcd_pid(d) if storage == "etcd" else None
             print(f"startup to /readyz: first start {first_start:.2f}s (CA, certificates, store), restart {c.ready_after:.2f}s")
             print(f"{'resource':<13}{'verb':<8}{'clients':>8}{'ops/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
             gv = orjson.loads(orjson.dumps(RC))
@@ -95,8 +131,14 @@ async def main() -> None:
                         bodies.append(orjson.dumps(o))
                     for verb, method, paths, b in (("create", "POST", [coll] * args.ops, bodies),
                                                    ("get", "GET", [f"{coll}/{n}" for n in names], None)):
+                        cpu0 = (cpu_seconds(c.proc.pid), cpu_seconds(etcd))
                         dt, lat, err = await run_phase(s, base, method, paths, b, conc)
-                        print(f"{res:<13}{verb:<8}{conc:>8}{len(lat) / dt:>10.0f}{pct(lat, 50):>9.2f}{pct(lat, 99):>9.2f}{err:>8}", flush=True)
+                        cpu = ""
+                        if verb == "create":
+                            cpu = f"   CPU per create: API server {(cpu_seconds(c.proc.pid) - cpu0[0]) / len(lat) * 1e3:.2f} ms"
+                            if etcd:
+                                cpu += f", etcd {(cpu_seconds(etcd) - cpu0[1]) / len(lat) * 1e3:.2f} ms"
+                        print(f"{res:<13}{verb:<8}{conc:>8}{len(lat) / dt:>10.0f}{pct(lat, 50):>9.2f}{pct(lat, 99):>9.2f}{err:>8}{cpu}", flush=True)
                     # list: a collection of list-size objects
                     lst_ns = f"{ns}-list"
                     if res == "pods":
