@@ -145,6 +145,20 @@ VOLUME = struct("core.Volume", ("Name", "name", STRING), ("VolumeSource", None, 
 TOLERATION = struct("core.Toleration", ("Key", "key", STRING), ("Operator", "operator", named("string", "core.TolerationOperator")),
                     ("Value", "value", STRING), ("Effect", "effect", named("string", "core.TaintEffect")),
                     ("TolerationSeconds", "tolerationSeconds", ptr(INT)))
+NODE_SELECTOR_REQUIREMENT = struct("core.NodeSelectorRequirement", ("Key", "key", STRING),
+                                   ("Operator", "operator", named("string", "core.NodeSelectorOperator")), ("Values", "values", STR_LIST))
+NODE_SELECTOR_TERM = struct("core.NodeSelectorTerm", ("MatchExpressions", "matchExpressions", slice_of(NODE_SELECTOR_REQUIREMENT)),
+                            ("MatchFields", "matchFields", slice_of(NODE_SELECTOR_REQUIREMENT)))
+AFFINITY = struct(
+    "core.Affinity",
+    ("NodeAffinity", "nodeAffinity", ptr(struct(
+        "core.NodeAffinity",
+        ("RequiredDuringSchedulingIgnoredDuringExecution", "requiredDuringSchedulingIgnoredDuringExecution",
+         ptr(struct("core.NodeSelector", ("NodeSelectorTerms", "nodeSelectorTerms", slice_of(NODE_SELECTOR_TERM))))),
+        ("PreferredDuringSchedulingIgnoredDuringExecution", "preferredDuringSchedulingIgnoredDuringExecution",
+         slice_of(struct("core.PreferredSchedulingTerm", ("Weight", "weight", INT), ("Preference", "preference", NODE_SELECTOR_TERM))))))),
+    ("PodAffinity", "podAffinity", ptr(generic("core.PodAffinity"))),
+    ("PodAntiAffinity", "podAntiAffinity", ptr(generic("core.PodAntiAffinity"))))
 POD_SECURITY_CONTEXT = struct(
     "core.PodSecurityContext", ("HostNetwork", "hostNetwork", BOOL), ("HostPID", "hostPID", BOOL), ("HostIPC", "hostIPC", BOOL),
     ("ShareProcessNamespace", "shareProcessNamespace", ptr(BOOL)), ("HostUsers", "hostUsers", ptr(BOOL)),
@@ -170,7 +184,7 @@ POD_SPEC = struct(
     ("SecurityContext", "securityContext", ptr(POD_SECURITY_CONTEXT)),
     ("ImagePullSecrets", "imagePullSecrets", slice_of(struct("core.LocalObjectReference", ("Name", "name", STRING)))),
     ("Hostname", "hostname", STRING), ("Subdomain", "subdomain", STRING), ("SetHostnameAsFQDN", "setHostnameAsFQDN", ptr(BOOL)),
-    ("Affinity", "affinity", ptr(generic("core.Affinity"))), ("SchedulerName", "schedulerName", STRING),
+    ("Affinity", "affinity", ptr(AFFINITY)), ("SchedulerName", "schedulerName", STRING),
     ("Tolerations", "tolerations", slice_of(TOLERATION)),
     ("HostAliases", "hostAliases", slice_of(struct("core.HostAlias", ("IP", "ip", STRING), ("Hostnames", "hostnames", STR_LIST)))),
     ("PriorityClassName", "priorityClassName", STRING), ("Priority", "priority", ptr(INT)),
@@ -204,7 +218,7 @@ def go_name(json_name: str) -> str:
                    _ACRONYMS.get(p.lower(), p) for i, p in enumerate(parts)) or json_name
 
 
-def _generic_type(v) -> T:
+def _generic_type(v, json_name: str = "") -> T:
     if isinstance(v, bool):
         return BOOL
     if isinstance(v, int):
@@ -212,9 +226,9 @@ def _generic_type(v) -> T:
     if isinstance(v, str):
         return STRING
     if isinstance(v, list):
-        return slice_of(_generic_type(v[0]) if v else STRING)
-    if isinstance(v, dict):
-        return generic("")
+        return slice_of(_generic_type(v[0], json_name) if v else STRING)
+    if isinstance(v, dict):   # named after its field, as most of core's types are (nodeAffinity: core.NodeAffinity)
+        return generic("core." + go_name(json_name)) if json_name else generic("")
     return STRING
 
 
@@ -281,7 +295,7 @@ def from_json(t: T, v):
     if k == "struct":
         v = v if isinstance(v, dict) else {}
         if t.generic:
-            fields = [(go_name(j), j, _generic_type(x)) for j, x in v.items() if x not in (None, "", [], {}, 0, False)]
+            fields = [(go_name(j), j, _generic_type(x, j)) for j, x in v.items() if x not in (None, "", [], {}, 0, False)]
             return _GenericStruct(fields, {g: from_json(ft, v.get(j)) for g, j, ft in fields})
         return {g: from_json(ft, v if j is None else v.get(j)) for g, j, ft in t.fields}
     if k == "ptr":

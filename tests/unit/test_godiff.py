@@ -145,6 +145,39 @@ SECURITY_CONTEXT = """\
   }
 """
 
+NODE_AFFINITY = """\
+  core.PodSpec{
+  \t... // 15 identical fields
+  \tSubdomain:         "",
+  \tSetHostnameAsFQDN: nil,
+  \tAffinity: &core.Affinity{
+  \t\tNodeAffinity: &core.NodeAffinity{
+  \t\t\tRequiredDuringSchedulingIgnoredDuringExecution: &core.NodeSelector{
+  \t\t\t\tNodeSelectorTerms: []core.NodeSelectorTerm{
+  \t\t\t\t\t{
+  \t\t\t\t\t\tMatchExpressions: []core.NodeSelectorRequirement{
+  \t\t\t\t\t\t\t{
+  \t\t\t\t\t\t\t\tKey:      "k",
+  \t\t\t\t\t\t\t\tOperator: "In",
+- \t\t\t\t\t\t\t\tValues:   []string{"a"},
++ \t\t\t\t\t\t\t\tValues:   []string{"b"},
+  \t\t\t\t\t\t\t},
+  \t\t\t\t\t\t},
+  \t\t\t\t\t\tMatchFields: nil,
+  \t\t\t\t\t},
+  \t\t\t\t},
+  \t\t\t},
+  \t\t\tPreferredDuringSchedulingIgnoredDuringExecution: nil,
+  \t\t},
+  \t\tPodAffinity:     nil,
+  \t\tPodAntiAffinity: nil,
+  \t},
+  \tSchedulerName: "",
+  \tTolerations:   nil,
+  \t... // 14 identical fields
+  }
+"""
+
 EPHEMERAL = """\
   core.EphemeralContainer{
   \tEphemeralContainerCommon: core.EphemeralContainerCommon{
@@ -247,3 +280,12 @@ def test_scheduling_gates_may_only_go():
     more["spec"]["schedulingGates"] = [{"name": "a"}, {"name": "b"}]
     assert [str(e) for e in pod.validate_update(more, old)] == [
         "spec.schedulingGates: Forbidden: only deletion is allowed, but found new scheduling gate 'b'"]
+
+
+def test_node_affinity_nests_as_the_internal_types():
+    term = {"matchExpressions": [{"key": "k", "operator": "In", "values": ["a"]}]}
+    old = {"containers": [{"name": "a", "image": "x"}],
+           "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}}}
+    new = copy.deepcopy(old)
+    new["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] = ["b"]
+    assert godiff.pod_spec_diff(old, new) == NODE_AFFINITY
