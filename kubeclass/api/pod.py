@@ -247,13 +247,18 @@ def validate_update(new: dict, old: dict) -> list[FieldError]:
     ograce, ngrace = ospec.get("terminationGracePeriodSeconds"), m.get("terminationGracePeriodSeconds")
     if isinstance(ograce, int) and ograce < 0 and ngrace == 1:
         m["terminationGracePeriodSeconds"] = ograce
+    # validateOnlyAddedTolerations: every existing toleration stays (its tolerationSeconds may change); the
+    # tolerations are then left out of the spec comparison, as upstream munges them
     old_tols = ospec.get("tolerations") or []
-    new_tols = m.get("tolerations") or []
-    if all(t in new_tols for t in old_tols):
-        if old_tols:
-            m["tolerations"] = old_tols
-        else:
-            m.pop("tolerations", None)
+    new_tols = [{k: v for k, v in t.items() if k != "tolerationSeconds"} for t in m.get("tolerations") or [] if isinstance(t, dict)]
+    for t in old_tols:
+        if not isinstance(t, dict) or {k: v for k, v in t.items() if k != "tolerationSeconds"} not in new_tols:
+            errs.append(forbidden("spec.tolerations", "existing toleration can not be modified except its tolerationSeconds"))
+            break
+    if old_tols:
+        m["tolerations"] = old_tols
+    else:
+        m.pop("tolerations", None)
     if m != ospec:
         spec_diff = godiff.pod_spec_diff(ospec, m)
         if spec_diff:   # a difference the internal types cannot hold (e.g. [] against a missing list) is none

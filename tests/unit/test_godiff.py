@@ -289,3 +289,15 @@ def test_node_affinity_nests_as_the_internal_types():
     new = copy.deepcopy(old)
     new["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] = ["b"]
     assert godiff.pod_spec_diff(old, new) == NODE_AFFINITY
+
+
+def test_existing_tolerations_stay_and_are_left_out_of_the_diff():
+    old = {"metadata": {"name": "p", "namespace": "d", "resourceVersion": "1"}, "spec": copy.deepcopy(BASE)}
+    changed_effect = copy.deepcopy(old)
+    changed_effect["spec"]["tolerations"][0]["key"] = "node.kubernetes.io/other"
+    assert [str(e) for e in pod.validate_update(changed_effect, old)] == [
+        "spec.tolerations: Forbidden: existing toleration can not be modified except its tolerationSeconds"]
+    seconds_and_added = copy.deepcopy(old)
+    seconds_and_added["spec"]["tolerations"][0]["tolerationSeconds"] = 60
+    seconds_and_added["spec"]["tolerations"].append({"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"})
+    assert pod.validate_update(seconds_and_added, old) == []
