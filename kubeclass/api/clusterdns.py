@@ -107,6 +107,29 @@ def answer(qname: str, qtype: str, services: dict[str, dict], slices_of, domain:
 
 # ------------------------------------------------------------------------------------------------ resolv.conf
 
+def hosts_file(pod: dict, pod_ips: list[str], node_hosts: str = "", domain: str = DEFAULT_DOMAIN) -> str:
+    """A container's /etc/hosts as kubelet writes it: localhost and the IPv6 names, the Pod's IPs with its hostname
+    (and its FQDN when it has a subdomain), then spec.hostAliases; a hostNetwork Pod gets the node's own file."""
+    spec = pod.get("spec") or {}
+    aliases = [a for a in spec.get("hostAliases") or [] if isinstance(a, dict)]
+    extra = ""
+    if aliases:
+        extra = "\n# Entries added by HostAliases.\n" + "".join(
+            f"{a.get('ip', '')}\t{chr(9).join(a.get('hostnames') or [])}\n" for a in aliases)
+    if spec.get("hostNetwork"):
+        return "# Kubernetes-managed hosts file (host network).\n" + node_hosts + extra
+    name = (spec.get("hostname") or pod["metadata"]["name"])[:63]
+    out = ("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+           "fe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n")
+    sub = spec.get("subdomain")
+    for ip in pod_ips:
+        if sub:
+            out += f"{ip}\t{name}.{sub}.{pod['metadata'].get('namespace', 'default')}.svc.{domain}\t{name}\n"
+        else:
+            out += f"{ip}\t{name}\n"
+    return out + extra
+
+
 def resolv_conf(pod: dict, host_resolv: str, dns_ip: str | None, domain: str = DEFAULT_DOMAIN) -> str:
     """kubelet's resolv.conf for a Pod: ClusterFirst (hostNetwork Pods only with ClusterFirstWithHostNet) points at
     the cluster DNS with the Pod's search path and ndots:5; Default copies the node's; None takes dnsConfig alone;

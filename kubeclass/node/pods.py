@@ -321,6 +321,7 @@ class PodWorker:
         if self.mgr.network is not None and not spec.get("hostNetwork"):
             try:
                 self.net = await self.mgr.network.setup(self.pod, self.dir)
+                self.write_hosts()
             except (CNIError, OSError) as e:
                 self.event("FailedCreatePodSandBox", f"Failed to create pod sandbox: rpc error: code = Unknown desc = failed to "
                            f"setup network for sandbox \"{podnet.container_id(self.uid)}\": {e}", "Warning")
@@ -354,9 +355,7 @@ class PodWorker:
         etc = os.path.join(self.dir, "etc")
         os.makedirs(etc, exist_ok=True)
         host = self.hostname()
-        with open(os.path.join(etc, "hosts"), "w") as f:
-            f.write(f"# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-                    f"127.0.1.1\t{host}\n")
+        self.write_hosts()
         with open(os.path.join(etc, "hostname"), "w") as f:
             f.write(host + "\n")
         try:
@@ -366,6 +365,19 @@ class PodWorker:
             host = ""
         with open(os.path.join(etc, "resolv.conf"), "w") as f:
             f.write(clusterdns.resolv_conf(self.pod, host, self.mgr.dns_ip or None))
+
+    def write_hosts(self) -> None:
+        """/etc/hosts as kubelet writes it, with the Pod's IPs once it has them (written again after CNI ADD)."""
+        node_hosts = ""
+        if (self.pod.get("spec") or {}).get("hostNetwork"):
+            try:
+                with open("/etc/hosts") as f:
+                    node_hosts = f.read()
+            except OSError:
+                pass
+        ips = list(self.net.ips) if self.net is not None else []
+        with open(os.path.join(self.dir, "etc", "hosts"), "w") as f:   # in place: containers bind this file
+            f.write(clusterdns.hosts_file(self.pod, ips, node_hosts))
 
     def etc_mounts(self) -> list[dict]:
         etc = os.path.join(self.dir, "etc")

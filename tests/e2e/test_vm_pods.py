@@ -285,14 +285,19 @@ def test_a_vm_pod_is_on_the_pod_network(vc):
     assert vm_ip and len({ips[n] for n in ("vm-net", "net-runc", "net-gvisor", "net-fc")}) == 4, ips
     row = next(ln for ln in vc.ok("get", "pods", "-o", "wide").splitlines() if ln.startswith("vm-net "))
     assert row.split()[5] == vm_ip
-    assert vc.ok("exec", "vm-net", "--", "ip", "-4", "-o", "addr", "show").count(vm_ip) == 1   # the guest holds it
+    assert vc.ok("exec", "vm-net", "--", "ip", "-4", "-o", "addr", "show").count(f"inet {vm_ip}/") == 1   # the guest holds it
     page = f"vm says {guest_release()}\n"
     for client in ("net-runc", "net-gvisor", "net-fc"):
         assert vc.ok("exec", client, "--", "wget", "-qO-", f"http://{vm_ip}:8080/") == page, client
     assert vc.ok("exec", "net-runc", "--", "wget", "-qO-", "http://vm-net") == page
     # from inside the guest: cluster DNS, the Service (back to itself) and another Pod
     assert vc.ok("exec", "vm-net", "--", "wget", "-qO-", "http://vm-net.default.svc.cluster.local") == page
-    assert vc.ok("exec", "vm-net", "--", "wget", "-qO-", "http://vm-net") == page   # resolv.conf's search path
+    # a short name through resolv.conf's search path (another Service: the Pod's own name is its /etc/hosts entry)
+    vc.ok("expose", "pod", "vm-net", "--name", "vm-web", "--port", "80", "--target-port", "8080")
+    assert wait_for(lambda: vc.kubectl("exec", "vm-net", "--", "wget", "-qO-", "http://vm-web").stdout == page or None, 30,
+                    what="the VM Pod reaching a Service by its short name")
+    hosts = vc.ok("exec", "vm-net", "--", "cat", "/etc/hosts")
+    assert f"{vm_ip}\tvm-net\n" in hosts and "127.0.1.1" not in hosts   # kubelet's hosts file
     svc_ip = vc.ok("get", "svc", "vm-net", "-o", "jsonpath={.spec.clusterIP}")
     assert svc_ip in vc.ok("exec", "vm-net", "--", "nslookup", "vm-net.default.svc.cluster.local")
     gone = vc.kubectl("exec", "vm-net", "--", "wget", "-qO-", f"http://{ips['net-runc']}:9/")
@@ -302,7 +307,7 @@ def test_a_vm_pod_is_on_the_pod_network(vc):
         assert pf.get("/").decode() == page
     finally:
         pf.stop()
-    vc.ok("delete", "svc", "vm-net")
+    vc.ok("delete", "svc", "vm-net", "vm-web")
     vc.ok("delete", "pod", "vm-net", "net-runc", "net-gvisor", "net-fc")
 
 

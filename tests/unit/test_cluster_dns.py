@@ -55,3 +55,16 @@ def test_resolv_conf_per_dns_policy():
     assert clusterdns.resolv_conf(merged, host, "10.96.0.10").splitlines()[1:] == ["nameserver 10.96.0.10", "nameserver 1.1.1.1",
                                                                                   "options ndots:1"]
     assert clusterdns.dns_service_ip("10.96.0.0/12") == "10.96.0.10"
+
+
+def test_hosts_file_as_kubelet_writes_it():
+    from kubeclass.api.clusterdns import hosts_file
+    pod = {"metadata": {"name": "web-0", "namespace": "shop"}, "spec": {"hostAliases": [{"ip": "10.1.2.3", "hostnames": ["a", "b"]}]}}
+    assert hosts_file(pod, ["10.244.0.7"]) == (
+        "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+        "fe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n"
+        "10.244.0.7\tweb-0\n\n# Entries added by HostAliases.\n10.1.2.3\ta\tb\n")
+    pod["spec"] = {"hostname": "db", "subdomain": "backend"}
+    assert hosts_file(pod, ["10.244.0.7"]).endswith("10.244.0.7\tdb.backend.shop.svc.cluster.local\tdb\n")
+    pod["spec"] = {"hostNetwork": True}
+    assert hosts_file(pod, [], "127.0.0.1 localhost\n") == "# Kubernetes-managed hosts file (host network).\n127.0.0.1 localhost\n"
