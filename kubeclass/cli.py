@@ -601,6 +601,13 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("name")
     ex.add_argument("-n", "--namespace", default="default")
     ex.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG") or os.path.join(DEFAULT_DATA_DIR, "kubeconfig"))
+    st = sub.add_parser("store", help="move a cluster's objects between stores")
+    stsub = st.add_subparsers(dest="storecmd", required=True)
+    sc = stsub.add_parser("copy", help="copy every object of a stopped cluster's store into a new, empty one "
+                                       "(resourceVersions change: watchers relist)")
+    sc.add_argument("--from", dest="src", required=True, help="sqlite:DATA_DIR or etcd:URL[,URL...]")
+    sc.add_argument("--to", dest="dst", required=True, help="sqlite:DATA_DIR or etcd:URL[,URL...]")
+    sc.add_argument("--etcd-prefix", default="/registry")
     tok = sub.add_parser("token", help="manage user tokens")
     toksub = tok.add_subparsers(dest="tokcmd", required=True)
     tc = toksub.add_parser("create", help="add a user and print a kubeconfig for it")
@@ -638,7 +645,33 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(explain_main(args))
     if args.cmd == "token" and args.tokcmd == "create":
         return cmd_token_create(args)
+    if args.cmd == "store" and args.storecmd == "copy":
+        return asyncio.run(cmd_store_copy(args))
     return 2
+
+
+async def cmd_store_copy(args) -> int:
+    from .store import StoreError
+    from .store import copy as storecopy
+    src = dst = None
+    try:
+        if args.dst.startswith("sqlite:"):
+            d = args.dst.split(":", 1)[1]
+            os.makedirs(d, mode=0o700, exist_ok=True)
+            if not os.path.exists(os.path.join(d, "kubeclass.db")):
+                open(os.path.join(d, "kubeclass.db"), "a").close()
+        src = await storecopy.open_store(args.src, args.etcd_prefix)
+        dst = await storecopy.open_store(args.dst, args.etcd_prefix)
+        n = await storecopy.copy(src, dst, lambda k: print(f"{k} objects copied", flush=True))
+    except (ValueError, StoreError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    finally:
+        for s in (src, dst):
+            if s is not None:
+                await s.close()
+    print(f"copied {n} objects from {args.src} to {args.dst}; resourceVersions changed: watchers and informers relist")
+    return 0
 
 
 if __name__ == "__main__":

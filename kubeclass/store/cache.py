@@ -103,6 +103,10 @@ class Cache:
         self.cache_rev = 0
         self.compacted_rev = 0
 
+    def items(self) -> list[tuple[str, Entry]]:
+        """Every current (key, entry), in key order."""
+        return sorted(self._flat.items())
+
     def _fill_buckets(self) -> None:
         """After _flat was filled directly (start-up): the per-kind buckets."""
         self._cache.clear()

@@ -83,3 +83,38 @@ def test_concurrent_creates_and_event_leases(etcd):
         assert 3600 <= ttl.grantedTTL <= 3660 and len(ttl.keys) == 2   # one lease per minute of events, as upstream
         await s.close()
     run(main())
+
+
+def test_a_sqlite_cluster_moves_to_etcd_with_store_copy(etcd, tmp_path):
+    """kubeclass store copy: a stopped SQLite cluster's objects into an empty etcd prefix; the cluster started on
+    etcd serves them (new resourceVersions), and copying into a non-empty store is refused."""
+    import json
+    import subprocess
+    import sys
+    from conftest import ROOT, Cluster
+    data = str(tmp_path / "data")
+    c = Cluster(data, extra=["--storage", "sqlite", "--no-node"]).start()
+    try:
+        c.ok("create", "namespace", "moving")
+        c.ok("create", "configmap", "settings", "-n", "moving", "--from-literal=a=b")
+        c.ok("apply", "-f", "-", input="apiVersion: node.k8s.io/v1\nkind: RuntimeClass\nmetadata:\n  name: gvisor\nhandler: runsc\n")
+        before = json.loads(c.ok("get", "configmap", "settings", "-n", "moving", "-o", "json"))
+    finally:
+        c.stop()
+    url = f"http://{etcd.endpoints[0]}"
+
+    def copy():
+        return subprocess.run([sys.executable, "-m", "kubeclass.cli", "store", "copy", "--from", f"sqlite:{data}", "--to",
+                               f"etcd:{url}", "--etcd-prefix", "/moved"], capture_output=True, text=True, cwd=ROOT)
+    out = copy()
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith("resourceVersions changed: watchers and informers relist")
+    again = copy()
+    assert again.returncode == 1 and again.stderr.strip() == "error: the target store is not empty: copy into a new, empty store"
+    e = Cluster(data, extra=["--storage", "etcd", "--etcd-servers", url, "--etcd-prefix", "/moved", "--no-node"]).start()
+    try:
+        after = json.loads(e.ok("get", "configmap", "settings", "-n", "moving", "-o", "json"))
+        assert after["data"] == {"a": "b"} and after["metadata"]["uid"] == before["metadata"]["uid"]
+        assert after["metadata"]["resourceVersion"] != "" and "gvisor" in e.ok("get", "runtimeclass")
+    finally:
+        e.stop()
