@@ -55,6 +55,22 @@ async def _compactor(store, interval: float) -> None:
         prev = store.revision
 
 
+def _share_pki(src: str, data_dir: str) -> str:
+    """Copy another server's CA, keys (not its serving certificate) and token file into data_dir, where absent."""
+    import shutil
+    s_pki, d_pki = os.path.join(src, "pki"), os.path.join(data_dir, "pki")
+    if not os.path.isfile(os.path.join(s_pki, "ca.crt")) or not os.path.isfile(os.path.join(src, "tokens.csv")):
+        return f"{src} is not a kubeclass data directory (no pki/ca.crt or tokens.csv)"
+    os.makedirs(d_pki, mode=0o700, exist_ok=True)
+    for name in os.listdir(s_pki):
+        if name in ("server.crt", "server.key") or os.path.exists(os.path.join(d_pki, name)):
+            continue
+        shutil.copy2(os.path.join(s_pki, name), os.path.join(d_pki, name))
+    if not os.path.exists(os.path.join(data_dir, "tokens.csv")):
+        shutil.copy2(os.path.join(src, "tokens.csv"), os.path.join(data_dir, "tokens.csv"))
+    return ""
+
+
 async def _open_etcd(args, data_dir: str):
     """The etcd store: the members of --etcd-servers, or (kubeclass up without them) a local member it starts."""
     import urllib.parse
@@ -123,6 +139,11 @@ async def serve(args) -> int:
         print(f"warning: the data directory {data_dir} is open to other users (mode {mode:04o}); the store and pki/ inside "
               f"are kept 0600/0700, but `chmod 700 {data_dir}` is safer: it holds the cluster's Secrets and keys", file=sys.stderr)
     p = _paths(data_dir)
+    if args.pki_from:
+        why = _share_pki(os.path.abspath(args.pki_from), data_dir)
+        if why:
+            print(f"error: --pki-from: {why}", file=sys.stderr)
+            return 1
     hosts = [args.bind] if args.bind not in ("0.0.0.0", "::") else []
     from .node.apiproxy import service_ip
     try:
@@ -530,6 +551,9 @@ def main(argv: list[str] | None = None) -> int:
                        help="Service addresses; the first is the kubernetes Service's, where Pods reach the API server "
                             "(in the serving certificate; the local node serves it)")
         s.add_argument("--durable", action="store_true", help="fsync every commit (survives power loss, slower)")
+        s.add_argument("--pki-from", default="",
+                       help="another server's data directory: its CA, service-account key and token file are copied "
+                            "here (once), so several API servers serve one cluster (each makes its own serving certificate)")
         s.add_argument("--storage", choices=["sqlite", "etcd"], default="sqlite",
                        help="the store: the embedded SQLite file (default) or etcd v3" +
                             (" (a local member in DATA/etcd unless --etcd-servers names a cluster)" if name == "up" else ""))

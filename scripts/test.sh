@@ -5,6 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 "$PY" -c "import kubeclass, kubernetes, pytest" 2>/dev/null || bash scripts/install.sh
+# what only the tests need: a TCP load balancer in front of several API servers
+if ! command -v haproxy >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq --no-install-recommends haproxy >/dev/null 2>&1 \
+    || { apt-get update -qq && apt-get install -y -qq --no-install-recommends haproxy >/dev/null; }
+fi
 "$PY" -m pytest -q -p no:cacheprovider "$@" tests
 if [ $# -eq 0 ]; then
   # the integration suite again with every cluster on etcd (a local member of Debian's etcd-server each)

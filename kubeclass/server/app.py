@@ -106,6 +106,9 @@ class APIServer:
         await self._kube_dns_service()
         await self._local_apiservices()
         await self.constraint_kinds.sync()
+        from .identity import Identity
+        self.identity = Identity(self.store, self.address)
+        self._spawn(self.identity.run())   # kube-system/apiserver-<id>: which servers are alive
         self.ready = True
 
     def end_streams(self) -> None:
