@@ -102,6 +102,7 @@ class StoreLister:
 class REST:
     def __init__(self, store, chain: Chain | None = None, locks: dict[str, asyncio.Lock] | None = None):
         self.store = store
+        self.fresh = getattr(store, "fresh", None)   # etcd: consistent reads wait for the watch cache (store/etcd.py)
         self.chain = chain if chain is not None else Chain()
         self.lister = StoreLister(store)
         self.locks = locks if locks is not None else {}  # serialization keys -> locks (see Plugin.serialization_key)
@@ -252,7 +253,14 @@ class REST:
         return self.respond_entry(ctx, res, 201, ent)
 
     # ------------------------------------------------------------------ read
+    async def consistent(self, rv: str | None) -> None:
+        """A read without a resourceVersion is served at the store's latest revision; on etcd that means the
+        watch cache first catches up with etcd (several API servers), on SQLite the cache is the store."""
+        if not rv and self.fresh is not None:
+            await self.fresh()
+
     async def get(self, ctx: Context, res: Resource) -> Result:
+        await self.consistent(ctx.query.get("resourceVersion"))
         ent = self._get_entry(res, ctx.namespace, ctx.name or "")
         if tables.wants_table(ctx.accept):
             return self.respond(ctx, res, 200, ent.obj)
@@ -311,6 +319,8 @@ class REST:
     async def list(self, ctx: Context, res: Resource) -> Result:
         params.check_list_options(ctx.query, watch=False)
         await self.wait_for_revision(ctx.query.get("resourceVersion", ""))
+        if not ctx.query.get("continue"):
+            await self.consistent(ctx.query.get("resourceVersion"))
         limit = params.parse_int("limit", ctx.query.get("limit"))
         cont = ctx.query.get("continue")
         start = None

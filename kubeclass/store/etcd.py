@@ -9,7 +9,9 @@ revision when they are read. Events (`/registry/events/...`) are written with a 
 Reads are served by a watch cache (store/cache.py, as kube-apiserver's cacher): the prefix is listed once at a
 pinned revision, then one etcd watch from the next revision feeds every change, in order, into the cache, its
 history and the API's watchers — so several API servers on one etcd each see every write, whichever took it. A
-write returns once the cache holds it (this server reads its own writes). When etcd has compacted past what the
+write returns once the cache holds it (this server reads its own writes), and a GET or LIST without a
+resourceVersion first asks etcd for its current revision and waits for the cache to reach it (fresh()), so reads
+through any server see every write acknowledged before them, whichever server took it. When etcd has compacted past what the
 cache has seen (a long disconnection), the cache is rebuilt by a new list and every watcher is closed: its client
 watches again or relists, as after a 410 from upstream.
 
@@ -44,6 +46,7 @@ class EtcdStore(Cache):
         self._waiters: list[tuple[int, asyncio.Future]] = []
         self._lease: tuple[int, float] | None = None
         self._lease_lock = asyncio.Lock()
+        self._rev_fetch: asyncio.Future | None = None
         self.full = False
 
     # ---------------------------------------------------------------- keys
@@ -168,6 +171,24 @@ class EtcdStore(Cache):
             await asyncio.wait_for(fut, timeout)
         except asyncio.TimeoutError:
             raise StoreError(f"the watch cache did not reach revision {rev} within {timeout:g}s") from None
+
+    async def fresh(self) -> None:
+        """A consistent read (kube-apiserver 1.31+'s consistent reads from cache): learn etcd's current revision
+        (a quorum read) and wait until this server's cache has applied it, so a read through this server sees
+        every write acknowledged by any server before it. Concurrent readers share one etcd request."""
+        fut = self._rev_fetch
+        if fut is None:
+            fut = self._rev_fetch = asyncio.ensure_future(self._current_revision())
+            fut.add_done_callback(lambda f: setattr(self, "_rev_fetch", None))
+        try:
+            rev = await asyncio.shield(fut)
+        except Exception as e:  # noqa: BLE001
+            raise StoreError(f"etcd: {_why(e)}") from None
+        await self._caught_up(rev)
+
+    async def _current_revision(self) -> int:
+        r = await self.client.kv.get((self.prefix + "/").encode(), self._range_end(), count_only=True, timeout=10)
+        return r.header.revision
 
     async def close(self) -> None:
         if self._task is not None:

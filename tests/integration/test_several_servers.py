@@ -122,3 +122,16 @@ def test_each_server_holds_its_identity_lease_and_tokens_work_on_both(servers):
                         capture_output=True, text=True)
     assert cp.returncode == 0, cp.stderr
     assert json.loads(cp.stdout)["status"]["userInfo"]["username"] == "system:serviceaccount:default:robot"
+
+
+def test_a_read_on_one_server_sees_a_write_just_made_through_the_other(servers):
+    """Consistent reads (upstream 1.31+'s consistent reads from cache): a GET and a LIST without resourceVersion on
+    server B wait until B's watch cache has caught up with etcd, so a write acknowledged by A is always there."""
+    a, b, _ = servers
+    for i in range(40):
+        st, _, _ = a.request("POST", "/api/v1/namespaces/default/configmaps", {"metadata": {"name": f"rw-{i}"}, "data": {"i": str(i)}})
+        assert st == 201
+        st, _, got = b.request("GET", f"/api/v1/namespaces/default/configmaps/rw-{i}")
+        assert st == 200 and got["data"] == {"i": str(i)}, (i, st, got)
+        st, _, lst = b.request("GET", "/api/v1/namespaces/default/configmaps?labelSelector=&limit=500")
+        assert f"rw-{i}" in {o["metadata"]["name"] for o in lst["items"]}
