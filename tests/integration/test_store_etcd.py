@@ -122,18 +122,16 @@ def test_a_sqlite_cluster_moves_to_etcd_with_store_copy(etcd, tmp_path):
 
 def test_fresh_waits_for_the_cache_to_reach_etcds_revision(etcd):
     """Two stores (two API servers) on one etcd: right after a write through the first, the second's cache may
-    not hold it yet; fresh() (what a GET or LIST without resourceVersion awaits) makes it."""
+    not hold it yet; after fresh() (what a GET or LIST without resourceVersion awaits) it always does."""
     async def main():
         s1 = await EtcdStore(etcd.endpoints, prefix="/t4").open()
         s2 = await EtcdStore(etcd.endpoints, prefix="/t4").open()
-        misses = 0
         for i in range(20):
             key = f"/registry/configmaps/d/f{i}"
             await s1.create(key, {"metadata": {"name": f"f{i}"}})
-            misses += s2.get(key) is None          # the second server's watch has not delivered it yet
+            # the second server's watch may not have delivered it yet (often it has not, but that is a race)
             await s2.fresh()
             assert s2.get(key) is not None
-        assert misses > 0   # the lag fresh() closes is real
         await s1.close()
         await s2.close()
     run(main())
