@@ -64,6 +64,8 @@ def generic(name: str) -> T:
 
 
 QUANTITY = T("quantity", "resource.Quantity")
+INT64_AMOUNT = struct("resource.int64Amount", ("value", "", INT), ("scale", "", named("int", "resource.Scale")))
+QUANTITY_FORMAT = named("string", "resource.Format")
 RESOURCE_LIST = T("map", "core.ResourceList", key=named("string", "core.ResourceName"), elem=QUANTITY)
 STR_MAP = T("map", key=STRING, elem=STRING)
 STR_LIST = slice_of(STRING)
@@ -390,8 +392,8 @@ def compare(t: T, x, y) -> Node:
             _leaf(n, x is None and y is None)
         else:
             n.records = []
-            for ex, ey in _pairs(t.elem, x, y):
-                n.add(None, compare(t.elem, ex, ey))
+            for child in _pairs(t.elem, x, y):
+                n.add(None, child)
     elif t.kind == "map":
         if x is None or y is None:
             _leaf(n, x is None and y is None)
@@ -415,22 +417,23 @@ def _zero(t: T):
     return {"struct": {}, "quantity": ZERO_Q, "int": 0, "bool": False, "string": ""}.get(t.kind)
 
 
-def _pairs(t: T, xs: list, ys: list):
-    """The edit script: equal elements kept in order; others paired by position (modified) when similar."""
+def _pairs(t: T, xs: list, ys: list) -> list[Node]:
+    """The edit script's nodes: equal elements kept in order; others paired by position (modified) when similar,
+    else removed / inserted."""
     i = j = 0
     out = []
     while i < len(xs) or j < len(ys):
         if i < len(xs) and j < len(ys):
             r = compare(t, xs[i], ys[j])
             if r.diff == 0 or r.same + 1 >= r.diff or len(xs) - i == len(ys) - j:
-                out.append((xs[i], ys[j]))
+                out.append(r)
                 i, j = i + 1, j + 1
                 continue
         if i < len(xs) and (len(xs) - i > len(ys) - j or j >= len(ys)):
-            out.append((xs[i], MISSING))
+            out.append(compare(t, xs[i], MISSING))
             i += 1
         else:
-            out.append((MISSING, ys[j]))
+            out.append(compare(t, MISSING, ys[j]))
             j += 1
     return out
 
@@ -702,21 +705,15 @@ def _value(o: Opts, t: T, v):
         return Line(str(v))
     if k == "string":
         return _format_string(o, v)
-    if k == "quantity":
-        fields = [("i", struct("resource.int64Amount", ("value", "", INT), ("scale", "", named("int", "resource.Scale"))),
-                   {"value": v[0], "scale": v[1]}),
-                  ("s", STRING, v[2]), ("Format", named("string", "resource.Format"), v[3])]
-        return _struct_value(o, [(name, ft, fv) for name, ft, fv in fields])
+    if k == "quantity":   # its unexported fields, as go-cmp prints a Quantity (no Stringer on the value)
+        return _struct_value(o, [("i", INT64_AMOUNT, {"value": v[0], "scale": v[1]}), ("s", STRING, v[2]),
+                                 ("Format", QUANTITY_FORMAT, v[3])])
     if k == "struct":
         return _struct_value(o, [(g, ft, v.get(g, _zero(ft))) for g, ft in _fields(t, v, v)])
     if k in ("slice", "map"):
         if v is None:
             return Line("nil")
-        max_len = len(v)
-        sub = o.but(types=ELIDE)
-        if o.limit:
-            max_len = ((1 << o.level()) >> 1) << 2
-            sub.verbosity -= 1
+        max_len, sub = _value_limit(o, len(v), ELIDE)
         lst = []
         items = [(None, x) for x in v] if k == "slice" else [(kk, v[kk]) for kk in sorted(v)]
         for kk, x in items:
@@ -736,12 +733,18 @@ def _value(o: Opts, t: T, v):
     raise ValueError(k)
 
 
+def _value_limit(o: Opts, n: int, types: int) -> tuple[int, Opts]:
+    """FormatValue's bound on a struct's, slice's or map's records under limited verbosity (0, 4, 8, 16, ...) and the
+    options for its children (one level less verbose)."""
+    sub = o.but(types=types)
+    if not o.limit:
+        return n, sub
+    sub.verbosity -= 1
+    return ((1 << o.level()) >> 1) << 2, sub
+
+
 def _struct_value(o: Opts, fields):
-    max_len = len(fields)
-    sub = o.but(types=AUTO)
-    if o.limit:
-        max_len = ((1 << o.level()) >> 1) << 2
-        sub.verbosity -= 1
+    max_len, sub = _value_limit(o, len(fields), AUTO)
     lst = []
     for name, ft, fv in fields:
         if _is_zero(ft, fv):
