@@ -9,7 +9,6 @@ import functools
 import logging
 import os
 import signal
-import subprocess
 import sys
 
 import yaml
@@ -73,23 +72,19 @@ def _share_pki(src: str, data_dir: str) -> str:
 
 async def _open_etcd(args, data_dir: str):
     """The etcd store: the members of --etcd-servers, or (kubeclass up without them) a local member it starts."""
-    import urllib.parse
-    from .store.etcd import EtcdStore
+    from .store import localetcd
+    from .store.etcd import EtcdStore, endpoints_of
     local = None
     urls = [u.strip() for u in args.etcd_servers.split(",") if u.strip()]
     if not urls:
         if args.cmd != "up":
             raise ValueError("--storage etcd needs --etcd-servers (comma-separated URLs of the etcd members)")
-        from .store import localetcd
         local = localetcd.start(data_dir, args.etcd_port, args.etcd_port + 1)
         urls = [f"http://127.0.0.1:{args.etcd_port}"]
-    endpoints, secure = [], False
-    for u in urls:
-        parsed = urllib.parse.urlsplit(u if "://" in u else "http://" + u)
-        if not parsed.hostname or not parsed.port:
-            raise ValueError(f"--etcd-servers: {u!r} is not a URL with a host and port (http://127.0.0.1:2379)")
-        endpoints.append(f"{parsed.hostname}:{parsed.port}")
-        secure = secure or parsed.scheme == "https"
+    try:
+        endpoints, secure = endpoints_of(urls)
+    except ValueError as e:
+        raise ValueError(f"--etcd-servers: {e}") from None
 
     def read(path: str) -> bytes | None:
         if not path:
@@ -103,7 +98,7 @@ async def _open_etcd(args, data_dir: str):
         await store.open()
     except BaseException:
         if local is not None:
-            local.terminate()
+            localetcd.stop(local)
         raise
     return store, local
 
@@ -237,11 +232,8 @@ async def serve(args) -> int:
         compactor.cancel()
         await store.close()
         if local_etcd is not None:
-            local_etcd.terminate()
-            try:
-                local_etcd.wait(15)
-            except subprocess.TimeoutExpired:
-                local_etcd.kill()
+            from .store import localetcd
+            localetcd.stop(local_etcd)
     print("kubeclass stopped", flush=True)
     return 0
 
@@ -679,13 +671,8 @@ async def cmd_store_copy(args) -> int:
     from .store import copy as storecopy
     src = dst = None
     try:
-        if args.dst.startswith("sqlite:"):
-            d = args.dst.split(":", 1)[1]
-            os.makedirs(d, mode=0o700, exist_ok=True)
-            if not os.path.exists(os.path.join(d, "kubeclass.db")):
-                open(os.path.join(d, "kubeclass.db"), "a").close()
         src = await storecopy.open_store(args.src, args.etcd_prefix)
-        dst = await storecopy.open_store(args.dst, args.etcd_prefix)
+        dst = await storecopy.open_store(args.dst, args.etcd_prefix, create=True)
         n = await storecopy.copy(src, dst, lambda k: print(f"{k} objects copied", flush=True))
     except (ValueError, StoreError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)

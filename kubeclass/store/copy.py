@@ -14,29 +14,26 @@ from . import StoreError
 PREFIX = "/registry/"
 
 
-def parse(spec: str, etcd_prefix: str = "/registry") -> tuple[str, str]:
+def parse(spec: str) -> tuple[str, str]:
     kind, _, where = spec.partition(":")
     if kind not in ("sqlite", "etcd") or not where:
         raise ValueError(f"{spec!r}: give sqlite:DATA_DIR or etcd:URL[,URL...]")
     return kind, where
 
 
-async def open_store(spec: str, etcd_prefix: str = "/registry"):
-    kind, where = parse(spec, etcd_prefix)
+async def open_store(spec: str, etcd_prefix: str = "/registry", create: bool = False):
+    """The store a spec names; create: a SQLite data directory and its store file may be new (a copy's target)."""
+    kind, where = parse(spec)
     if kind == "sqlite":
         from .sqlite import SQLiteStore
+        if create:
+            os.makedirs(where, mode=0o700, exist_ok=True)
         path = os.path.join(where, "kubeclass.db") if os.path.isdir(where) else where
-        if not os.path.exists(path):
+        if not create and not os.path.exists(path):
             raise ValueError(f"no store at {path}")
         return SQLiteStore(path)
-    import urllib.parse
-    from .etcd import EtcdStore
-    endpoints = []
-    for u in where.split(","):
-        p = urllib.parse.urlsplit(u if "://" in u else "http://" + u)
-        if not p.hostname or not p.port:
-            raise ValueError(f"{u!r} is not an etcd URL with a host and port")
-        endpoints.append(f"{p.hostname}:{p.port}")
+    from .etcd import EtcdStore, endpoints_of
+    endpoints, _ = endpoints_of(where.split(","))
     return await EtcdStore(endpoints, etcd_prefix).open(timeout=10)
 
 

@@ -34,6 +34,19 @@ LEASE_REUSE = 60          # seconds during which new events share one lease (ups
 PAGE = 2000               # keys per range request while the cache is filled
 
 
+def endpoints_of(urls: list[str]) -> tuple[list[str], bool]:
+    """etcd member URLs (http://host:port, or host:port) as the client's host:port endpoints; and whether any is https."""
+    import urllib.parse
+    endpoints, secure = [], False
+    for u in urls:
+        parsed = urllib.parse.urlsplit(u if "://" in u else "http://" + u)
+        if not parsed.hostname or not parsed.port:
+            raise ValueError(f"{u!r} is not an etcd URL with a host and port (http://127.0.0.1:2379)")
+        endpoints.append(f"{parsed.hostname}:{parsed.port}")
+        secure = secure or parsed.scheme == "https"
+    return endpoints, secure
+
+
 class EtcdStore(Cache):
     def __init__(self, endpoints: list[str], prefix: str = "/registry", ca: bytes | None = None,
                  cert: bytes | None = None, key: bytes | None = None):
@@ -124,8 +137,9 @@ class EtcdStore(Cache):
                         rev = ev.kv.mod_revision
                     if events:
                         self._apply_events(events)
-                    rev = max(rev, resp.header.revision if not resp.events else rev)
-                    self._wake(max(rev, self.cache_rev))
+                    elif not resp.events:   # a progress notification: nothing under the prefix up to there
+                        rev = max(rev, resp.header.revision)
+                    self._wake(rev)
             except asyncio.CancelledError:
                 raise
             except _Relist as e:
@@ -228,8 +242,11 @@ class EtcdStore(Cache):
             raise StoreError(f"etcd: {why}") from None
 
     def _written(self, key: str, obj: dict, rev: int) -> Entry:
+        """The entry of a write at rev: the cache's own (its watch built it from etcd's value already) unless the key
+        moved on since; obj gets its resourceVersion, as the SQLite store gives it."""
         obj.setdefault("metadata", {})["resourceVersion"] = str(rev)
-        return Entry(encode(obj), rev, obj)
+        ent = self._flat.get(key)
+        return ent if ent is not None and ent.rev == rev else Entry(encode(obj), rev, obj)
 
     async def create(self, key: str, obj: dict) -> Entry:
         kv = self.client.kv

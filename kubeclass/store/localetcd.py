@@ -31,3 +31,13 @@ def start(data_dir: str, client_port: int, peer_port: int) -> subprocess.Popen:
          "--listen-peer-urls", f"http://127.0.0.1:{peer_port}", "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}",
          "--initial-cluster", f"kubeclass=http://127.0.0.1:{peer_port}", "--logger", "zap", "--log-level", "warn"],
         stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+
+
+def stop(proc: subprocess.Popen, timeout: float = 15) -> None:
+    """SIGTERM (etcd flushes and exits), SIGKILL after timeout."""
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
