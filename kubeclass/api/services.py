@@ -130,6 +130,12 @@ def prepare_create(svc: dict) -> None:
     svc["status"] = {"loadBalancer": {}}
 
 
+def lb_ingress_ips(svc: dict) -> list[str]:
+    """The IPs in a Service's status.loadBalancer.ingress (hostname-only entries left out)."""
+    return [i["ip"] for i in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+            if isinstance(i, dict) and i.get("ip")]
+
+
 def prepare_status_update(new: dict, old: dict) -> dict:
     """services/status: only the status changes; an ingress IP without ipMode gets VIP (upstream's defaulting
     with LoadBalancerIPMode, on in 1.32) on a LoadBalancer Service."""

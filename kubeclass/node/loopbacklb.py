@@ -13,6 +13,7 @@ import asyncio
 import ipaddress
 import logging
 
+from ..api.services import lb_ingress_ips
 from .servicewatch import ServiceWatch
 
 log = logging.getLogger("kubeclass.node")
@@ -38,7 +39,7 @@ def wanted(services: dict[str, dict], address: str) -> dict[tuple[str, int], tup
         cip = spec.get("clusterIP")
         if spec.get("type") not in ("LoadBalancer", "NodePort") or not cip or cip == "None":
             continue
-        ingress = [i.get("ip") for i in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []]
+        ingress = lb_ingress_ips(svc)
         for p in spec.get("ports") or []:
             if p.get("protocol", "TCP") != "TCP" or not p.get("port"):
                 continue

@@ -321,11 +321,11 @@ class PodWorker:
         if self.mgr.network is not None and not spec.get("hostNetwork"):
             try:
                 self.net = await self.mgr.network.setup(self.pod, self.dir)
-                self.write_hosts()
             except (CNIError, OSError) as e:
                 self.event("FailedCreatePodSandBox", f"Failed to create pod sandbox: rpc error: code = Unknown desc = failed to "
                            f"setup network for sandbox \"{podnet.container_id(self.uid)}\": {e}", "Warning")
                 return
+        self.write_hosts()   # with the Pod's IPs, once CNI gave them
         try:
             cgroups.ensure_pod(self.uid, bundle.pod_limits(self.pod))
             await self.sandbox.run()
@@ -355,7 +355,6 @@ class PodWorker:
         etc = os.path.join(self.dir, "etc")
         os.makedirs(etc, exist_ok=True)
         host = self.hostname()
-        self.write_hosts()
         with open(os.path.join(etc, "hostname"), "w") as f:
             f.write(host + "\n")
         try:
@@ -367,7 +366,7 @@ class PodWorker:
             f.write(clusterdns.resolv_conf(self.pod, host, self.mgr.dns_ip or None))
 
     def write_hosts(self) -> None:
-        """/etc/hosts as kubelet writes it, with the Pod's IPs once it has them (written again after CNI ADD)."""
+        """/etc/hosts as kubelet writes it (the Pod's IPs with its hostname, hostAliases)."""
         node_hosts = ""
         if (self.pod.get("spec") or {}).get("hostNetwork"):
             try:

@@ -24,6 +24,7 @@ import re
 import subprocess
 import threading
 
+from ..api import services
 from .servicewatch import ServiceWatch
 
 log = logging.getLogger("kubeclass.node")
@@ -67,7 +68,7 @@ def external_ips(svc: dict) -> list[str]:
     spec = svc.get("spec") or {}
     out = list(spec.get("externalIPs") or [])
     if spec.get("type") == "LoadBalancer":
-        out += [i.get("ip") for i in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or [] if i.get("ip")]
+        out += services.lb_ingress_ips(svc)
     keep = []
     for ip in out:
         try:
