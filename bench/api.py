@@ -20,7 +20,7 @@ import aiohttp
 import orjson
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
-from conftest import Cluster  # noqa: E402
+from conftest import Cluster, pids_running  # noqa: E402
 
 POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "", "labels": {"app": "bench"}},
        "spec": {"runtimeClassName": "gvisor", "containers": [{"name": "app", "image": "nginx:alpine", "ports": [{"containerPort": 80}],
@@ -42,17 +42,7 @@ def cpu_seconds(pid: int | None) -> float:
 
 
 def etcd_pid(data_dir: str) -> int | None:
-    for p in os.listdir("/proc"):
-        if not p.isdigit():
-            continue
-        try:
-            with open(f"/proc/{p}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if argv and argv[0].endswith(b"etcd") and os.path.join(data_dir, "etcd").encode() in argv:
-            return int(p)
-    return None
+    return next(iter(pids_running("etcd", os.path.join(data_dir, "etcd"))), None)
 
 
 def pct(xs: list[float], p: float) -> float:

@@ -37,6 +37,22 @@ def wait_for(fn, timeout: float = 30.0, step: float = 0.1, what: str = ""):
     raise AssertionError(f"timed out waiting for {what or fn}; last: {last!r}")
 
 
+def pids_running(program: str, arg: str) -> list[int]:
+    """Processes whose program ends with `program` and whose command line holds `arg` exactly."""
+    out = []
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            with open(f"/proc/{p}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(program.encode()) and arg.encode() in argv:
+            out.append(int(p))
+    return out
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

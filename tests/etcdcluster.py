@@ -77,3 +77,29 @@ class EtcdCluster:
         for m in self.members:
             m.kill(signal.SIGTERM)
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+def start_haproxy(base: str, ports: list[int], check: str = "inter 500ms") -> tuple[subprocess.Popen, int]:
+    """Debian's haproxy in TCP mode on 127.0.0.1 in front of the API servers on `ports` (round robin, health-checked
+    with `check`), as upstream puts kube-apiservers behind one URL; returns it and its port once it listens."""
+    import socket
+    from conftest import wait_for
+    if shutil.which("haproxy") is None:
+        raise RuntimeError("haproxy is not installed (scripts/test.sh installs it)")
+    port = free_port()
+    servers = "".join(f"    server s{i} 127.0.0.1:{p} check {check}\n" for i, p in enumerate(ports))
+    cfg = os.path.join(base, "haproxy.cfg")
+    with open(cfg, "w") as f:
+        f.write(f"defaults\n    mode tcp\n    timeout connect 1s\n    timeout client 30s\n    timeout server 30s\n"
+                f"frontend api\n    bind 127.0.0.1:{port}\n    default_backend servers\n"
+                f"backend servers\n    balance roundrobin\n{servers}")
+    proc = subprocess.Popen(["haproxy", "-db", "-f", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def listening() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+    wait_for(listening, 20, what="haproxy listening")
+    return proc, port

@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 import seeds
+from conftest import pids_running
 from nodecluster import IMAGE, NODE, PortForward, build_busybox_archive, node_cluster, start_node_cluster, wait_for  # noqa: F401
 from kubeclass.node.vm import guestimage
 
@@ -46,18 +47,7 @@ def pod(name: str, command: str, rc: str | None, restart: str = "Never", contain
 
 
 def qemu_pids(vmid: str) -> list[int]:
-    out = []
-    for p in os.listdir("/proc"):
-        if not p.isdigit():
-            continue
-        try:
-            with open(f"/proc/{p}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if argv and argv[0].endswith(b"qemu-system-x86_64") and f"kubeclass-{vmid}".encode() in argv:
-            out.append(int(p))
-    return out
+    return pids_running("qemu-system-x86_64", f"kubeclass-{vmid}")
 
 
 def sandbox_meta(data_dir: str, uid: str) -> dict:

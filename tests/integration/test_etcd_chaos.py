@@ -5,55 +5,26 @@ saw every one of them (no gap), and the killed member and server rejoin when res
 from __future__ import annotations
 
 import json
-import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
 
-import pytest
-import yaml
 
-from conftest import Cluster, free_port, wait_for
-from etcdcluster import EtcdCluster
+from conftest import Cluster, wait_for
+from etcdcluster import EtcdCluster, start_haproxy
 
 
 def test_kill_an_etcd_member_and_an_api_server_under_writes(tmp_path):
-    if shutil.which("haproxy") is None:
-        pytest.fail("haproxy is not installed (scripts/test.sh installs it)")
     etcd = EtcdCluster(str(tmp_path / "etcd"), members=3).start(timeout=60)
     urls = ",".join(f"http://{e}" for e in etcd.endpoints)
     flags = ["--storage", "etcd", "--etcd-servers", urls]
     a = Cluster(str(tmp_path / "a"), extra=flags + ["--no-node"]).start(timeout=60)
     b = Cluster(str(tmp_path / "b"), extra=flags + ["--no-node", "--no-scheduler", "--no-controllers",
                                                     "--pki-from", a.data_dir]).start(timeout=60)
-    lb_port = free_port()
-    cfg = tmp_path / "haproxy.cfg"
-    cfg.write_text(f"""defaults
-    mode tcp
-    timeout connect 1s
-    timeout client 30s
-    timeout server 30s
-frontend api
-    bind 127.0.0.1:{lb_port}
-    default_backend servers
-backend servers
-    balance roundrobin
-    server a 127.0.0.1:{a.port} check inter 300ms fall 1
-    server b 127.0.0.1:{b.port} check inter 300ms fall 1
-""")
-    lb = subprocess.Popen(["haproxy", "-db", "-f", str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    lb, lb_port = start_haproxy(str(tmp_path), [a.port, b.port], check="inter 300ms fall 1")
     watch = None
     try:
-        def listening() -> bool:
-            try:
-                socket.create_connection(("127.0.0.1", lb_port), timeout=1).close()
-                return True
-            except OSError:
-                return False
-        wait_for(listening, 20, what="haproxy listening")
-        kc = yaml.safe_load(open(a.kubeconfig))
         token = a.token()
         watch = subprocess.Popen(["kubectl", "--kubeconfig", a.kubeconfig, "get", "configmaps", "-n", "default", "-w",
                                   "--watch-only", "-o", "name"], stdout=subprocess.PIPE, text=True)
@@ -116,7 +87,6 @@ backend servers
         wait_for(victim.healthy, 30, what="the killed etcd member healthy again")
         b.start(timeout=60)
         assert json.loads(b.ok("get", "configmap", sorted(acked)[0], "-o", "json"))["metadata"]["name"] == sorted(acked)[0]
-        assert kc
     finally:
         if watch is not None:
             watch.terminate()

@@ -6,22 +6,18 @@ server answering, a watch on one server sees a write through the other (latency 
 from __future__ import annotations
 
 import json
-import shutil
-import socket
 import subprocess
 import time
 
 import pytest
 import yaml
 
-from conftest import Cluster, free_port, wait_for
-from etcdcluster import EtcdCluster
+from conftest import Cluster, wait_for
+from etcdcluster import EtcdCluster, start_haproxy
 
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
-    if shutil.which("haproxy") is None:
-        pytest.fail("haproxy is not installed (scripts/test.sh installs it)")
     base = tmp_path_factory.mktemp("several")
     etcd = EtcdCluster(str(base / "etcd")).start()
     url = f"http://{etcd.endpoints[0]}"
@@ -29,32 +25,7 @@ def servers(tmp_path_factory):
     a = Cluster(str(base / "a"), extra=flags + ["--no-node"]).start(timeout=60)
     b = Cluster(str(base / "b"), extra=flags + ["--no-node", "--no-scheduler", "--no-controllers", "--pki-from", a.data_dir])
     b.start(timeout=60)
-    lb_port = free_port()
-    cfg = base / "haproxy.cfg"
-    cfg.write_text(f"""global
-    maxconn 256
-defaults
-    mode tcp
-    timeout connect 2s
-    timeout client 60s
-    timeout server 60s
-frontend api
-    bind 127.0.0.1:{lb_port}
-    default_backend servers
-backend servers
-    balance roundrobin
-    server a 127.0.0.1:{a.port} check inter 500ms
-    server b 127.0.0.1:{b.port} check inter 500ms
-""")
-    lb = subprocess.Popen(["haproxy", "-db", "-f", str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def listening() -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", lb_port), timeout=1).close()
-            return True
-        except OSError:
-            return False
-    wait_for(listening, 20, what="haproxy listening")
+    lb, lb_port = start_haproxy(str(base), [a.port, b.port])
     kc = yaml.safe_load(open(a.kubeconfig))
     kc["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{lb_port}"
     lb_kubeconfig = str(base / "lb.kubeconfig")

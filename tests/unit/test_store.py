@@ -5,8 +5,9 @@ import asyncio
 
 import pytest
 
-from kubeclass.store import Compacted, KeyExists, KeyNotFound, RevisionConflict
+from kubeclass.store import Compacted
 from kubeclass.store.sqlite import SQLiteStore
+from storecontract import common_contract
 
 
 def run(coro):
@@ -16,24 +17,7 @@ def run(coro):
 def test_contract(tmp_path):
     async def main():
         s = SQLiteStore(str(tmp_path / "db"))
-        a = await s.create("/registry/pods/default/a", {"metadata": {"name": "a"}})
-        await s.create("/registry/pods/default2/b", {"metadata": {"name": "b"}})
-        await s.create("/registry/pods/def/c", {"metadata": {"name": "c"}})
-        assert a.obj["metadata"]["resourceVersion"] == str(a.rev)
-        with pytest.raises(KeyExists):
-            await s.create("/registry/pods/default/a", {})
-        with pytest.raises(RevisionConflict):
-            await s.update("/registry/pods/default/a", {"metadata": {"name": "a"}}, a.rev + 100)
-        with pytest.raises(KeyNotFound):
-            await s.delete("/registry/pods/default/zzz")
-        assert [k for k, _ in s.list("/registry/pods/default/")[0]] == ["/registry/pods/default/a"]
-        assert len(s.list("/registry/pods/")[0]) == 3
-        w = s.watch("/registry/pods/default/", a.rev - 1)   # replay from history, then live
-        u = await s.update("/registry/pods/default/a", {"metadata": {"name": "a", "labels": {"x": "y"}}}, a.rev)
-        d = await s.delete("/registry/pods/default/a", u.rev)
-        got = [w.queue.get_nowait() for _ in range(3)]
-        assert [(e.type, e.entry.rev) for e in got] == [("ADDED", a.rev), ("MODIFIED", u.rev), ("DELETED", d.rev)]
-        assert d.rev > u.rev and d.obj["metadata"]["resourceVersion"] == str(d.rev)
+        a, u, _ = await common_contract(s)
         await s.compact(u.rev)
         with pytest.raises(Compacted):
             s.watch("/registry/pods/", a.rev)
