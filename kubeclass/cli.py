@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 
 import yaml
 
@@ -201,10 +202,13 @@ async def serve(args) -> int:
     compactor = loop.create_task(_compactor(store, args.compact_interval))
     if args.cmd == "up" and not args.no_scheduler:
         components.append(loop.create_task(_after_server_start(
-            server, functools.partial(run_scheduler, p["kubeconfig"], scheduler_options(args)), "kubeclass.scheduler")))
+            server, functools.partial(run_scheduler, p["kubeconfig"], scheduler_options(args), secure_port=args.scheduler_secure_port,
+                                      bind_address=args.bind, cert_dir=os.path.join(p["pki"], "kube-scheduler")),
+            "kubeclass.scheduler")))
     if args.cmd == "up" and not args.no_controllers:
         components.append(loop.create_task(_after_server_start(
-            server, functools.partial(run_controllers, p["kubeconfig"], controller_options(args)), "kubeclass.controllers"),
+            server, functools.partial(run_controllers, p["kubeconfig"], controller_options(args), args.controllers_secure_port,
+                                      args.bind, os.path.join(p["pki"], "kube-controller-manager")), "kubeclass.controllers"),
             name="controllers"))
     if args.cmd == "up" and not args.no_simulator:
         components.append(loop.create_task(_after_server_start(
@@ -254,11 +258,22 @@ def scheduler_options(args):
                    percentage_of_nodes_to_score=args.percentage_of_nodes_to_score, record_decisions=args.record_decisions)
 
 
-async def run_scheduler(kubeconfig_path: str, opts, leader_elect: bool = True) -> None:
+async def _metrics_endpoint(registry, config, port: int, address: str, cert_dir: str, name: str):
+    """The component's HTTPS /metrics (metricsexport.py), or None when port is 0."""
+    if not port:
+        return None
+    from . import metricsexport
+    return await metricsexport.serve(registry, config, address, port, cert_dir or tempfile.mkdtemp(prefix="kubeclass-"), name)
+
+
+async def run_scheduler(kubeconfig_path: str, opts, leader_elect: bool = True, secure_port: int = 0,
+                        bind_address: str = "127.0.0.1", cert_dir: str = "") -> None:
     from .client import Client, Config
     from .leaderelection import LeaderElector
+    from .scheduler import metrics
     from .scheduler.scheduler import Scheduler
     client = Client(Config.from_kubeconfig(kubeconfig_path), user_agent="kubeclass-scheduler")
+    endpoint = await _metrics_endpoint(metrics.REGISTRY, client.config, secure_port, bind_address, cert_dir, "kube-scheduler")
     try:
         if leader_elect:
             elector = LeaderElector(client, "kube-system", "kube-scheduler", opts.identity)
@@ -266,6 +281,8 @@ async def run_scheduler(kubeconfig_path: str, opts, leader_elect: bool = True) -
         else:
             await Scheduler(client, opts).run()
     finally:
+        if endpoint is not None:
+            await endpoint.cleanup()
         await client.close()
 
 
@@ -290,9 +307,17 @@ def controller_options(args):
                    leader_elect=not getattr(args, "no_leader_elect", False))
 
 
-async def run_controllers(kubeconfig_path: str, opts) -> None:
-    from .controllers import manager
-    await manager.run(kubeconfig_path, opts)
+async def run_controllers(kubeconfig_path: str, opts, secure_port: int = 0, bind_address: str = "127.0.0.1",
+                          cert_dir: str = "") -> None:
+    from .client import Config
+    from .controllers import manager, metrics
+    endpoint = await _metrics_endpoint(metrics.REGISTRY, Config.from_kubeconfig(kubeconfig_path), secure_port, bind_address,
+                                       cert_dir, "kube-controller-manager")
+    try:
+        await manager.run(kubeconfig_path, opts)
+    finally:
+        if endpoint is not None:
+            await endpoint.cleanup()
 
 
 async def run_simulator(kubeconfig_path: str, args) -> None:
@@ -469,6 +494,14 @@ def _add_scheduler_flags(s) -> None:
                    help="record each Pod's per-node filter verdicts and scores as an annotation")
 
 
+def _add_metrics_flags(s, port: int) -> None:
+    s.add_argument("--secure-port", type=int, default=port, help=f"the HTTPS port of /metrics (default {port}; 0: none); "
+                   "callers need `get` on the non-resource URL /metrics (ClusterRole system:monitoring)")
+    s.add_argument("--bind-address", default="127.0.0.1", help="the address /metrics listens on")
+    s.add_argument("--cert-dir", default="", help="where the self-signed serving certificate is kept (default: a new "
+                   "temporary directory)")
+
+
 def _add_controller_flags(s) -> None:
     s.add_argument("--controllers", type=lambda v: v.split(","), default=None,
                    help="controllers to run: '*' (all), 'name', '-name' (leave out), comma-separated, as kube-controller-manager")
@@ -484,12 +517,13 @@ async def cmd_controllers(args) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    return await _run_until_signal(run_controllers(args.kubeconfig, opts))
+    return await _run_until_signal(run_controllers(args.kubeconfig, opts, args.secure_port, args.bind_address, args.cert_dir))
 
 
 async def cmd_scheduler(args) -> int:
     return await _run_until_signal(run_scheduler(args.kubeconfig, scheduler_options(args),
-                                                 leader_elect=not args.no_leader_elect))
+                                                 leader_elect=not args.no_leader_elect, secure_port=args.secure_port,
+                                                 bind_address=args.bind_address, cert_dir=args.cert_dir))
 
 
 def cmd_token_create(args) -> int:
@@ -568,6 +602,10 @@ def main(argv: list[str] | None = None) -> int:
         s.add_argument("-v", "--verbose", action="store_true")
         if name == "up":
             s.add_argument("--no-scheduler", action="store_true", help="do not start the scheduler")
+            s.add_argument("--scheduler-secure-port", type=int, default=10259,
+                           help="the scheduler's HTTPS /metrics port (kube-scheduler's 10259; 0: none)")
+            s.add_argument("--controllers-secure-port", type=int, default=10257,
+                           help="the controller manager's HTTPS /metrics port (kube-controller-manager's 10257; 0: none)")
             _add_scheduler_flags(s)
             s.add_argument("--no-node", action="store_true",
                            help="start the control plane alone (nodes join with `kubeclass node --kubeconfig`)")
@@ -588,11 +626,13 @@ def main(argv: list[str] | None = None) -> int:
     sch.add_argument("--kubeconfig", default=os.path.join(DEFAULT_DATA_DIR, "kubeconfig"))
     sch.add_argument("--no-leader-elect", action="store_true")
     sch.add_argument("-v", "--verbose", action="store_true")
+    _add_metrics_flags(sch, 10259)
     _add_scheduler_flags(sch)
     cm = sub.add_parser("controllers", help="run the controller manager against a cluster (as kube-controller-manager does)")
     cm.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG") or os.path.join(DEFAULT_DATA_DIR, "kubeconfig"))
     cm.add_argument("--no-leader-elect", action="store_true")
     cm.add_argument("-v", "--verbose", action="store_true")
+    _add_metrics_flags(cm, 10257)
     _add_controller_flags(cm)
     nd = sub.add_parser("node", help="run a node agent: register this machine and run its Pods (as kubelet does); "
                                      "`kubeclass node handlers` prints its runtime handler table")
@@ -617,6 +657,19 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("name")
     ex.add_argument("-n", "--namespace", default="default")
     ex.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG") or os.path.join(DEFAULT_DATA_DIR, "kubeconfig"))
+    ov = sub.add_parser("overhead", help="measure what a runtime handler's sandbox costs")
+    ovsub = ov.add_subparsers(dest="ovcmd", required=True)
+    om = ovsub.add_parser("measure", help="start idle probe Pods under a handler, print their sandboxes' CPU and memory "
+                                          "beyond their containers and the overhead.podFixed it recommends")
+    om.add_argument("--handler", required=True, help="the runtime handler (runc, runsc, kata-qemu, ...)")
+    om.add_argument("--pods", type=int, default=5, help="probe Pods to start (default 5)")
+    om.add_argument("--image", default="busybox", help="the probe Pods' image: it must have `sleep` (default busybox)")
+    om.add_argument("-n", "--namespace", default="default")
+    om.add_argument("--readings", type=int, default=3, help="readings of the metrics API to take (default 3)")
+    om.add_argument("--interval", type=float, default=10.0, help="seconds between readings (default 10: the agents' rate window)")
+    om.add_argument("--timeout", type=float, default=300.0, help="seconds the probe Pods may take to run")
+    om.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    om.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG") or os.path.join(DEFAULT_DATA_DIR, "kubeconfig"))
     st = sub.add_parser("store", help="move a cluster's objects between stores")
     stsub = st.add_subparsers(dest="storecmd", required=True)
     sc = stsub.add_parser("copy", help="copy every object of a stopped cluster's store into a new, empty one "
@@ -659,6 +712,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "explain":
         from .scheduler.explain import main as explain_main
         return asyncio.run(explain_main(args))
+    if args.cmd == "overhead" and args.ovcmd == "measure":
+        if args.pods < 1 or args.pods > 100 or args.readings < 1:
+            print("error: --pods must be 1 to 100 and --readings at least 1", file=sys.stderr)
+            return 2
+        from .overhead_measure import main as overhead_main
+        return asyncio.run(overhead_main(args))
     if args.cmd == "token" and args.tokcmd == "create":
         return cmd_token_create(args)
     if args.cmd == "store" and args.storecmd == "copy":

@@ -85,6 +85,9 @@ class Cluster:
         os.makedirs(self.data_dir, exist_ok=True)
         log = open(self.log_path, "ab")
         extra = list(self.extra)
+        for flag in ("--scheduler-secure-port", "--controllers-secure-port"):   # several clusters at once: no fixed ports
+            if flag not in extra:
+                extra += [flag, "0"]
         if STORAGE == "etcd" and "--storage" not in extra:   # the suite on etcd: each cluster its own local member
             extra += ["--storage", "etcd", "--etcd-port", str(getattr(self, "etcd_port", None) or self._etcd_port())]
         self.proc = subprocess.Popen([sys.executable, "-m", "kubeclass.cli", "up", "--data-dir", self.data_dir,

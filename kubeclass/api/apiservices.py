@@ -16,7 +16,8 @@ PRIORITIES = {("", "v1"): (18000, 1), ("apps", "v1"): (17800, 15), ("events.k8s.
               ("admissionregistration.k8s.io", "v1"): (16700, 15), ("apiextensions.k8s.io", "v1"): (16700, 15),
               ("scheduling.k8s.io", "v1"): (16600, 15), ("coordination.k8s.io", "v1"): (16500, 15),
               ("node.k8s.io", "v1"): (16300, 15), ("node.k8s.io", "v1beta1"): (16300, 9), ("node.k8s.io", "v1alpha1"): (16300, 1),
-              ("discovery.k8s.io", "v1"): (16200, 15), ("apiregistration.k8s.io", "v1"): (18000, 15)}
+              ("discovery.k8s.io", "v1"): (16200, 15), ("apiregistration.k8s.io", "v1"): (18000, 15),
+              ("metrics.k8s.io", "v1beta1"): (100, 100)}   # as metrics-server's APIService
 
 
 def name_of(group: str, version: str) -> str:

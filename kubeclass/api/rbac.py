@@ -74,6 +74,8 @@ _VIEW_RULES = [
     {"apiGroups": ["apps"], "resources": ["daemonsets", "daemonsets/status", "deployments", "deployments/scale", "deployments/status",
                                           "replicasets", "replicasets/scale", "replicasets/status"], "verbs": READ},
     {"apiGroups": ["batch"], "resources": ["cronjobs", "cronjobs/status", "jobs", "jobs/status"], "verbs": READ},
+    # what metrics-server's system:aggregated-metrics-reader adds to view, edit and admin
+    {"apiGroups": ["metrics.k8s.io"], "resources": ["pods", "nodes"], "verbs": READ},
 ]
 _EDIT_RULES = [
     {"apiGroups": [""], "resources": ["pods", "pods/attach", "pods/exec", "pods/portforward", "pods/proxy", "serviceaccounts",
@@ -116,6 +118,9 @@ DEFAULT_CLUSTER_ROLES = [
     _cr("system:basic-user", [{"apiGroups": ["authorization.k8s.io"], "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
                                "verbs": ["create"]},
                               {"apiGroups": ["authentication.k8s.io"], "resources": ["selfsubjectreviews"], "verbs": ["create"]}]),
+    _cr("system:aggregated-metrics-reader", [{"apiGroups": ["metrics.k8s.io"], "resources": ["pods", "nodes"], "verbs": READ}]),
+    _cr("system:monitoring", [{"nonResourceURLs": ["/healthz", "/healthz/*", "/livez", "/livez/*", "/metrics", "/metrics/slis",
+                                                   "/readyz", "/readyz/*"], "verbs": ["get"]}]),
     _cr("system:public-info-viewer", [{"nonResourceURLs": ["/healthz", "/livez", "/readyz", "/version", "/version/"], "verbs": ["get"]}]),
     _cr("system:service-account-issuer-discovery", [{"nonResourceURLs": ["/.well-known/openid-configuration", "/.well-known/openid-configuration/",
                                                                          "/openid/v1/jwks", "/openid/v1/jwks/"], "verbs": ["get"]}]),
@@ -124,6 +129,7 @@ DEFAULT_CLUSTER_ROLE_BINDINGS = [
     _crb("cluster-admin", "cluster-admin", [_group("system:masters")]),
     _crb("system:discovery", "system:discovery", [_group("system:authenticated")]),
     _crb("system:basic-user", "system:basic-user", [_group("system:authenticated")]),
+    _crb("system:monitoring", "system:monitoring", [_group("system:monitoring")]),
     _crb("system:public-info-viewer", "system:public-info-viewer", [_group("system:authenticated"), _group("system:unauthenticated")]),
     _crb("system:service-account-issuer-discovery", "system:service-account-issuer-discovery", [_group("system:serviceaccounts")]),
 ]

@@ -306,7 +306,7 @@ RESOURCES: list[Resource] = [
     Resource("", "v1", "endpoints", "endpoints", True, ENDPOINTS, "io.k8s.api.core.v1.Endpoints", ["ep"]),
     Resource("discovery.k8s.io", "v1", "endpointslices", "endpointslice", True, ENDPOINTSLICE,
              "io.k8s.api.discovery.v1.EndpointSlice"),
-    Resource("", "v1", "nodes", "node", False, NODE, "io.k8s.api.core.v1.Node", ["no"], subresources=["status"]),
+    Resource("", "v1", "nodes", "node", False, NODE, "io.k8s.api.core.v1.Node", ["no"], subresources=["proxy", "status"]),
     Resource("", "v1", "pods", "pod", True, POD, "io.k8s.api.core.v1.Pod", ["po"], ["all"], subresources=["attach", "binding", "ephemeralcontainers", "exec", "log", "portforward", "status"]),
     Resource("", "v1", "events", "event", True, EVENT, "io.k8s.api.core.v1.Event", ["ev"]),
     Resource("", "v1", "serviceaccounts", "serviceaccount", True, SERVICEACCOUNT, "io.k8s.api.core.v1.ServiceAccount", ["sa"],
@@ -342,9 +342,16 @@ VIRTUAL = {
     ("authentication.k8s.io", "v1", "selfsubjectreviews"): "SelfSubjectReview",
 }
 
+# Read-only resources computed on request, not stored: (kind, namespaced). metrics.k8s.io as metrics-server
+# serves it (server/metrics_api.py).
+COMPUTED = {
+    ("metrics.k8s.io", "v1beta1", "nodes"): ("NodeMetrics", False),
+    ("metrics.k8s.io", "v1beta1", "pods"): ("PodMetrics", True),
+}
+
 # Preferred version per group (first listed wins), and group order in discovery.
 GROUP_ORDER = ["", "apiregistration.k8s.io", "apps", "authentication.k8s.io", "authorization.k8s.io", "batch", "coordination.k8s.io",
-               "rbac.authorization.k8s.io", "scheduling.k8s.io", "node.k8s.io", "discovery.k8s.io", "kyverno.io", "templates.gatekeeper.sh"]
+               "rbac.authorization.k8s.io", "scheduling.k8s.io", "node.k8s.io", "discovery.k8s.io", "kyverno.io", "templates.gatekeeper.sh", "metrics.k8s.io"]
 
 BY_PATH: dict[tuple[str, str, str], Resource] = {}
 BY_GVK: dict[tuple[str, str, str], Resource] = {}
@@ -392,7 +399,7 @@ def remove_resource(group: str, plural: str, notify: bool = True) -> None:
         BY_PATH.pop((r.group, r.version, r.plural), None)
         BY_GVK.pop((r.group, r.version, r.kind.kind), None)
     STORAGE.pop((group, plural), None)
-    if group not in {r.group for r in RESOURCES} and group not in {g for g, _, _ in VIRTUAL}:
+    if group not in {r.group for r in RESOURCES} and group not in {g for g, _, _ in (*VIRTUAL, *COMPUTED)}:
         GROUP_ORDER.remove(group)
     if notify:
         _changed()
@@ -404,7 +411,7 @@ def group_versions() -> dict[str, list[str]]:
         vs = out.setdefault(r.group, [])
         if r.version not in vs:
             vs.append(r.version)
-    for (g, v, _) in VIRTUAL:
+    for (g, v, _) in (*VIRTUAL, *COMPUTED):
         vs = out.setdefault(g, [])
         if v not in vs:
             vs.append(v)

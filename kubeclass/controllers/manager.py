@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from ..client import Client, Config
 from ..leaderelection import LeaderElector
+from . import metrics
 from .apiservice import APIServiceAvailability
 from .cronjob import CronJobController
 from .daemonset import DaemonSetController
@@ -111,13 +112,22 @@ async def run_all(client: Client, opts: Options) -> None:
         await informers.close()
 
 
+async def _leading(work) -> None:
+    gauge = metrics.LEADER.labels("kube-controller-manager")
+    gauge.set(1)
+    try:
+        await work
+    finally:
+        gauge.set(0)
+
+
 async def run(kubeconfig: str, opts: Options) -> None:
     client = Client(Config.from_kubeconfig(kubeconfig), user_agent="kubeclass-controller-manager")
     try:
         if opts.leader_elect:
             identity = opts.identity or f"{socket.gethostname()}_{uuid.uuid4()}"
             elector = LeaderElector(client, "kube-system", "kube-controller-manager", identity)
-            await elector.run(lambda: run_all(client, opts))
+            await elector.run(lambda: _leading(run_all(client, opts)))
         else:
             await run_all(client, opts)
     finally:

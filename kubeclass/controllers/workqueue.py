@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
 from typing import Awaitable, Callable
 
 from ..client import ApiError
 from ..httpclient import TransportError
+from . import metrics
 
 log = logging.getLogger("kubeclass.workqueue")
 
@@ -26,6 +28,10 @@ class WorkQueue:
         self._waiting: dict[str, tuple[float, asyncio.TimerHandle]] = {}
         self._cond = asyncio.Condition()
         self._closed = False
+        self._added: dict[str, float] = {}   # when a queued key was added (workqueue_queue_duration_seconds)
+        self._m_adds, self._m_depth = metrics.ADDS.labels(name), metrics.DEPTH.labels(name)
+        self._m_queued, self._m_work = metrics.QUEUED.labels(name), metrics.WORK.labels(name)
+        self._m_retries = metrics.RETRIES.labels(name)
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -34,9 +40,12 @@ class WorkQueue:
         if self._closed or key in self._dirty:
             return
         self._dirty.add(key)
+        self._m_adds.inc()
         if key in self._processing:
             return
         self._queue.append(key)
+        self._added[key] = time.monotonic()
+        self._m_depth.set(len(self._queue))
         asyncio.ensure_future(self._notify())
 
     async def _notify(self) -> None:
@@ -63,6 +72,7 @@ class WorkQueue:
     def add_rate_limited(self, key: str) -> None:
         n = self._failures.get(key, 0)
         self._failures[key] = n + 1
+        self._m_retries.inc()
         self.add_after(key, min(self.base_delay * (2 ** n), self.max_delay))
 
     def forget(self, key: str) -> None:
@@ -78,12 +88,17 @@ class WorkQueue:
             key = self._queue.popleft()
         self._processing.add(key)
         self._dirty.discard(key)
+        now = time.monotonic()
+        self._m_queued.observe(now - self._added.pop(key, now))
+        self._m_depth.set(len(self._queue))
         return key
 
     def done(self, key: str) -> None:
         self._processing.discard(key)
         if key in self._dirty:
             self._queue.append(key)
+            self._added[key] = time.monotonic()
+            self._m_depth.set(len(self._queue))
             asyncio.ensure_future(self._notify())
 
     def shutdown(self) -> None:
@@ -101,6 +116,7 @@ async def run_workers(queue: WorkQueue, sync: Callable[[str], Awaitable[None]], 
     async def worker() -> None:
         while True:
             key = await queue.get()
+            t0 = time.monotonic()
             try:
                 await sync(key)
                 queue.forget(key)
@@ -115,6 +131,7 @@ async def run_workers(queue: WorkQueue, sync: Callable[[str], Awaitable[None]], 
                 log.exception("%s: syncing %s failed", queue.name, key)
                 queue.add_rate_limited(key)
             finally:
+                queue._m_work.observe(time.monotonic() - t0)
                 queue.done(key)
     try:
         await asyncio.gather(*(worker() for _ in range(workers)))

@@ -213,9 +213,15 @@ class Agent:
                                               self.opts.vm_pool_memory, templates=self.pods.vm_templates)
         logs = LogServer(self.pods, self.client.config.ca_data, os.path.join(self.opts.data_dir, "pki"), self.opts.name,
                          self.opts.address, self.opts.port)
+        from .metrics import NodeMetrics
+        from .overhead import OverheadReporter
+        from .podstats import Stats
+        logs.stats = Stats(self.pods, self.opts.name)
+        self.pods.metrics = logs.metrics = NodeMetrics(self.pods)
         await logs.start()
         tasks = [asyncio.ensure_future(self._lease_loop()), asyncio.ensure_future(self._status_loop()),
-                 asyncio.ensure_future(self.pods.run())]
+                 asyncio.ensure_future(self.pods.run()),
+                 asyncio.ensure_future(OverheadReporter(logs.stats, self.pods, self.client, self.opts.name).run())]
         pool_task = asyncio.ensure_future(pool.run()) if pool is not None else None
         if pool_task is not None:
             tasks.append(pool_task)

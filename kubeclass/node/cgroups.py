@@ -44,7 +44,7 @@ def ensure_pod(uid: str, limits: dict) -> None:
             _write(os.path.join(path, "cpu.max"), f"{max(1000, int(limits['cpu'] * 100000))} 100000")
         _write(os.path.join(path, "cpu.weight"), str(max(1, min(10000, 1 + ((limits.get('cpu_shares', 2) - 2) * 9999) // 262142))))
         return
-    for ctrl in ("cpu", "memory", "pids", "cpuset"):
+    for ctrl in ("cpu", "cpuacct", "memory", "pids", "cpuset"):
         base = os.path.join(ROOT, ctrl)
         if not os.path.isdir(base):
             continue
@@ -74,7 +74,8 @@ def procs_files(uid: str) -> list[str]:
     rel = pod_path(uid).lstrip("/")
     if is_v2():
         return [os.path.join(ROOT, rel, "cgroup.procs")]
-    return [p for p in (os.path.join(ROOT, c, rel, "cgroup.procs") for c in ("memory", "cpu", "pids")) if os.path.exists(p)]
+    return [p for p in (os.path.join(ROOT, c, rel, "cgroup.procs") for c in ("memory", "cpu", "cpuacct", "pids"))
+            if os.path.exists(p)]
 
 
 def raise_memory(uid: str, at_least: int) -> None:

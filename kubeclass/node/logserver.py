@@ -9,18 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import ipaddress
 import logging
-import os
 import ssl
 from urllib.parse import quote
 
 from aiohttp import web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
+from ..servingcert import self_signed
 from . import crilog, portforward, streams
 from .runtimes import container_state
 
@@ -30,30 +24,7 @@ STATUS_HEADER = "X-Kubeclass-Status-Message"
 
 
 def serving_cert(pki: str, node_name: str, address: str) -> tuple[str, str]:
-    os.makedirs(pki, exist_ok=True)
-    crt, key_path = os.path.join(pki, "kubelet.crt"), os.path.join(pki, "kubelet.key")
-    if os.path.exists(crt) and os.path.exists(key_path):
-        return crt, key_path
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{node_name}@kubeclass")])
-    sans: list[x509.GeneralName] = [x509.DNSName(node_name)]
-    try:
-        sans.append(x509.IPAddress(ipaddress.ip_address(address)))
-    except ValueError:
-        sans.append(x509.DNSName(address))
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=3650))
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .sign(key, hashes.SHA256()))
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    with open(crt, "wb") as f:
-        f.write(cert.public_bytes(serialization.Encoding.PEM))
-    return crt, key_path
+    return self_signed(pki, f"{node_name}@kubeclass", address, stem="kubelet", dns=node_name)
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -70,6 +41,8 @@ class LogServer:
         self.pods = pods   # the PodManager
         self.ca_pem, self.pki, self.node_name, self.address, self.port = ca_pem, pki, node_name, address, port
         self.runner: web.AppRunner | None = None
+        self.stats = None   # podstats.Stats: /stats/summary
+        self.metrics = None   # metrics.NodeMetrics: /metrics
 
     def ssl_context(self) -> ssl.SSLContext:
         crt, key = serving_cert(self.pki, self.node_name, self.address)
@@ -86,6 +59,8 @@ class LogServer:
         app.router.add_get("/exec/{namespace}/{pod}/{container}", lambda r: streams.exec_handler(self, r))
         app.router.add_get("/portForward/{namespace}/{pod}", lambda r: portforward.handler(self, r))
         app.router.add_get("/attach/{namespace}/{pod}/{container}", lambda r: streams.attach_handler(self, r))
+        app.router.add_get("/stats/summary", self.stats_summary)
+        app.router.add_get("/metrics", self.prometheus)
         app.router.add_get("/healthz", lambda r: web.Response(text="ok"))
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
@@ -102,7 +77,7 @@ class LogServer:
         """Every endpoint but /healthz answers the API server's certificate only (kubelet's verbs: reading logs
         is get, the streams are create)."""
         if request.path != "/healthz" and not self._authorized(request):
-            verb = "get" if request.path.startswith("/containerLogs/") else "create"
+            verb = "get" if request.path.startswith(("/containerLogs/", "/stats/", "/metrics")) else "create"
             return _error(403, f"Forbidden (user=unknown, verb={verb}, resource=nodes, subresource=proxy)")
         return await handler(request)
 
@@ -114,6 +89,20 @@ class LogServer:
         return subject.get("commonName") == ALLOWED_CN or subject.get("organizationName") == "system:masters"
 
     error = staticmethod(_error)
+
+    async def stats_summary(self, request: web.Request) -> web.Response:
+        """kubelet's Summary API (stats/v1alpha1): the node's, its Pods' and their containers' CPU and memory."""
+        if self.stats is None:
+            return _error(404, "the node's statistics are not collected")
+        reading, rates = await self.stats.sample()
+        return web.json_response(self.stats.summary(reading, rates))
+
+    async def prometheus(self, request: web.Request) -> web.Response:
+        if self.metrics is None:
+            return _error(404, "the node's metrics are not collected")
+        from ..metricsexport import render
+        body, ctype = render(self.metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": ctype})
 
     def find_worker(self, ns: str, pod_name: str):
         return next((w for w in list(self.pods.workers.values())

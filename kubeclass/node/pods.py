@@ -101,6 +101,9 @@ class PodWorker:
         self.start_time = ""
         self.last_status: dict | None = None
         self.finished = False
+        self.overhead_condition: dict | None = None   # set by overhead.py once the sandbox's cost is measured
+        self.seen_at = time.monotonic()   # kubelet_pod_start_duration_seconds: from here to Running
+        self.start_recorded = False
         self.events_sent: set[tuple] = set()
 
     # ------------------------------------------------------------------ helpers
@@ -233,6 +236,7 @@ class PodWorker:
         container's latest attempt on disk."""
         if os.path.exists(os.path.join(self.dir, "sandbox.json")):
             self.sandbox_ready = True
+            self.start_recorded = True   # started before this agent ran: not a start it saw
             meta = read_json(os.path.join(self.dir, "sandbox.json"))
             self.start_time = meta.get("startTime", "")
             self.sandbox_stopped = bool(meta.get("stopped"))
@@ -757,6 +761,11 @@ class PodWorker:
             conditions.append(c)
         if "PodScheduled" in old:
             conditions.append(old["PodScheduled"])
+        oc = self.overhead_condition
+        if oc is not None and phase not in ("Succeeded", "Failed"):   # overhead.py's measurement
+            prev = old.get(oc["type"])
+            conditions.append({**{k: v for k, v in oc.items() if not k.startswith("_")}, "lastProbeTime": None,
+                               "lastTransitionTime": prev["lastTransitionTime"] if prev and prev.get("status") == oc["status"] else now})
         status = {"phase": phase, "conditions": conditions, "hostIP": self.mgr.address,
                   "hostIPs": [{"ip": self.mgr.address}], "startTime": self.start_time or now,
                   "containerStatuses": main}
@@ -773,6 +782,11 @@ class PodWorker:
         qos = (self.pod.get("status") or {}).get("qosClass")
         if qos:
             status["qosClass"] = qos
+        if phase == "Running" and not self.start_recorded:
+            self.start_recorded = True
+            m = getattr(self.mgr, "metrics", None)
+            if m is not None and self.handler is not None:
+                m.pod_started(self.handler.name, time.monotonic() - self.seen_at)
         comparable = json.dumps(status, sort_keys=True)
         if comparable == self.last_status:
             return phase

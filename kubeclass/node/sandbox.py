@@ -18,7 +18,8 @@ import os
 import shutil
 import subprocess
 
-from . import attachsession, bundle, cgroups, execsession
+from . import attachsession, bundle, cgroups, cgroupstats, execsession
+from .cgroupstats import Usage
 from .handlers import Handler
 from .poddir import glob_workdirs, read_json
 from .runtimes import Runtime, RuntimeError_, Sandbox, container_state, pause_rootfs
@@ -118,6 +119,23 @@ class PodSandbox:
 
     def describe(self) -> str:
         return os.path.basename(self.handler.binary)
+
+    # ---- stats, as CRI's PodSandboxStats / ContainerStats
+    def running_containers(self) -> list:
+        return [c for c in self.ctx.containers
+                if c.cid and c.attempt >= 0 and self.container_state(c.workdir(self.ctx.dir))["state"] == "running"]
+
+    async def usage(self) -> tuple[Usage | None, dict[str, Usage]]:
+        """What the Pod's cgroup was charged (None when it has none) and what the runtime attributes to each
+        running container, by name: here each container's own cgroup. The difference is the sandbox's cost."""
+        base = cgroups.pod_path(self.ctx.uid)
+        pod = cgroupstats.cgroup(base)
+        out = {}
+        for c in self.running_containers():
+            u = cgroupstats.cgroup(f"{base}/{c.cid}")
+            if u is not None:
+                out[c.name] = u
+        return pod, out
 
     def _write_config(self, workdir: str, cfg: dict) -> None:
         with open(os.path.join(workdir, "config.json"), "w") as f:
@@ -265,6 +283,49 @@ class GVisorSandbox(PodSandbox):
 
     async def exec_session(self, cid, workdir, cmd, tty, stdin):
         return await self._runtime_exec_session(cid, workdir, cmd, tty, stdin)   # under the Pod's gVisor kernel
+
+    async def usage(self) -> tuple[Usage | None, dict[str, Usage]]:
+        """gVisor runs every container in one sandbox (its kernel, the Sentry, and the Gofer), so cgroups cannot
+        tell them apart; its own accounting can: `runsc events --stats` gives each container's memory as its
+        kernel counts it. The Sentry's and Gofer's CPU time is the sandbox's; the rest of the Pod's (the
+        application's stub processes) is split between the containers as runsc's CPU figures weigh them."""
+        pod = cgroupstats.cgroup(cgroups.pod_path(self.ctx.uid))
+        running = self.running_containers()
+        if pod is None or not running or self.runtime is None:
+            return pod, {}
+        sandbox_cpu = 0
+        for pid in cgroupstats.cgroup_pids(cgroups.pod_path(self.ctx.uid)):
+            if cgroupstats.cmdline(pid) in ("runsc-sandbox", "runsc-gofer"):
+                u = cgroupstats.process(pid)
+                sandbox_cpu += u.cpu_ns if u is not None else 0
+        figures: dict[str, tuple[int, int]] = {}
+        for c in running:
+            figures[c.name] = await self._runsc_stats(c.cid)
+        app_cpu = max(0, pod.cpu_ns - sandbox_cpu)
+        weight = sum(cpu for cpu, _ in figures.values())
+        out = {}
+        for name, (cpu, mem) in figures.items():
+            share = app_cpu * cpu // weight if weight else app_cpu // len(figures)
+            out[name] = Usage(share, mem, mem, mem)
+        return pod, out
+
+    async def _runsc_stats(self, cid: str) -> tuple[int, int]:
+        """(CPU ns, memory bytes) of a container as `runsc events --stats` reports them ((0, 0) when it cannot)."""
+        assert self.runtime is not None
+        try:
+            proc = await asyncio.create_subprocess_exec(*self.runtime.argv(), "events", "--stats", cid, stdout=asyncio.subprocess.PIPE,
+                                                        stderr=asyncio.subprocess.DEVNULL, stdin=asyncio.subprocess.DEVNULL)
+            try:
+                out, _ = await asyncio.wait_for(proc.communicate(), 5)
+            except asyncio.TimeoutError:
+                proc.kill()
+                await proc.wait()
+                return 0, 0
+            data = json.loads(out or b"{}").get("data") or {}
+            return (int(((data.get("cpu") or {}).get("usage") or {}).get("total") or 0),
+                    int(((data.get("memory") or {}).get("usage") or {}).get("usage") or 0))
+        except (OSError, ValueError, TypeError, AttributeError):
+            return 0, 0
 
     async def stop(self) -> None:
         assert self.runtime is not None

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from ..client import ApiError, Client, now_rfc3339, path_for
+from . import metrics
 from .framework import FitError, Framework
 from .nodeinfo import Cache, PodInfo
 from .plugins.balanced_allocation import BalancedAllocation
@@ -72,7 +73,14 @@ class Scheduler:
         self.stats = {"scheduled": 0, "bound": 0, "unschedulable": 0, "bind_errors": 0}
         self.latencies: list[float] = []        # seconds from first seen in the queue to bound
         self._first_seen: dict[str, float] = {}
+        self._attempts: dict[str, int] = {}     # scheduling attempts of a Pod not yet bound
         self.last_decision: dict[str, dict] = {}
+        profile = self.opts.scheduler_name
+        self._m = {r: (metrics.ATTEMPTS.labels(r, profile), metrics.ATTEMPT_DURATION.labels(r, profile))
+                   for r in ("scheduled", "unschedulable", "error")}
+        metrics.PENDING.clear()
+        for q in ("active", "backoff", "unschedulable"):
+            metrics.PENDING.labels(q).set_function(lambda q=q: self.queue.pending_counts()[q])
 
     # ------------------------------------------------------------------ informers
     def _responsible(self, pod: dict) -> bool:
@@ -114,6 +122,7 @@ class Scheduler:
                 self.queue.move_all()   # resources freed
             self.queue.delete(key)
             self._first_seen.pop(key, None)
+            self._attempts.pop(key, None)
             return
         if spec.get("nodeName"):
             self.cache.add_pod(obj, spec["nodeName"])
@@ -153,11 +162,18 @@ class Scheduler:
         log.info("scheduler %s: caches synced (%d nodes), scheduling", self.opts.identity, len(self.cache.nodes))
         while not stop.is_set():
             pod = await self.queue.pop()
+            t0 = time.monotonic()
+            key = self.queue.key(pod)
+            self._attempts[key] = self._attempts.get(key, 0) + 1
             try:
-                await self.schedule_one(pod)
+                result = await self.schedule_one(pod)
             except Exception:  # noqa: BLE001 - one pod's failure must not stop the scheduler
-                log.exception("scheduling %s failed", self.queue.key(pod))
-                self.queue.requeue_error(self.queue.key(pod))
+                log.exception("scheduling %s failed", key)
+                self.queue.requeue_error(key)
+                result = "error"
+            count, duration = self._m[result]
+            count.inc()
+            duration.observe(time.monotonic() - t0)
 
     def _spawn(self, coro) -> asyncio.Task:
         t = asyncio.get_running_loop().create_task(coro)
@@ -165,26 +181,28 @@ class Scheduler:
         t.add_done_callback(self._tasks.discard)
         return t
 
-    async def schedule_one(self, pod: dict) -> None:
+    async def schedule_one(self, pod: dict) -> str:
+        """One scheduling attempt; its result as scheduler_schedule_attempts_total counts it."""
         key = self.queue.key(pod)
         pi = PodInfo.of(pod)
         try:
             state, result = self.framework.schedule(self.cache, pi, explain=self.opts.record_decisions, rng=self.rng)
         except FitError as e:
             await self._unschedulable(pod, key, e, getattr(e, "verdicts", {}))
-            return
+            return "unschedulable"
         node = result.node
         if self.opts.record_decisions:
             self.last_decision[key] = {"node": node, "verdicts": result.verdicts, "scores": result.scores}
         st = self.framework.reserve(state, pi, node) or self.framework.permit(state, pi, node)
         if st is not None:
             self.queue.requeue_error(key)
-            return
+            return "error"
         self.cache.add_pod(pod, node, assumed=True)   # assume: the next cycle sees the node as taken
         self.stats["scheduled"] += 1
         self.queue.done(key)
         await self._binds.acquire()
         self._spawn(self._bind(pod, key, node))
+        return "scheduled"
 
     async def _bind(self, pod: dict, key: str, node: str) -> None:
         md = pod["metadata"]
@@ -194,8 +212,13 @@ class Scheduler:
             await self.client.create(path_for("", "v1", "pods", md["namespace"], md["name"], "binding"), body)
             self.stats["bound"] += 1
             t0 = self._first_seen.pop(key, None)
+            attempts = metrics.attempts_label(self._attempts.pop(key, 1))
             if t0 is not None:
                 self.latencies.append(time.monotonic() - t0)
+                metrics.POD_DURATION.labels(attempts).observe(self.latencies[-1])
+                metrics.POD_SLI_DURATION.labels(attempts).observe(self.latencies[-1])
+            rc = (pod.get("spec") or {}).get("runtimeClassName")
+            metrics.BY_HANDLER.labels(self.handlers.get(rc, "") if rc else "").inc()
             self._spawn(self.client.event(pod, "Scheduled", f"Successfully assigned {md['namespace']}/{md['name']} to {node}",
                                           component=self.opts.scheduler_name, action="Binding"))
             if self.opts.record_decisions and key in self.last_decision:

@@ -25,6 +25,9 @@ from . import discovery, podlogs, podstreams, protobuf, satokens, service_alloc,
 from .auth import TokenFile, User
 from .authz import EscalationGuard, RBACAuthorizer, bootstrap
 from .constraint_kinds import ConstraintKinds
+from . import metrics as reqmetrics
+from ..metricsexport import render as render_metrics
+from .metrics_api import MetricsAPI
 from .quota_status import QuotaStatus
 from .rest import REST, Context, Result, encode, parse_bool
 
@@ -33,6 +36,15 @@ MAX_BODY = 3 * 1024 * 1024
 DRAIN_BODY = 16 * 1024 * 1024
 PUBLIC = {"/healthz", "/livez", "/readyz"}
 IMMORTAL_NAMESPACES = {"default", "kube-system", "kube-public"}
+
+
+class ProxySubresource(str):
+    """The `proxy` subresource of a node, carrying the path it proxies to (the route keeps its seven fields)."""
+
+    def __new__(cls, rest: str):
+        obj = super().__new__(cls, "proxy")
+        obj.rest = rest
+        return obj
 
 
 def pretty_json(body: bytes) -> bytes:
@@ -72,6 +84,8 @@ class APIServer:
         self.sa_auth = satokens.ServiceAccountAuthenticator(issuer, store) if issuer is not None else None
         self.body_timeout = body_timeout   # seconds a request body may take to arrive (a trickled body is refused)
         self.node_client = podlogs.NodeClient(*(kubelet_client or (None, None)))
+        self.metrics_api = MetricsAPI(store, self.node_client)
+        self.metrics = reqmetrics.APIServerMetrics()
         self.tokens = tokens
         self.address = address
         self.authorizer = RBACAuthorizer(store)
@@ -208,6 +222,10 @@ class APIServer:
         qs = scope.get("query_string")
         query = {k: v[-1] for k, v in urllib.parse.parse_qs(qs.decode("latin-1"), keep_blank_values=True).items()} if qs else {}
         start = time.monotonic()
+        lbl = reqmetrics.labels(method, path, self._route_or_none(path.rstrip("/") or "/"), query, headers.get("content-type", ""))
+        long_running = lbl[0] in ("WATCH", "CONNECT") or (lbl[5] == "log" and query.get("follow", "").lower() in ("1", "true"))
+        inflight = self.metrics.long_running(lbl) if long_running else self.metrics.ro if method == "GET" else self.metrics.mut
+        inflight.inc()
         try:
             body = await self._read_body(receive, headers)
             impersonate = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k.startswith(b"impersonate-")]
@@ -219,7 +237,10 @@ class APIServer:
         except Exception:
             log.exception("internal error on %s %s", method, path)
             result = Result(500, encode(errors.internal("an unexpected error occurred; see the server log").status()))
+        finally:
+            inflight.dec()
         if result is None:  # streamed
+            self.metrics.observe(lbl, 200, None if lbl[0] in ("WATCH", "CONNECT") else time.monotonic() - start)
             return
         if result.content_type.startswith("application/json") and params.pretty(query, headers.get("user-agent", "")):
             result.body = pretty_json(result.body)
@@ -229,6 +250,7 @@ class APIServer:
             hdrs.append((b"warning", ('299 - "' + w.replace('"', '\\"') + '"').encode()))
         await send({"type": "http.response.start", "status": result.status, "headers": hdrs})
         await send({"type": "http.response.body", "body": result.body})
+        self.metrics.observe(lbl, result.status, time.monotonic() - start)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s %s %d %.1fms", method, path, result.status, (time.monotonic() - start) * 1000)
 
@@ -277,7 +299,10 @@ class APIServer:
             else:
                 url = podstreams.portforward_location(ent.obj, node_obj, multi)
                 protocols = podstreams.portforward_protocols(headers.get("sec-websocket-protocol"))
-            await self._streaming(podstreams.relay(self.node_client.session, url, protocols, receive, send))
+            lbl = reqmetrics.labels("GET", path, route, query, "")
+            self.metrics.observe(lbl, 101, None)
+            with self.metrics.long_running(lbl).track_inprogress():
+                await self._streaming(podstreams.relay(self.node_client.session, url, protocols, receive, send))
         except StatusError as e:
             body = encode(e.status())
             await send({"type": "websocket.http.response.start", "status": e.code,
@@ -351,6 +376,8 @@ class APIServer:
             raise self.forbidden(attrs)
         if p == "/version":
             return Result(200, encode(discovery.VERSION))
+        if p == "/metrics":
+            return Result(200, *render_metrics(self.metrics.registry))
         if self.issuer is not None and p == "/.well-known/openid-configuration":
             return Result(200, encode(self.issuer.openid_configuration()))
         if self.issuer is not None and p == "/openid/v1/jwks":
@@ -440,6 +467,8 @@ class APIServer:
             raise errors.path_not_found()
         if not rest:
             return ("gv", group, version)
+        if group == "" and len(rest) > 3 and rest[0] == "nodes" and rest[2] == "proxy":
+            return ("res", group, version, None, "nodes", rest[1], ProxySubresource("/".join(rest[3:])))
         ns = None
         if rest[0] == "namespaces" and len(rest) >= 3 and not (len(rest) == 3 and rest[2] in ("status", "finalize")):
             ns, rest = rest[1], rest[2:]
@@ -468,6 +497,12 @@ class APIServer:
             ctx.duplicates = limits.duplicate_fields(body)
         if (group, version, plural) in registry.VIRTUAL and method == "POST" and not name:
             return self._virtual(registry.VIRTUAL[(group, version, plural)], group, version, self._decode_body(ctype, body), user, ns)
+        if (group, version, plural) in registry.COMPUTED:
+            if sub is not None or (ns is not None and not registry.COMPUTED[(group, version, plural)][1]):
+                raise errors.path_not_found()
+            if verb not in ("get", "list"):
+                raise errors.method_not_allowed()
+            return Result(200, encode(await self.metrics_api.serve(plural, ns, name, query)))
         res = registry.BY_PATH.get((group, version, plural))
         if res is None:
             raise errors.path_not_found()
@@ -523,6 +558,8 @@ class APIServer:
                 raise StatusError(400, "BadRequest", "this server does not speak SPDY/3.1 yet: use a client that streams over "
                                   "WebSocket (kubectl 1.30 or newer, the official clients' stream())")
             raise StatusError(400, "BadRequest", "Upgrade request required")
+        if sub == "proxy":
+            return await self._node_proxy(method, res, name, route, query)
         if sub == "log":
             if method != "GET":
                 raise errors.method_not_allowed()
@@ -538,6 +575,28 @@ class APIServer:
         if method == "DELETE":
             return await rest.delete(ctx, res, self._decode_body(ctype, body) if body else None)
         raise errors.method_not_allowed()
+
+    async def _node_proxy(self, method: str, res, name: str, route, query: dict) -> Result:
+        """GET nodes/NAME/proxy/PATH: the node agent's PATH (its /metrics, /stats/summary, /healthz, ...) fetched
+        with the API server's kubelet client certificate, as kube-apiserver proxies to kubelet."""
+        if method != "GET":
+            raise errors.method_not_allowed()
+        ent = self.store.get(res.key(None, name))
+        if ent is None:
+            raise errors.not_found("nodes", "", name)
+        if (ent.obj["metadata"].get("annotations") or {}).get("kwok.x-k8s.io/node"):
+            raise StatusError(503, "ServiceUnavailable", f'no endpoints available for node "{name}": it is simulated')
+        rest_path = getattr(route[-1], "rest", "")
+        url = podstreams.node_base({"metadata": {"name": ""}, "spec": {"nodeName": name}}, ent.obj) + "/" + rest_path
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
+        import aiohttp
+        try:
+            async with self.node_client.session.get(url, timeout=aiohttp.ClientTimeout(total=30)) as r:
+                body = await r.read()
+                return Result(r.status, body, r.headers.get("Content-Type", "text/plain"))
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+            raise StatusError(503, "ServiceUnavailable", f'error trying to reach service: {e}') from None
 
     def _decode_body(self, ctype: str, body: bytes) -> Any:
         ct = ctype.split(";")[0].strip().lower()

@@ -23,7 +23,8 @@ def _sub_verbs(sub: str) -> list[str]:
     return {"status": ["get", "patch", "update"], "scale": ["get", "patch", "update"], "binding": ["create"],
             "log": ["get"], "token": ["create"], "finalize": ["update"], "exec": ["create", "get"],
             "attach": ["create", "get"], "portforward": ["create", "get"],
-            "ephemeralcontainers": ["get", "patch", "update"]}.get(sub, ["get"])
+            "ephemeralcontainers": ["get", "patch", "update"],
+            "proxy": ["create", "delete", "get", "patch", "update"]}.get(sub, ["get"])
 
 
 def _sub_kind(r: registry.Resource, sub: str) -> tuple[str, str, str]:
@@ -35,6 +36,8 @@ def _sub_kind(r: registry.Resource, sub: str) -> tuple[str, str, str]:
         return ("authentication.k8s.io", "v1", "TokenRequest")
     if sub in ("exec", "attach", "portforward"):
         return ("", "v1", {"exec": "PodExecOptions", "attach": "PodAttachOptions", "portforward": "PodPortForwardOptions"}[sub])
+    if sub == "proxy":
+        return ("", "v1", "NodeProxyOptions")
     return (r.group, r.version, r.kind.kind)
 
 
@@ -57,6 +60,9 @@ def resource_list(group: str, version: str) -> dict:
     for (g, v, plural), kind in registry.VIRTUAL.items():
         if g == group and v == version:
             items.append({"name": plural, "singularName": plural[:-1].lower(), "namespaced": False, "kind": kind, "verbs": ["create"]})
+    for (g, v, plural), (kind, namespaced) in registry.COMPUTED.items():
+        if g == group and v == version:
+            items.append({"name": plural, "singularName": "", "namespaced": namespaced, "kind": kind, "verbs": ["get", "list"]})
     gv = f"{group}/{version}" if group else version
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": items}
 
@@ -103,6 +109,10 @@ def _agg_version(group: str, version: str) -> dict:
         if g == group and v == version:
             res.append({"resource": plural, "responseKind": {"group": g, "version": v, "kind": kind}, "scope": "Cluster",
                         "singularResource": plural[:-1].lower(), "verbs": ["create"]})
+    for (g, v, plural), (kind, namespaced) in registry.COMPUTED.items():
+        if g == group and v == version:
+            res.append({"resource": plural, "responseKind": {"group": g, "version": v, "kind": kind},
+                        "scope": "Namespaced" if namespaced else "Cluster", "singularResource": "", "verbs": ["get", "list"]})
     return {"version": version, "resources": res, "freshness": "Current"}
 
 

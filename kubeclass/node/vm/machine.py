@@ -17,7 +17,9 @@ The guest agent protocol (guest/agent.c): one line per message, tab-separated fi
                                              output goes to LOG in the CRI format, its exit code to EXIT,
                                              "EXIT.oom" when the guest's memory cgroup killed it; guest paths)
   kill CID SIGNO                          -> ok
-  stats                                   -> ok MEM_TOTAL_KB MEM_AVAILABLE_KB CPU_TICKS
+  stats [CID...]                          -> ok MEM_TOTAL_KB MEM_AVAILABLE_KB CPU_TICKS [MEM WORKING_SET CPU_USEC]...
+                                             (one triple per container named, from its guest cgroup; "-" fields
+                                             when it is gone)
   poweroff                                -> ok          (then the guest powers off)
   exec CID TTY STDIN ARGV_HEX           -> ok PID      (a command in the running container: its PID and mount
                                              namespaces, cgroup, environment, cwd and user; then, on the

@@ -36,7 +36,8 @@ import subprocess
 import time
 
 from ...api import quantity
-from .. import cgroups, mounts, podnet
+from .. import cgroups, cgroupstats, mounts, podnet
+from ..cgroupstats import Usage
 from ..poddir import glob_workdirs, read_json, write_exit
 from ..runtimes import RuntimeError_, exit_file, read_exit
 from ..handlers import vm_description
@@ -163,6 +164,25 @@ class VmSandbox(PodSandbox):
                 write_exit(os.path.join(wd, "exits", cid), 137)
         console = qemu.console_tail(self.vm.rundir, 5)
         return "the Pod's VM stopped" + (f"; its console's last lines:\n{console}" if console else "")
+
+    async def usage(self) -> tuple[Usage | None, dict[str, Usage]]:
+        """The Pod's cgroup holds QEMU (the guest's memory as far as it was touched, and its emulated or virtual
+        CPUs); each container's own figures come from its cgroup in the guest, through the agent."""
+        pod = cgroupstats.cgroup(cgroups.pod_path(self.ctx.uid))
+        running = self.running_containers()
+        if self.vm is None or not running:
+            return pod, {}
+        try:
+            f = await self.vm.conn.call("stats", *(c.cid for c in running), timeout=5)
+        except (VmError, OSError) as e:
+            log.debug("VM %s: no container stats: %s", self.vm.id, e)
+            return pod, {}
+        out = {}
+        for i, c in enumerate(running):
+            mem, ws, usec = (f[3 + 3 * i: 6 + 3 * i] + ["-"] * 3)[:3]
+            if "-" not in (mem, ws, usec):
+                out[c.name] = Usage(int(usec) * 1000, int(mem), int(ws), int(ws))
+        return pod, out
 
     async def stop(self) -> None:
         if self.vm is not None:

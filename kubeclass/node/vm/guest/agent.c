@@ -13,7 +13,7 @@
  *   host -> guest   ID VERB ARG...
  *   guest -> host   ID ok [DATA...] | ID err MESSAGE
  * Verbs: ping; mount (the share); setup HOSTNAME UNIX_NANOS ENTROPY_HEX; run CID LOG EXITFILE RUNTIMELOG SPEC;
- *        kill CID SIGNO; stats; poweroff;
+ *        kill CID SIGNO; stats [CID...]; poweroff;
  *        exec CID TTY(0|1) STDIN(0|1) ARGV_HEX (argv NUL-separated) -> ID ok PID, then the session's stream on the
  *          same ID: `ID out HEX`, `ID err HEX` as the command writes, `ID exit CODE` last (128+signal if killed);
  *        stdin ID HEX, close ID (its stdin), resize ID ROWS COLS, signal ID SIGNO: to a session, no answer;
@@ -558,8 +558,42 @@ static void do_setup(const char *id, char **a, int n) {
     reply(id, "ok");
 }
 
-static void do_stats(const char *id) {
-    /* MemTotal, MemAvailable (kB) and the guest's total busy CPU time (USER_HZ ticks) */
+/* a guest cgroup's (full path) memory.current, working set (memory.current - inactive_file) and cpu usage_usec, as
+ * "\tMEM\tWS\tUSEC" ("\t-\t-\t-" when it cannot be read) */
+static int cgroup_stats(const char *cg, char *out, size_t size) {
+    char path[PATHMAX + 32], b[8192];
+    long long mem = -1, inactive = 0, usec = -1;
+    snprintf(path, sizeof path, "%s/memory.current", cg);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        memset(b, 0, sizeof b);
+        if (read(fd, b, sizeof b - 1) > 0) mem = atoll(b);
+        close(fd);
+    }
+    snprintf(path, sizeof path, "%s/memory.stat", cg);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        memset(b, 0, sizeof b);
+        (void)!read(fd, b, sizeof b - 1);
+        close(fd);
+        char *p = strstr(b, "\ninactive_file ");
+        if (p) inactive = atoll(p + 15);
+    }
+    snprintf(path, sizeof path, "%s/cpu.stat", cg);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        memset(b, 0, sizeof b);
+        (void)!read(fd, b, sizeof b - 1);
+        close(fd);
+        if (!strncmp(b, "usage_usec ", 11)) usec = atoll(b + 11);
+    }
+    if (mem < 0 || usec < 0) return snprintf(out, size, "\t-\t-\t-");
+    return snprintf(out, size, "\t%lld\t%lld\t%lld", mem, mem > inactive ? mem - inactive : 0, usec);
+}
+
+static void do_stats(const char *id, char **a, int n) {
+    /* MemTotal, MemAvailable (kB) and the guest's total busy CPU time (USER_HZ ticks); then, for each container
+     * named, its cgroup's three cgroup_stats fields */
     char b[4096] = {0};
     long total = 0, avail = 0;
     unsigned long long user = 0, nice = 0, sys = 0;
@@ -579,7 +613,14 @@ static void do_stats(const char *id) {
         close(fd);
         sscanf(b, "cpu %llu %llu %llu", &user, &nice, &sys);
     }
-    reply(id, "ok\t%ld\t%ld\t%llu", total, avail, user + nice + sys);
+    char cgs[4096] = {0};
+    size_t used = 0;
+    for (int i = 0; i < n && used < sizeof cgs - 64; i++) {
+        struct ctr *c = find(a[i]);
+        used += (size_t)(c && !c->reaped && c->cgroup[0] ? cgroup_stats(c->cgroup, cgs + used, sizeof cgs - used)
+                                                           : snprintf(cgs + used, sizeof cgs - used, "\t-\t-\t-"));
+    }
+    reply(id, "ok\t%ld\t%ld\t%llu%s", total, avail, user + nice + sys, cgs);
 }
 
 static void do_poweroff(const char *id) {
@@ -706,7 +747,7 @@ static void handle(char *line) {
     } else if (!strcmp(verb, "setup")) do_setup(id, a + 2, n - 2);
     else if (!strcmp(verb, "run")) do_run(id, a + 2, n - 2);
     else if (!strcmp(verb, "kill")) do_kill(id, a + 2, n - 2);
-    else if (!strcmp(verb, "stats")) do_stats(id);
+    else if (!strcmp(verb, "stats")) do_stats(id, a + 2, n - 2);
     else if (!strcmp(verb, "poweroff")) do_poweroff(id);
     else if (!strcmp(verb, "exec")) do_exec(id, a + 2, n - 2);
     else if (!strcmp(verb, "net")) do_net(id, a + 2, n - 2);
