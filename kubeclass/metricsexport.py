@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector, disable_created_metrics
@@ -93,7 +92,7 @@ async def serve(reg: CollectorRegistry, config, address: str, port: int, pki_dir
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     import ssl
-    crt, key = self_signed(os.path.join(pki_dir, name), name, address)
+    crt, key = self_signed(pki_dir, name, address)
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(crt, key)
     try:

@@ -35,7 +35,9 @@ def labels(method: str, path: str, route, query: dict, content_type: str) -> tup
         verb = "APPLY"
     else:
         verb = method
-    scope = "resource" if name else "namespace" if ns else "cluster"
+    if plural == "namespaces" and name and not ns:
+        ns = name   # RequestInfo puts a Namespace object in its own namespace
+    scope = "namespace" if ns else "resource" if name else "cluster"   # upstream's CleanScope order
     return (verb, dry, group, version, plural, sub or "", scope, "apiserver")
 
 

@@ -116,7 +116,7 @@ class MetricsAPI:
             if name is not None:
                 found = next((i for i in items if i["metadata"]["name"] == name), None)
                 if found is None:
-                    raise errors.not_found("nodes", "metrics.k8s.io", name)
+                    raise errors.not_found("nodemetrics", "metrics.k8s.io", name)   # metrics-server's words
                 return found
             kind = "NodeMetricsList"
         else:
@@ -133,7 +133,7 @@ class MetricsAPI:
             if name is not None:
                 found = next((i for i in items if i["metadata"]["name"] == name), None)
                 if found is None:
-                    raise errors.not_found("pods", "metrics.k8s.io", name)
+                    raise errors.not_found("podmetrics", "metrics.k8s.io", f"{ns}/{name}")
                 return found
             kind = "PodMetricsList"
         if sel is not None:

@@ -120,6 +120,12 @@ def test_two_containers_share_one_vm_and_its_loopback(vc):
     assert out.splitlines() == ["hello-from-server", "two-in-vm"]     # the VM's hostname is the Pod's
     vmid = sandbox_meta(vc.data_dir, p["metadata"]["uid"])["vm"]["vmid"]
     assert len(qemu_pids(vmid)) == 1
+    # issue 17: each container's usage from its guest cgroup (through the agent), the sandbox's from QEMU's
+    from kubeclass.api import quantity
+    pm = wait_for(lambda: json.loads(vc.ok("get", "--raw", "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/two-in-vm")), 40)
+    assert sorted(c["name"] for c in pm["containers"]) == ["client", "server"]
+    assert all(0 < quantity.value(c["usage"]["memory"]) < 64 << 20 for c in pm["containers"])
+    assert pm["sandbox"]["runtimeHandler"] == "kata-qemu" and quantity.value(pm["sandbox"]["usage"]["memory"]) > 64 << 20
     vc.ok("delete", "pod", "two-in-vm", "--grace-period=1")
     assert qemu_pids(vmid) == []
 
