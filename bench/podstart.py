@@ -1,7 +1,9 @@
 """bench/podstart: Pod start latency through the whole system — create acknowledged by the API server ->
 scheduled -> the node agent makes the sandbox, the container's overlay rootfs and bundle, runs it with the
 handler's runtime -> status Running observed through a watch — for 50 Pods per handler (runc, runsc),
-next to a bare `<runtime> run --detach` of the same bundle measured in the same run on the same machine.
+next to a bare `<runtime> run --detach` of the same bundle measured in the same run on the same machine, and then
+each handler's measured sandbox overhead (memory and CPU beyond the containers, `kubeclass overhead measure`'s
+figures) next to what the seeds declare.
 
 VM handlers (`--handlers kata-qemu,kata-fc`): `--vm-pods` Pods, each started alone on an otherwise idle node
 (the previous one deleted first: idle VMs cost CPU under TCG, and the bare boot is measured alone too), each
@@ -223,11 +225,31 @@ def bare_latency(binary: str, handler: str, rootfs: str, work: str, n: int) -> l
     return out
 
 
+SEEDS_DECLARE = {"runsc": "cpu 50m, memory 64Mi (seed 001's gvisor)", "kata-qemu": "cpu 250m, memory 160Mi (seed 001's kata)",
+                 "kata-fc": "cpu 250m, memory 160Mi (seed 001's kata-fc)", "runc": "nothing"}
+
+
+async def sandbox_overhead(client: Client, handler: str, n: int) -> None:
+    """What the handler's sandbox costs beyond its containers, as `kubeclass overhead measure` reads it: n idle
+    Pods, one metrics reading over the agents' 10 s window."""
+    import io
+    from kubeclass import overhead_measure
+    r = await overhead_measure.measure(client, handler, n, IMAGE, "podstart", 1, 11.0, 300.0, sys.stdout, log=io.StringIO())
+    d = r["distribution"]
+    mib = lambda b: f"{b / (1 << 20):6.1f} MiB"   # noqa: E731
+    print(f"  {handler:<9} sandbox overhead ({r['pods']} idle Pods): memory p50 {mib(d['memory']['p50'])} p95 "
+          f"{mib(d['memory']['p95'])} | cpu p50 {d['cpu']['p50'] * 1e3:5.1f}m p95 {d['cpu']['p95'] * 1e3:5.1f}m | recommends "
+          f"cpu {r['recommended']['cpu']}, memory {r['recommended']['memory']}; the seeds declare {SEEDS_DECLARE.get(handler, '-')}",
+          flush=True)
+    await delete_all(client, handler, 0)
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pods", type=int, default=50)
     ap.add_argument("--handlers", default="runc,runsc,kata-qemu,kata-fc")
     ap.add_argument("--vm-pods", type=int, default=10, help="Pods per VM handler, cold and from the warm pool")
+    ap.add_argument("--overhead-pods", type=int, default=5, help="idle Pods per handler whose sandbox overhead is measured")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/podstart needs root (it runs containers)")
@@ -261,6 +283,8 @@ async def main() -> None:
             print(f"  {handler:<6} Pod create->Running p50 {p50:6.1f} ms  p99 {p99:6.1f} ms | bare `{handler} run -d` "
                   f"p50 {b50:6.1f} ms  p99 {b99:6.1f} ms | p50 overhead {p50 - b50:+.1f} ms "
                   f"(mean {statistics.mean(pods) * 1e3:.1f} vs {statistics.mean(bare) * 1e3:.1f} ms)", flush=True)
+        for handler in args.handlers.split(","):
+            await sandbox_overhead(client, handler, args.overhead_pods)
         await client.close()
     finally:
         procs.cleanup(server, work)

@@ -657,6 +657,15 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("name")
     ex.add_argument("-n", "--namespace", default="default")
     ex.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG") or os.path.join(DEFAULT_DATA_DIR, "kubeconfig"))
+    ck = sub.add_parser("check", help="will these Pods run, and where? Our admission chain and scheduler on the manifests, "
+                                      "against the live cluster (--cluster, the default) or given nodes (--nodes)")
+    ck.add_argument("-f", "--filename", action="append", required=True, help="manifests: a file, a directory or - (repeatable)")
+    ck.add_argument("--cluster", action="store_true", help="against the live cluster's state (the default without --nodes)")
+    ck.add_argument("--nodes", action="append", default=[], help="Node YAMLs to check against instead of a cluster (repeatable)")
+    ck.add_argument("--runtime-config", action="append", default=[],
+                    help="containerd config.toml or CRI-O crio.conf: the given nodes' runtime handlers (repeatable)")
+    ck.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    ck.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG") or os.path.join(DEFAULT_DATA_DIR, "kubeconfig"))
     ov = sub.add_parser("overhead", help="measure what a runtime handler's sandbox costs")
     ovsub = ov.add_subparsers(dest="ovcmd", required=True)
     om = ovsub.add_parser("measure", help="start idle probe Pods under a handler, print their sandboxes' CPU and memory "
@@ -712,6 +721,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "explain":
         from .scheduler.explain import main as explain_main
         return asyncio.run(explain_main(args))
+    if args.cmd == "check":
+        if args.cluster and args.nodes:
+            print("error: --cluster and --nodes exclude each other", file=sys.stderr)
+            return 2
+        from .check import run as check_run
+        return check_run(args)
     if args.cmd == "overhead" and args.ovcmd == "measure":
         if args.pods < 1 or args.pods > 100 or args.readings < 1:
             print("error: --pods must be 1 to 100 and --readings at least 1", file=sys.stderr)
