@@ -226,7 +226,7 @@ def bare_latency(binary: str, handler: str, rootfs: str, work: str, n: int) -> l
 
 
 SEEDS_DECLARE = {"runsc": "cpu 50m, memory 64Mi (seed 001's gvisor)", "kata-qemu": "cpu 250m, memory 160Mi (seed 001's kata)",
-                 "kata-fc": "cpu 250m, memory 160Mi (seed 001's kata-fc)", "runc": "nothing"}
+                 "kata-fc": "cpu 100m, memory 128Mi (seed 001's kata-fc)", "runc": "nothing"}
 
 
 async def sandbox_overhead(client: Client, handler: str, n: int) -> None:

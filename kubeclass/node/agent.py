@@ -83,7 +83,8 @@ class Agent:
                 raise
             existing = await self.client.get(path_for("", "v1", "nodes", None, self.opts.name))
             self.node_uid = existing["metadata"]["uid"]
-            patch: dict = {"metadata": {"labels": node["metadata"]["labels"]}}
+            patch: dict = {"metadata": {"labels": node["metadata"]["labels"], "annotations": {
+                nodestatus.UNAVAILABLE_ANNOTATION: node["metadata"]["annotations"][nodestatus.UNAVAILABLE_ANNOTATION]}}}
             if node["spec"].get("podCIDR") and not (existing.get("spec") or {}).get("podCIDR"):
                 patch["spec"] = {"podCIDR": node["spec"]["podCIDR"], "podCIDRs": node["spec"]["podCIDRs"]}
             if self.opts.taints:

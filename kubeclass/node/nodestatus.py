@@ -102,6 +102,17 @@ def parse_taints(spec: str) -> list[dict]:
     return out
 
 
+UNAVAILABLE_ANNOTATION = "node.kubeclass.io/unavailable-runtime-handlers"
+
+
+def unavailable_handlers(table: HandlerTable) -> str:
+    """The configured handlers this node cannot run, with why (JSON: handler -> reason), for `kubeclass check`,
+    the cluster view and users: status.runtimeHandlers lists only the ones it can."""
+    import json
+    avail = {h.name for h in table.available()}
+    return json.dumps({n: h.reason or "unavailable" for n, h in sorted(table.handlers.items()) if n not in avail}, sort_keys=True)
+
+
 def node_object(name: str, facts: dict, table: HandlerTable, labels: dict, taints: list, address: str, port: int,
                 runtime_version: str, now: str, rro: dict[str, bool] | None = None) -> dict:
     cap, alloc = resources(facts)
@@ -110,7 +121,8 @@ def node_object(name: str, facts: dict, table: HandlerTable, labels: dict, taint
                                                   "kubernetes.io/arch": facts["arch"], "kubernetes.io/hostname": name,
                                                   "kubernetes.io/os": "linux", **labels},
                          "annotations": {"node.alpha.kubernetes.io/ttl": "0",
-                                         "volumes.kubernetes.io/controller-managed-attach-detach": "true"}},
+                                         "volumes.kubernetes.io/controller-managed-attach-detach": "true",
+                                         UNAVAILABLE_ANNOTATION: unavailable_handlers(table)}},
             "spec": {},
             "status": status(name, facts, table, address, port, runtime_version, now, rro)}
     if taints:

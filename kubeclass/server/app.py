@@ -26,6 +26,7 @@ from .auth import TokenFile, User
 from .authz import EscalationGuard, RBACAuthorizer, bootstrap
 from .constraint_kinds import ConstraintKinds
 from . import metrics as reqmetrics
+from .. import ui
 from ..metricsexport import render as render_metrics
 from .metrics_api import MetricsAPI
 from .quota_status import QuotaStatus
@@ -248,6 +249,7 @@ class APIServer:
                 (b"content-length", b"%d" % len(result.body))]
         for w in result.warnings:
             hdrs.append((b"warning", ('299 - "' + w.replace('"', '\\"') + '"').encode()))
+        hdrs += result.headers
         await send({"type": "http.response.start", "status": result.status, "headers": hdrs})
         await send({"type": "http.response.body", "body": result.body})
         self.metrics.observe(lbl, result.status, time.monotonic() - start)
@@ -363,11 +365,15 @@ class APIServer:
             if path.startswith("/readyz") and not self.ready:
                 return Result(500, b"[-]ready failed: not started\nreadyz check failed", "text/plain; charset=utf-8")
             return Result(200, b"ok", "text/plain; charset=utf-8")
+        if method == "GET" and (path == "/ui" or path.startswith("/ui/")) and (asset := ui.asset(path)) is not None:
+            return Result(200, asset[0], asset[1], headers=list(ui.HEADERS))   # the page holds no data: see kubeclass/ui
         user = self._authenticate(headers.get("authorization"))
         if user is None:
             raise errors.unauthorized()
         if impersonate:
             user = self._impersonate(user, impersonate)
+        if path == "/ui/explain":
+            return self._ui_explain(user, query)
         accept = headers.get("accept", "application/json")
         p = path.rstrip("/") or "/"
         route = self._route_or_none(p)
@@ -404,6 +410,20 @@ class APIServer:
             paths = ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/openapi/v2", "/openapi/v3", "/readyz", "/version"]
             return Result(200, encode({"paths": paths}))
         return await self._resource(method, route, attrs.verb, query, headers, body, accept, user, receive, send)
+
+    def _ui_explain(self, user: User, query: dict) -> Result:
+        """The cluster view's per-node verdicts for a Pod, for whoever may `get` it."""
+        ns, name = query.get("namespace", ""), query.get("name", "")
+        if not ns or not name:
+            raise errors.bad_request("namespace and name are required")
+        attrs = RequestAttributes(user.name, user.groups, "get", True, "", "pods", "", ns, name)
+        if not self.authorizer.authorize(attrs):
+            raise self.forbidden(attrs)
+        ent = self.store.get(registry.BY_PATH[("", "v1", "pods")].key(ns, name))
+        if ent is None:
+            raise errors.not_found("pods", "", name)
+        from ..ui.verdicts import pod_verdicts
+        return Result(200, encode(pod_verdicts(self.store, ent.obj)))
 
     def _authenticate(self, header: str | None) -> User | None:
         """A token from the token file, else a service account token we signed."""

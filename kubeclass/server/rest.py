@@ -60,6 +60,7 @@ class Result:
     body: bytes
     content_type: str = "application/json"
     warnings: list[str] = field(default_factory=list)
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
 def _now() -> str:
