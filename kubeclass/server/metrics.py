@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from ..api import registry
 from ..metricsexport import new_registry
 
 BUCKETS = (0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 45, 60)
@@ -24,6 +25,10 @@ def labels(method: str, path: str, route, query: dict, content_type: str) -> tup
         p = path.rstrip("/") or "/"
         return (method, dry, "", "", "", p if p in KNOWN_PATHS or p.startswith("/openapi/v3/") else "other", "", "apiserver")
     _, group, version, ns, plural, name, sub = route
+    res = registry.BY_PATH.get((group, version, plural))
+    if res is None and (group, version, plural) not in registry.COMPUTED and (group, version, plural) not in registry.VIRTUAL \
+            or (sub and (res is None or sub not in res.subresources)):
+        return (method, dry, "", "", "", "other", "", "apiserver")   # no such resource: a client cannot grow the label set
     watch = query.get("watch", "").lower() not in ("", "0", "false")
     if sub in ("exec", "attach", "portforward", "proxy"):
         verb = "CONNECT"
@@ -55,13 +60,21 @@ class APIServerMetrics:
         self.longrunning = Gauge("apiserver_longrunning_requests", "Gauge of all active long-running apiserver requests "
                                  "broken out by verb, group, version, resource, scope and component.",
                                  ("verb", "group", "version", "resource", "subresource", "scope", "component"), registry=reg)
+        self._counters: dict = {}
+        self._histograms: dict = {}
         self.ro = self.inflight.labels("readOnly")
         self.mut = self.inflight.labels("mutating")
 
     def observe(self, lbl: tuple[str, ...], code: int, seconds: float | None) -> None:
-        self.requests.labels(*lbl, str(code)).inc()
+        c = self._counters.get((lbl, code))
+        if c is None:   # the label lookup costs more than the increment: children are kept
+            c = self._counters[(lbl, code)] = self.requests.labels(*lbl, str(code))
+        c.inc()
         if seconds is not None:
-            self.duration.labels(*lbl).observe(seconds)
+            h = self._histograms.get(lbl)
+            if h is None:
+                h = self._histograms[lbl] = self.duration.labels(*lbl)
+            h.observe(seconds)
 
     def long_running(self, lbl: tuple[str, ...]):
         return self.longrunning.labels(lbl[0], *lbl[2:])

@@ -58,6 +58,9 @@ def test_request_labels_as_kube_apiserver_reports_them():
     # non-resource paths: known ones by name, anything else folded (no unbounded label values)
     assert metrics.labels("GET", "/version", None, {}, "")[5] == "/version"
     assert metrics.labels("GET", "/random/thing", None, {}, "")[5] == "other"
+    for bogus in (("res", "", "v1", None, "made-up-1", None, None), ("res", "x.io", "v9", None, "pods", None, None),
+                  ("res", "", "v1", "default", "pods", "p", "made-up-sub")):
+        assert metrics.labels("GET", "", bogus, {}, "") == ("GET", "", "", "", "", "other", "", "apiserver")
 
 
 def test_metrics_server_quantities():
