@@ -14,8 +14,9 @@ from conftest import free_port
 
 class EtcdMember:
     def __init__(self, name: str, data_dir: str, client_port: int, peer_port: int, initial_cluster: str,
-                 state: str = "new"):
+                 state: str = "new", extra: list[str] | None = None):
         self.name, self.data_dir = name, data_dir
+        self.extra = list(extra or [])
         self.client_port, self.peer_port = client_port, peer_port
         self.initial_cluster, self.state = initial_cluster, state
         self.proc: subprocess.Popen | None = None
@@ -34,7 +35,7 @@ class EtcdMember:
              "--listen-peer-urls", f"http://127.0.0.1:{self.peer_port}",
              "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.peer_port}",
              "--initial-cluster", self.initial_cluster, "--initial-cluster-state", self.state,
-             "--initial-cluster-token", "kubeclass-test", "--logger", "zap", "--log-level", "warn"],
+             "--initial-cluster-token", "kubeclass-test", "--logger", "zap", "--log-level", "warn", *self.extra],
             stdout=log, stderr=subprocess.STDOUT)
 
     def healthy(self) -> bool:
@@ -51,11 +52,12 @@ class EtcdMember:
 
 
 class EtcdCluster:
-    def __init__(self, base: str, members: int = 1):
+    def __init__(self, base: str, members: int = 1, extra: list[str] | None = None):
         self.base = base
         ports = [(free_port(), free_port()) for _ in range(members)]
         initial = ",".join(f"m{i}=http://127.0.0.1:{p}" for i, (_, p) in enumerate(ports))
-        self.members = [EtcdMember(f"m{i}", os.path.join(base, f"m{i}.etcd"), c, p, initial) for i, (c, p) in enumerate(ports)]
+        self.members = [EtcdMember(f"m{i}", os.path.join(base, f"m{i}.etcd"), c, p, initial, extra=extra)
+                        for i, (c, p) in enumerate(ports)]
 
     @property
     def endpoints(self) -> list[str]:

@@ -233,13 +233,22 @@ class EtcdStore(Cache):
 
     async def _txn(self, compare, success, failure=()):
         try:
-            return await self.client.kv.txn(compare, success, failure, timeout=30)
+            r = await self.client.kv.txn(compare, success, failure, timeout=30)
         except Exception as e:  # noqa: BLE001
             why = _why(e)
             if "space exceeded" in why:
+                if not self.full:   # once per incident, as the SQLite store's full disk
+                    log.error("etcd is out of space (%s): only reads and deletes work until it is compacted, defragmented "
+                              "and its NOSPACE alarm disarmed (etcdctl compact / defrag / alarm disarm), or its "
+                              "--quota-backend-bytes raised", why)
                 self.full = True
-                raise StoreFull(f"the store is out of space ({why}): compact and defragment etcd, or raise its --quota-backend-bytes") from None
+                raise StoreFull(f"the store is out of space ({why}): compact and defragment etcd, then disarm its NOSPACE "
+                                "alarm, or raise its --quota-backend-bytes") from None
             raise StoreError(f"etcd: {why}") from None
+        if self.full and success and any(op.HasField("request_put") for op in success):
+            self.full = False
+            log.info("etcd accepts writes again")
+        return r
 
     def _written(self, key: str, obj: dict, rev: int) -> Entry:
         """The entry of a write at rev: the cache's own (its watch built it from etcd's value already) unless the key
