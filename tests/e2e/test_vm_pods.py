@@ -256,6 +256,23 @@ def test_exec_cp_and_exec_probes_go_through_the_guest_agent(vc, tmp_path):
     vc.ok("delete", "pod", "vm-exec")
 
 
+def test_kubectl_attach_to_a_vm_pods_container(vc):
+    """kubectl attach (issue 14): the container's output from now on, through the guest agent's `attach`; it ends
+    when the container does. Output only: stdin/tty containers are refused with the reason."""
+    cmd = "i=0; while [ $i -lt 12 ]; do echo tick-$i; echo tock-$i >&2; i=$((i+1)); sleep 0.5; done"
+    vc.ok("apply", "-f", "-", input=pod("vm-attach", "sleep 2; " + cmd, "kata", grace=1))
+    vc.wait_phase("vm-attach", ("Running",), VM_TIMEOUT)
+    cp = subprocess.run(["kubectl", "--cache-dir", os.path.join(vc.data_dir, "kcache"), "attach", "vm-attach"],
+                        capture_output=True, text=True, env=vc.env(), timeout=60)
+    assert cp.returncode == 0, cp.stderr
+    ticks = [ln for ln in cp.stdout.splitlines() if ln.startswith("tick-")]
+    assert len(ticks) >= 5 and ticks[-1] == "tick-11", cp.stdout          # live, to the container's end
+    assert [ln for ln in cp.stdout.splitlines() if ln] == ticks            # stdout on stdout
+    assert "tock-11" in cp.stderr                                          # stderr on stderr
+    assert vc.wait_phase("vm-attach", ("Succeeded",), 30)["status"]["phase"] == "Succeeded"
+    vc.ok("delete", "pod", "vm-attach", "--grace-period=1")
+
+
 def test_a_vm_pod_is_on_the_pod_network(vc):
     """As Kata's tcfilter network model: the CNI plugins give the VM Pod its IP on the node's bridge and the
     guest's virtio-net interface takes it (the VM's tap joined to the Pod's veth by tc), so a runc and a gVisor

@@ -92,3 +92,56 @@ class GuestExecSession:
 
     def close(self) -> None:
         self.kill()
+
+
+class GuestAttachSession:
+    """`kubectl attach` to a VM Pod's container: its output as the guest agent reads it (the agent's `attach` verb),
+    with the interface of attachsession.AttachSession. Output only: the guest's containers have no stdin to attach."""
+
+    def __init__(self, conn: AgentConnection, queue: asyncio.Queue):
+        self.conn = conn
+        self.rid: str = queue.rid   # type: ignore[attr-defined]
+        self.tty = False
+        self.stdout: asyncio.Queue = asyncio.Queue()   # (stream, bytes); (None, b"") at the end
+        self._queue = queue
+        self._pump = asyncio.ensure_future(self._read())
+        self._ended = False
+
+    @classmethod
+    async def start(cls, conn: AgentConnection, cid: str) -> "GuestAttachSession":
+        q: asyncio.Queue = asyncio.Queue()
+        await conn.call("attach", cid, timeout=10, stream=q)
+        return cls(conn, q)
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                msg = await self._queue.get()
+                if msg is None or not msg or msg[0] == "exit":   # the VM or the container ended
+                    break
+                if msg[0] in ("out", "err") and len(msg) > 1:
+                    self.stdout.put_nowait(("stdout" if msg[0] == "out" else "stderr", bytes.fromhex(msg[1])))
+        except (ValueError, IndexError):
+            pass
+        finally:
+            self._ended = True
+            self.conn.end_stream(self.rid)
+            self.stdout.put_nowait((None, b""))
+
+    async def write_stdin(self, data: bytes) -> None:
+        return None
+
+    def close_stdin(self) -> None:
+        return None
+
+    def resize(self, width: int, height: int) -> None:
+        return None
+
+    def exited(self) -> bool:
+        return self._ended
+
+    def close(self) -> None:
+        if not self._ended:
+            self.conn.send("detach", self.rid)
+        self._pump.cancel()
+        self.conn.end_stream(self.rid)

@@ -26,6 +26,9 @@ The guest agent protocol (guest/agent.c): one line per message, tab-separated fi
                                              request's ID: "out HEX" / "err HEX" as it writes, "exit CODE" last)
   stdin ID HEX | close ID | resize ID ROWS COLS | signal ID SIGNO      (to an exec session; no answer)
   net MAC ADDRESS/PREFIX GATEWAY MTU      -> ok IFNAME   (the VM's interface takes the Pod's address and its veth's MAC)
+  attach CID                              -> ok          (then, on the request's ID, the container's output as it
+                                             comes: "out HEX" / "err HEX", and "exit CODE" when it ends)
+  detach ID                               (no answer: that attach session's output stops)
 The guest also sends "0 event exit CID CODE" when a container ends. A request is at most 2 MiB (a run request
 carries its spec).
 """

@@ -43,7 +43,7 @@ from ..runtimes import RuntimeError_, exit_file, read_exit
 from ..handlers import vm_description
 from ..sandbox import PodSandbox
 from . import guestspec, qemu
-from .guestexec import GuestExecSession
+from .guestexec import GuestAttachSession, GuestExecSession
 from .guestimage import GuestError
 from .machine import Vm, VmError
 
@@ -284,6 +284,19 @@ class VmSandbox(PodSandbox):
             await self.vm.conn.call("kill", cid, str(int(signal.Signals["SIG" + sig])), timeout=5)
         except VmError:
             pass
+
+    async def attach_session(self, cid: str, workdir: str):
+        """kubectl attach: the container's output through the guest agent (no stdin: see GuestAttachSession)."""
+        if self.vm is None or not self.vm.alive():
+            raise RuntimeError_("the Pod's VM is not running")
+        c = next((c for c in self.ctx.containers if c.cid == cid), None)
+        if c is not None and (c.spec.get("stdin") or c.spec.get("tty")):
+            raise RuntimeError_("a container of a VM Pod has no stdin or terminal to attach to (stdin and tty are not "
+                                "supported in VM Pods yet); its output: kubectl logs -f")
+        try:
+            return await GuestAttachSession.start(self.vm.conn, cid)
+        except VmError as e:
+            raise RuntimeError_(str(e)) from None
 
     async def exec_session(self, cid: str, workdir: str, cmd: list[str], tty: bool, stdin: bool):
         """The command runs in the container inside the VM, started by the guest agent (guest/execs.c): the guest's

@@ -13,7 +13,7 @@
  *   host -> guest   ID VERB ARG...
  *   guest -> host   ID ok [DATA...] | ID err MESSAGE
  * Verbs: ping; mount (the share); setup HOSTNAME UNIX_NANOS ENTROPY_HEX; run CID LOG EXITFILE RUNTIMELOG SPEC;
- *        kill CID SIGNO; stats [CID...]; poweroff;
+ *        kill CID SIGNO; stats [CID...]; poweroff; attach CID (its output from now on, then exit); detach ID;
  *        exec CID TTY(0|1) STDIN(0|1) ARGV_HEX (argv NUL-separated) -> ID ok PID, then the session's stream on the
  *          same ID: `ID out HEX`, `ID err HEX` as the command writes, `ID exit CODE` last (128+signal if killed);
  *        stdin ID HEX, close ID (its stdin), resize ID ROWS COLS, signal ID SIGNO: to a session, no answer;
@@ -73,6 +73,7 @@ struct ctr {
     struct stream out, err;
     int reaped, status;
     struct timespec reaped_at;
+    char attached[4][32];   /* request ids of `attach` sessions that get its output as it comes */
 };
 
 static struct ctr ctrs[MAXC];
@@ -424,7 +425,10 @@ static void cri_write(struct ctr *c, const char *stream, int full, const char *p
     if (c->logfd >= 0) writeall(c->logfd, rec, h + n + 1);
 }
 
-/* read what a stream has; complete lines become F records, a full buffer a P record; at EOF the rest */
+static void emit(const char *id, const char *kind, const char *data, size_t n);
+
+/* read what a stream has; complete lines become F records, a full buffer a P record; at EOF the rest. What is read
+ * also goes, as it is, to the container's attach sessions */
 static void drain(struct ctr *c, struct stream *s, const char *name) {
     for (;;) {
         ssize_t n = read(s->fd, s->buf + s->len, sizeof s->buf - s->len);
@@ -437,6 +441,10 @@ static void drain(struct ctr *c, struct stream *s, const char *name) {
             s->fd = -1;
             return;
         }
+        for (int k = 0; k < 4; k++)
+            for (size_t off = 0; c->attached[k][0] && off < (size_t)n; off += 8192)
+                emit(c->attached[k], name[3] == 'o' ? "out" : "err", s->buf + s->len + off,
+                     (size_t)n - off < 8192 ? (size_t)n - off : 8192);
         s->len += (size_t)n;
         size_t start = 0;
         for (size_t i = 0; i < s->len; i++)
@@ -497,7 +505,31 @@ static void finish(struct ctr *c) {
     write_atomic(c->exitfile, b);
     remove_cgroup(c->cgroup);
     reply("0", "event\texit\t%s\t%d", c->cid, code);
+    for (int k = 0; k < 4; k++)
+        if (c->attached[k][0]) { reply(c->attached[k], "exit\t%d", code); c->attached[k][0] = 0; }
     c->used = 0;
+}
+
+/* attach CID: this request's id gets the container's output from now on ("out HEX" / "err HEX"), then "exit CODE";
+ * detach ID ends that. Output only: a VM Pod's containers have no stdin to attach to */
+static void do_attach(const char *id, char **a, int n) {
+    if (n != 1) { reply(id, "err\tattach takes 1 argument"); return; }
+    struct ctr *c = find(a[0]);
+    if (!c || c->reaped) { reply(id, "err\tcontainer %s is not running", a[0]); return; }
+    for (int k = 0; k < 4; k++)
+        if (!c->attached[k][0]) {
+            snprintf(c->attached[k], sizeof c->attached[k], "%s", id);
+            reply(id, "ok");
+            return;
+        }
+    reply(id, "err\tcontainer %s has 4 attach sessions already", a[0]);
+}
+
+static void do_detach(char **a, int n) {
+    if (n != 1) return;
+    for (int i = 0; i < MAXC; i++)
+        for (int k = 0; ctrs[i].used && k < 4; k++)
+            if (!strcmp(ctrs[i].attached[k], a[0])) ctrs[i].attached[k][0] = 0;
 }
 
 /* run CID LOG EXITFILE RUNTIMELOG SPEC: the container the spec describes (guestspec.py's format, hex-encoded),
@@ -751,6 +783,8 @@ static void handle(char *line) {
     else if (!strcmp(verb, "poweroff")) do_poweroff(id);
     else if (!strcmp(verb, "exec")) do_exec(id, a + 2, n - 2);
     else if (!strcmp(verb, "net")) do_net(id, a + 2, n - 2);
+    else if (!strcmp(verb, "attach")) do_attach(id, a + 2, n - 2);
+    else if (!strcmp(verb, "detach")) do_detach(a + 2, n - 2);
     else if (!strcmp(verb, "stdin") || !strcmp(verb, "close") || !strcmp(verb, "resize") || !strcmp(verb, "signal"))
         do_session(verb, a + 2, n - 2);
     else reply(id, "err\tunknown verb %s", verb);
