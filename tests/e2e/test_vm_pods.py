@@ -273,6 +273,31 @@ def test_kubectl_attach_to_a_vm_pods_container(vc):
     vc.ok("delete", "pod", "vm-attach", "--grace-period=1")
 
 
+def test_kubectl_debug_with_a_target_in_a_vm_pod(vc):
+    """kubectl debug --target (issue 14): the ephemeral container runs in the Pod's VM, in its target's PID namespace
+    (the guest agent joins it), so it sees the target's processes; without --target it has one of its own."""
+    vc.ok("apply", "-f", "-", input=pod("vm-debug", "exec sleep 3601", "kata", restart="Always", grace=1))
+    vc.wait_phase("vm-debug", ("Running",), VM_TIMEOUT)
+    kc = ["kubectl", "--cache-dir", os.path.join(vc.data_dir, "kcache")]
+    for name, target in (("dbg", ["--target=app"]), ("alone", [])):
+        cp = subprocess.run([*kc, "debug", "vm-debug", f"--image={IMAGE}", "--image-pull-policy=IfNotPresent", "-c", name,
+                             "--profile=general", *target, "--", "sh", "-c", "ps -o pid,args"], capture_output=True, text=True,
+                            env=vc.env(), timeout=60)
+        assert cp.returncode == 0, cp.stderr
+
+    def done(name):
+        st = [s for s in vc.pod("vm-debug")["status"].get("ephemeralContainerStatuses") or [] if s["name"] == name]
+        return st and "terminated" in st[0]["state"]
+    for name in ("dbg", "alone"):
+        wait_for(lambda: done(name), VM_TIMEOUT)
+    seen = vc.logs("vm-debug", "-c", "dbg")
+    assert "sleep 3601" in seen and "ps -o pid,args" in seen, seen        # the target's processes, and its own
+    assert "   1 sleep 3601" in seen or "1 sleep 3601" in seen.replace("  ", " "), seen   # the target is PID 1 there
+    alone = vc.logs("vm-debug", "-c", "alone")
+    assert "sleep 3601" not in alone and "ps -o pid,args" in alone, alone
+    vc.ok("delete", "pod", "vm-debug", "--grace-period=1")
+
+
 def test_a_vm_pod_is_on_the_pod_network(vc):
     """As Kata's tcfilter network model: the CNI plugins give the VM Pod its IP on the node's bridge and the
     guest's virtio-net interface takes it (the VM's tap joined to the Pod's veth by tc), so a runc and a gVisor

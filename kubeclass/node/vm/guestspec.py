@@ -16,6 +16,8 @@ One record per line, fields separated by tabs; a backslash escapes a tab (\\t), 
     readonly PATH                    a read-only path (linux.readonlyPaths)
     cgroup PATH                      the container's cgroup, one level below /sys/fs/cgroup
     cgset FILE VALUE                 a cgroup v2 interface file of that cgroup and its value
+    pidns PATH                       the PID namespace to join instead of a new one (a debug container's target's,
+                                     /proc/<guest pid>/ns/pid)
 """
 from __future__ import annotations
 
@@ -132,6 +134,9 @@ def render(cfg: dict) -> str:
     lx = cfg.get("linux") or {}
     out += [_line("mask", p) for p in lx.get("maskedPaths") or []]
     out += [_line("readonly", p) for p in lx.get("readonlyPaths") or []]
+    pidns = next((n.get("path") for n in lx.get("namespaces") or [] if n.get("type") == "pid" and n.get("path")), None)
+    if pidns:
+        out.append(_line("pidns", pidns))
     if lx.get("cgroupsPath"):
         out.append(_line("cgroup", lx["cgroupsPath"]))
         out += [_line("cgset", k, v) for k, v in cgroup_settings(lx.get("resources") or {})]

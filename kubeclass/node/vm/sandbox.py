@@ -48,6 +48,7 @@ from .guestimage import GuestError
 from .machine import Vm, VmError
 
 log = logging.getLogger("kubeclass.node.vm")
+GUEST_PROC = "/proc"   # the guest agent's /proc, where a container's PID namespace is named
 
 DEFAULT_CONTAINER_MIB = 128   # a container without a memory limit or request
 MIN_MEMORY_MIB = 128          # the guest kernel, the initramfs and the agent need about 50 MiB
@@ -216,8 +217,11 @@ class VmSandbox(PodSandbox):
                 m["x-kubeclass-dir"] = os.path.isdir(src)
                 m["source"] = self.guest_path(src)
         lx = g.setdefault("linux", {})
-        # a host namespace path means nothing in the guest
-        lx["namespaces"] = [{"type": n["type"]} for n in lx.get("namespaces") or [] if n.get("type") in ("pid", "mount")]
+        # a host namespace path means nothing in the guest; a debug container's target PID namespace is the guest's
+        # (container_options made it)
+        lx["namespaces"] = [{"type": n["type"], **({"path": n["path"]} if n.get("type") == "pid" and
+                                                   str(n.get("path", "")).startswith(GUEST_PROC) else {})}
+                            for n in lx.get("namespaces") or [] if n.get("type") in ("pid", "mount")]
         g.pop("hostname", None)
         if lx.get("cgroupsPath"):
             lx["cgroupsPath"] = "/" + lx["cgroupsPath"].rstrip("/").rsplit("/", 1)[-1]
@@ -274,8 +278,16 @@ class VmSandbox(PodSandbox):
         if st is not None:
             return st
         if os.path.exists(os.path.join(workdir, "pid")) and self.vm is not None and self.vm.alive():
-            return {"state": "running"}
+            try:
+                return {"state": "running", "pid": int(open(os.path.join(workdir, "pid")).read().strip())}   # the guest's
+            except (OSError, ValueError):
+                return {"state": "running"}
         return {"state": "created"}
+
+    def container_options(self, name: str, target: tuple[str, int] | None = None) -> dict:
+        """A debug container with a target joins the target's PID namespace in the guest (target: its guest PID)."""
+        ns = {"pid": f"{GUEST_PROC}/{int(target[1])}/ns/pid"} if target else {}
+        return {"ns_paths": ns, "hostname": None, "annotations": {}}
 
     async def kill(self, cid: str, sig: str, all_procs: bool = False) -> None:
         if self.vm is None or not self.vm.alive():

@@ -61,7 +61,7 @@ struct spec {
     char *buf;
     char *raw;              /* the text as it came (spec_parse keeps it for the zygote) */
     size_t rawlen;
-    char *root, *cwd, *cgroup;
+    char *root, *cwd, *cgroup, *pidns;
     int root_ro, nnp;
     unsigned uid, gid;
     int ngroups;
@@ -187,6 +187,7 @@ static struct spec *spec_parse_text(char *buf, size_t len, char *err, size_t err
         else if (!strcmp(key, "mask")) { NEED(1); s->masked[s->nmasked++] = f[1]; }
         else if (!strcmp(key, "readonly")) { NEED(1); s->rdonly[s->nrdonly++] = f[1]; }
         else if (!strcmp(key, "cgroup")) { NEED(1); s->cgroup = f[1]; }
+        else if (!strcmp(key, "pidns")) { NEED(1); s->pidns = f[1]; }
         else if (!strcmp(key, "cgset")) { NEED(2); s->cgfile[s->ncg] = f[1]; s->cgval[s->ncg++] = f[2]; }
         else if (key[0]) goto bad;
 #undef NEED
@@ -465,11 +466,12 @@ static int put(const char *path, const char *value) {
  * one) and in new mount and PID namespaces, holding the write ends of its stdout and stderr pipes, and waits
  * for its spec on a pipe; its mount namespace follows the agent's (the guest's / is shared) until it has the
  * spec, so the share mounted later reaches it. */
-static struct {
+struct zygote {
     pid_t pid;
     int spec, errs, out, err;   /* the agent's ends */
     char cgroup[96];
-} z = {0, -1, -1, -1, -1, ""};
+};
+static struct zygote z = {0, -1, -1, -1, -1, ""};
 static unsigned zseq;
 
 static void zygote_main(int specfd, int out, int errfd) {
@@ -493,16 +495,27 @@ static void zygote_main(int specfd, int out, int errfd) {
     child(s, out, errfd);
 }
 
-void container_prepare(void) {
-    if (z.pid > 0) return;
+/* a zygote into *into; pidns_fd >= 0: in that PID namespace (a debug container sharing its target's) instead of
+ * a new one */
+static void zygote_make(struct zygote *into, int pidns_fd) {
     char d[96];
     snprintf(d, sizeof d, "/sys/fs/cgroup/kc-%u", ++zseq);
     if (mkdir(d, 0755) != 0) return;
     int cg = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     int sp[2] = {-1, -1}, ep[2] = {-1, -1}, po[2] = {-1, -1}, pe[2] = {-1, -1};
     if (cg < 0 || pipe2(sp, O_CLOEXEC) || pipe2(ep, O_CLOEXEC) || pipe2(po, O_CLOEXEC) || pipe2(pe, O_CLOEXEC)) goto fail;
-    struct kc_clone_args args = {CLONE_NEWNS | CLONE_NEWPID | KC_CLONE_INTO_CGROUP, 0, 0, 0, SIGCHLD, 0, 0, 0, 0, 0, (unsigned long long)cg};
+    int own = -1;
+    if (pidns_fd >= 0) {   /* the children's PID namespace, for this one clone; the agent's own afterwards */
+        own = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
+        if (own < 0 || setns(pidns_fd, CLONE_NEWPID) != 0) { if (own >= 0) close(own); goto fail; }
+    }
+    struct kc_clone_args args = {CLONE_NEWNS | (pidns_fd >= 0 ? 0 : CLONE_NEWPID) | KC_CLONE_INTO_CGROUP, 0, 0, 0, SIGCHLD,
+                                 0, 0, 0, 0, 0, (unsigned long long)cg};
     pid_t pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
+    if (pid != 0 && own >= 0) {
+        (void)!setns(own, CLONE_NEWPID);   /* back to its own (an ancestor of any: cannot be refused) */
+        close(own);
+    }
     if (pid == 0) {
         close(sp[1]); close(ep[0]); close(po[0]); close(pe[0]);
         errpipe = ep[1];
@@ -511,15 +524,19 @@ void container_prepare(void) {
     }
     if (pid < 0) goto fail;
     close(cg); close(sp[0]); close(ep[1]); close(po[1]); close(pe[1]);
-    z.pid = pid;
-    z.spec = sp[1]; z.errs = ep[0]; z.out = po[0]; z.err = pe[0];
-    snprintf(z.cgroup, sizeof z.cgroup, "%s", d);
+    into->pid = pid;
+    into->spec = sp[1]; into->errs = ep[0]; into->out = po[0]; into->err = pe[0];
+    snprintf(into->cgroup, sizeof into->cgroup, "%s", d);
     return;
 fail:
     if (cg >= 0) close(cg);
     int *fds[] = {sp, ep, po, pe};
     for (int i = 0; i < 4; i++) { if (fds[i][0] >= 0) close(fds[i][0]); if (fds[i][1] >= 0) close(fds[i][1]); }
     rmdir(d);
+}
+
+void container_prepare(void) {
+    if (z.pid <= 0) zygote_make(&z, -1);
 }
 
 static void zygote_forget(void) {
@@ -552,15 +569,26 @@ static int put_all(int fd, const char *p, size_t n) {
 pid_t container_start(const struct spec *s, int *out, int *errfd, char *cgpath, size_t cglen, char *err, size_t errlen) {
     cgpath[0] = 0;
     if (!s->cgroup || !s->cgroup[0]) { snprintf(err, errlen, "the container spec has no cgroup"); return -1; }
-    container_prepare();
-    if (z.pid <= 0) { snprintf(err, errlen, "cannot make the container's process: %s", strerror(errno)); return -1; }
-    pid_t pid = z.pid;
-    int specfd = z.spec, errs = z.errs;
-    *out = z.out;
-    *errfd = z.err;
-    snprintf(cgpath, cglen, "%s", z.cgroup);
-    z.spec = z.errs = z.out = z.err = -1;
-    zygote_forget();
+    struct zygote one = {0, -1, -1, -1, -1, ""}, *use = &z;
+    if (s->pidns) {   /* a debug container in its target's PID namespace: a zygote of its own, made now */
+        int nsfd = open(s->pidns, O_RDONLY | O_CLOEXEC);
+        if (nsfd < 0) { snprintf(err, errlen, "open the target's PID namespace %s: %s", s->pidns, strerror(errno)); return -1; }
+        zygote_make(&one, nsfd);
+        close(nsfd);
+        use = &one;
+    } else {
+        container_prepare();
+    }
+    if (use->pid <= 0) { snprintf(err, errlen, "cannot make the container's process: %s", strerror(errno)); return -1; }
+    pid_t pid = use->pid;
+    int specfd = use->spec, errs = use->errs;
+    *out = use->out;
+    *errfd = use->err;
+    snprintf(cgpath, cglen, "%s", use->cgroup);
+    if (use == &z) {
+        z.spec = z.errs = z.out = z.err = -1;
+        zygote_forget();
+    }
     for (int i = 0; i < s->ncg; i++) {
         char f[256];
         snprintf(f, sizeof f, "%s/%s", cgpath, s->cgfile[i]);
