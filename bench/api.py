@@ -2,8 +2,15 @@
 concurrent clients over HTTPS against a real `kubeclass up` (started here on a temporary data dir).
 
 Usage: python bench/api.py [--ops N] [--concurrency 1,16,64] [--list-size 100] [--storage sqlite,etcd]
+                            [--layout one-process,split]
 With several --storage values the same bench runs on each in turn (etcd: a local one-member etcd started by
 `kubeclass up --storage etcd`), and the CPU each process spent per create is printed (API server, etcd).
+--layout two-servers (etcd only) adds a second API server on the same etcd (`--pki-from` the first) and drives
+both through haproxy (round robin), as upstream runs several kube-apiservers behind one URL.
+--layout one-process (the default) measures `kubeclass up` as a user starts it: API server, controller manager,
+scheduler and the local node agent in one process (the node tries to run the bench's Pods meanwhile); split
+measures the API server alone in its process, with the controller manager (service accounts, namespaces) in
+another and no scheduler or node, as kube-apiserver was measured for the anchor (scheduler idle).
 Prints figures; asserts nothing. The client runs on the same machine and competes for the same cores.
 """
 from __future__ import annotations
@@ -79,24 +86,48 @@ async def main() -> None:
     ap.add_argument("--concurrency", default="1,16,64")
     ap.add_argument("--list-size", type=int, default=100)
     ap.add_argument("--storage", default="sqlite", help="comma-separated: sqlite, etcd")
+    ap.add_argument("--layout", default="one-process", help="comma-separated: one-process, split, two-servers (etcd)")
     args = ap.parse_args()
-    for storage in args.storage.split(","):
-        await bench(args, storage.strip())
+    for layout in args.layout.split(","):
+        for storage in args.storage.split(","):
+            if layout.strip() == "two-servers" and storage.strip() != "etcd":
+                continue   # several API servers share an etcd, not a SQLite file
+            await bench(args, storage.strip(), layout.strip())
 
 
-async def bench(args, storage: str) -> None:
+async def bench(args, storage: str, layout: str = "one-process") -> None:
+    import subprocess
     d = tempfile.mkdtemp(prefix="kubeclass-bench-")
-    extra = ["--storage", "etcd", "--etcd-port", str(Cluster(d)._etcd_port())] if storage == "etcd" else []
+    etcd_port = Cluster(d)._etcd_port() if storage == "etcd" else 0
+    extra = ["--storage", "etcd", "--etcd-port", str(etcd_port)] if storage == "etcd" else []
+    if layout == "split":
+        extra += ["--no-controllers", "--no-scheduler", "--no-node"]
     c = Cluster(d, extra=extra).start(timeout=60)
     first_start = c.ready_after
     c.stop()
     c.start()  # restart on the same data dir: what an operator sees after a reboot
+    others: list[subprocess.Popen] = []
+    stop_later: list = []
+    server_pids = [c.proc.pid]
+    base = c.url
+    if layout in ("split", "two-servers"):
+        others.append(subprocess.Popen([sys.executable, "-m", "kubeclass.cli", "controllers", "--kubeconfig", c.kubeconfig,
+                                        "--secure-port", "0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                       env={**os.environ, "PYTHONPATH": os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")}))
+        await asyncio.sleep(3)
+    if layout == "two-servers":   # a second API server on the same etcd, both behind haproxy (round robin)
+        from etcdcluster import start_haproxy
+        b = Cluster(d + "-b", extra=["--storage", "etcd", "--etcd-servers", f"http://127.0.0.1:{etcd_port}", "--no-node",
+                                     "--no-scheduler", "--no-controllers", "--pki-from", d]).start(timeout=60)
+        lb, lb_port = start_haproxy(d, [c.port, b.port])
+        stop_later += [b.stop, lb.terminate]
+        server_pids.append(b.proc.pid)
+        base = f"https://127.0.0.1:{lb_port}"
     try:
         sslctx = ssl.create_default_context(cafile=c.ca())
         conn = aiohttp.TCPConnector(ssl=sslctx, limit=0)
         async with aiohttp.ClientSession(connector=conn, headers={"Authorization": f"Bearer {c.token()}"}) as s:
-            base = c.url
-            print(f"kubeclass bench/api on {storage}: {os.cpu_count()} cores, server and client on the same machine, HTTPS, "
+            print(f"kubeclass bench/api on {storage} ({layout}): {os.cpu_count()} cores, server and client on the same machine, HTTPS, "
                   f"{args.ops} ops per row (lists: {args.ops // 10} of {args.list_size} objects)")
             etcd = etcd_pid(d) if storage == "etcd" else None
             print(f"startup to /readyz: first start {first_start:.2f}s (CA, certificates, store), restart {c.ready_after:.2f}s")
@@ -121,11 +152,13 @@ async def bench(args, storage: str) -> None:
                         bodies.append(orjson.dumps(o))
                     for verb, method, paths, b in (("create", "POST", [coll] * args.ops, bodies),
                                                    ("get", "GET", [f"{coll}/{n}" for n in names], None)):
-                        cpu0 = (cpu_seconds(c.proc.pid), cpu_seconds(etcd))
+                        cpu0 = (sum(cpu_seconds(p) for p in server_pids), cpu_seconds(etcd))
                         dt, lat, err = await run_phase(s, base, method, paths, b, conc)
                         cpu = ""
                         if verb == "create":
-                            cpu = f"   CPU per create: API server {(cpu_seconds(c.proc.pid) - cpu0[0]) / len(lat) * 1e3:.2f} ms"
+                            servers = "API servers (both)" if len(server_pids) > 1 else "API server"
+                            cpu = (f"   CPU per create: {servers} "
+                                   f"{(sum(cpu_seconds(p) for p in server_pids) - cpu0[0]) / len(lat) * 1e3:.2f} ms")
                             if etcd:
                                 cpu += f", etcd {(cpu_seconds(etcd) - cpu0[1]) / len(lat) * 1e3:.2f} ms"
                         print(f"{res:<13}{verb:<8}{conc:>8}{len(lat) / dt:>10.0f}{pct(lat, 50):>9.2f}{pct(lat, 99):>9.2f}{err:>8}{cpu}", flush=True)
@@ -150,6 +183,11 @@ async def bench(args, storage: str) -> None:
                         async with s.delete(base + coll + "?labelSelector=bench%3Dyes") as r:
                             await r.read()
     finally:
+        for f in stop_later:
+            f()
+        for p in others:
+            p.terminate()
+            p.wait(10)
         c.stop()
 
 
