@@ -37,6 +37,7 @@ MAX_BODY = 3 * 1024 * 1024
 DRAIN_BODY = 16 * 1024 * 1024
 PUBLIC = {"/healthz", "/livez", "/readyz"}
 IMMORTAL_NAMESPACES = {"default", "kube-system", "kube-public"}
+NODE_PROXY_MAX = 64 << 20   # bytes of a node's answer through nodes/proxy (not streamed)
 
 
 class ProxySubresource(str):
@@ -613,8 +614,13 @@ class APIServer:
         import aiohttp
         try:
             async with self.node_client.session.get(url, timeout=aiohttp.ClientTimeout(total=30)) as r:
-                body = await r.read()
-                return Result(r.status, body, r.headers.get("Content-Type", "text/plain"))
+                chunks, size = [], 0
+                async for chunk in r.content.iter_any():
+                    size += len(chunk)
+                    if size > NODE_PROXY_MAX:   # a follow or an endless answer: this proxy does not stream
+                        raise StatusError(500, "InternalError", f"the node's answer is larger than {NODE_PROXY_MAX >> 20} MiB")
+                    chunks.append(chunk)
+                return Result(r.status, b"".join(chunks), r.headers.get("Content-Type", "text/plain"))
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
             raise StatusError(503, "ServiceUnavailable", f'error trying to reach service: {e}') from None
 
