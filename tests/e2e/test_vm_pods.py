@@ -273,6 +273,38 @@ def test_kubectl_attach_to_a_vm_pods_container(vc):
     vc.ok("delete", "pod", "vm-attach", "--grace-period=1")
 
 
+def test_kubectl_attach_to_a_vm_containers_stdin_and_terminal(vc):
+    """kubectl attach -i to a VM Pod's `stdin: true` container (the guest agent holds its stdin; stdinOnce closes it
+    when the attach's ends), and -it to a `tty: true` one (a terminal made in the guest, sized as kubectl's)."""
+    kc = ["kubectl", "--cache-dir", os.path.join(vc.data_dir, "kcache")]
+    reader = {"name": "app", "stdin": True, "stdinOnce": True,
+              "command": ["sh", "-c", "while read line; do echo got-$line; echo err-$line >&2; done; echo stdin-closed"]}
+    shell = {"name": "app", "stdin": True, "tty": True, "command": ["sh"]}
+    vc.ok("apply", "-f", "-", input=pod("vm-stdin", "", "kata", containers=[reader], grace=1) + "---\n" +
+          pod("vm-tty", "", "kata", restart="Always", containers=[shell], grace=1))
+    vc.wait_phase("vm-stdin", ("Running",), VM_TIMEOUT)
+    p = subprocess.Popen([*kc, "attach", "-i", "vm-stdin"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=vc.env(), text=True)
+    time.sleep(3)
+    p.stdin.write("one\ntwo\n")
+    p.stdin.flush()
+    time.sleep(2)
+    p.stdin.close()
+    p.wait(60)
+    out, err = p.stdout.read(), p.stderr.read()
+    assert p.returncode == 0, err
+    assert out == "got-one\ngot-two\nstdin-closed\n", (out, err)
+    assert "err-one\nerr-two\n" in err
+    assert vc.wait_phase("vm-stdin", ("Succeeded",), 30)["status"]["phase"] == "Succeeded"
+    vc.wait_phase("vm-tty", ("Running",), VM_TIMEOUT)
+    _, text = vc.terminal(91, 27, "attach -it vm-tty",
+                          [(4, b"stty size; test -t 0 && echo stdin-is-a-tty; echo sum=$((40+2))\n"), (3, None)], 60)
+    assert "stdin-is-a-tty\n" in text and "sum=42\n" in text, text
+    assert "27 91\n" in text or "28 92\n" in text, text    # kubectl's size (it sends one larger first)
+    assert "sum=42" in vc.logs("vm-tty")                    # the terminal's output is the log's stdout
+    vc.ok("delete", "pod", "vm-stdin", "vm-tty", "--grace-period=1")
+
+
 def test_kubectl_debug_with_a_target_in_a_vm_pod(vc):
     """kubectl debug --target (issue 14): the ephemeral container runs in the Pod's VM, in its target's PID namespace
     (the guest agent joins it), so it sees the target's processes; without --target it has one of its own."""

@@ -96,22 +96,25 @@ class GuestExecSession:
 
 class GuestAttachSession:
     """`kubectl attach` to a VM Pod's container: its output as the guest agent reads it (the agent's `attach` verb),
-    with the interface of attachsession.AttachSession. Output only: the guest's containers have no stdin to attach."""
+    its stdin (a container with `stdin: true`) and its terminal (`tty: true`, resized), with the interface of
+    attachsession.AttachSession. With stdinOnce the container's stdin closes when the attach's does, as conmon's."""
 
-    def __init__(self, conn: AgentConnection, queue: asyncio.Queue):
+    def __init__(self, conn: AgentConnection, queue: asyncio.Queue, tty: bool = False, stdin_once: bool = False):
         self.conn = conn
         self.rid: str = queue.rid   # type: ignore[attr-defined]
-        self.tty = False
+        self.tty = tty
+        self.stdin_once = stdin_once
         self.stdout: asyncio.Queue = asyncio.Queue()   # (stream, bytes); (None, b"") at the end
         self._queue = queue
         self._pump = asyncio.ensure_future(self._read())
         self._ended = False
+        self._stdin_closed = False
 
     @classmethod
-    async def start(cls, conn: AgentConnection, cid: str) -> "GuestAttachSession":
+    async def start(cls, conn: AgentConnection, cid: str, tty: bool = False, stdin_once: bool = False) -> "GuestAttachSession":
         q: asyncio.Queue = asyncio.Queue()
         await conn.call("attach", cid, timeout=10, stream=q)
-        return cls(conn, q)
+        return cls(conn, q, tty, stdin_once)
 
     async def _read(self) -> None:
         try:
@@ -129,19 +132,27 @@ class GuestAttachSession:
             self.stdout.put_nowait((None, b""))
 
     async def write_stdin(self, data: bytes) -> None:
-        return None
+        for i in range(0, len(data), CHUNK):
+            if self._ended or self._stdin_closed:
+                return
+            self.conn.send("stdin", self.rid, data[i:i + CHUNK].hex())
+            await asyncio.sleep(0)
 
     def close_stdin(self) -> None:
-        return None
+        if self.stdin_once and not self._stdin_closed and not self._ended:
+            self._stdin_closed = True
+            self.conn.send("close", self.rid)
 
     def resize(self, width: int, height: int) -> None:
-        return None
+        if self.tty and not self._ended:
+            self.conn.send("resize", self.rid, str(height), str(width))
 
     def exited(self) -> bool:
         return self._ended
 
     def close(self) -> None:
         if not self._ended:
+            self.close_stdin()
             self.conn.send("detach", self.rid)
         self._pump.cancel()
         self.conn.end_stream(self.rid)

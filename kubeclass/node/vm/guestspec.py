@@ -18,6 +18,8 @@ One record per line, fields separated by tabs; a backslash escapes a tab (\\t), 
     cgset FILE VALUE                 a cgroup v2 interface file of that cgroup and its value
     pidns PATH                       the PID namespace to join instead of a new one (a debug container's target's,
                                      /proc/<guest pid>/ns/pid)
+    stdin                            the container keeps a stdin the agent holds (`kubectl attach -i`)
+    terminal                         the container's stdio is a terminal (process.terminal)
 """
 from __future__ import annotations
 
@@ -102,9 +104,10 @@ def cgroup_settings(resources: dict) -> list[tuple[str, str]]:
     return out
 
 
-def render(cfg: dict) -> str:
+def render(cfg: dict, stdin: bool = False) -> str:
     """The spec of one container. A bind mount's "x-kubeclass-dir" (set by the sandbox, which can look at the
-    host's file) says whether its source is a directory: the guest would otherwise ask over 9p."""
+    host's file) says whether its source is a directory: the guest would otherwise ask over 9p. stdin: the
+    container keeps a stdin (its spec's `stdin: true`)."""
     proc = cfg.get("process") or {}
     if not proc.get("args"):
         raise SpecError("process.args is empty")
@@ -134,6 +137,10 @@ def render(cfg: dict) -> str:
     lx = cfg.get("linux") or {}
     out += [_line("mask", p) for p in lx.get("maskedPaths") or []]
     out += [_line("readonly", p) for p in lx.get("readonlyPaths") or []]
+    if proc.get("terminal"):
+        out.append(_line("terminal"))
+    elif stdin:
+        out.append(_line("stdin"))
     pidns = next((n.get("path") for n in lx.get("namespaces") or [] if n.get("type") == "pid" and n.get("path")), None)
     if pidns:
         out.append(_line("pidns", pidns))

@@ -29,6 +29,8 @@ The guest agent protocol (guest/agent.c): one line per message, tab-separated fi
   attach CID                              -> ok          (then, on the request's ID, the container's output as it
                                              comes: "out HEX" / "err HEX", and "exit CODE" when it ends)
   detach ID                               (no answer: that attach session's output stops)
+  stdin ID HEX | close ID | resize ID ROWS COLS   (to an attach session: the container's stdin, its end (stdinOnce),
+                                             its terminal's size; a container's spec says "stdin" / "terminal")
 The guest also sends "0 event exit CID CODE" when a container ends. A request is at most 2 MiB (a run request
 carries its spec).
 """

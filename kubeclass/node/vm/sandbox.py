@@ -246,7 +246,7 @@ class VmSandbox(PodSandbox):
         exits = os.path.join(workdir, "exits")
         os.makedirs(exits, exist_ok=True)
         try:
-            spec = guestspec.render(self.guest_config(cfg))
+            spec = guestspec.render(self.guest_config(cfg), stdin=stdin)
         except OSError as e:
             self._failed(cid, exits, f"hostPath: {e}")
         except guestspec.SpecError as e:
@@ -298,15 +298,14 @@ class VmSandbox(PodSandbox):
             pass
 
     async def attach_session(self, cid: str, workdir: str):
-        """kubectl attach: the container's output through the guest agent (no stdin: see GuestAttachSession)."""
+        """kubectl attach: the container's stdio held by the guest agent (GuestAttachSession)."""
         if self.vm is None or not self.vm.alive():
             raise RuntimeError_("the Pod's VM is not running")
         c = next((c for c in self.ctx.containers if c.cid == cid), None)
-        if c is not None and (c.spec.get("stdin") or c.spec.get("tty")):
-            raise RuntimeError_("a container of a VM Pod has no stdin or terminal to attach to (stdin and tty are not "
-                                "supported in VM Pods yet); its output: kubectl logs -f")
+        spec = c.spec if c is not None else {}
         try:
-            return await GuestAttachSession.start(self.vm.conn, cid)
+            return await GuestAttachSession.start(self.vm.conn, cid, tty=bool(spec.get("tty")),
+                                                  stdin_once=bool(spec.get("stdinOnce")))
         except VmError as e:
             raise RuntimeError_(str(e)) from None
 

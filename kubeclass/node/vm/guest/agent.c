@@ -74,6 +74,7 @@ struct ctr {
     int reaped, status;
     struct timespec reaped_at;
     char attached[4][32];   /* request ids of `attach` sessions that get its output as it comes */
+    int in, master;         /* its stdin (a pipe's write end, or the terminal's master), the terminal's master */
 };
 
 static struct ctr ctrs[MAXC];
@@ -507,11 +508,22 @@ static void finish(struct ctr *c) {
     reply("0", "event\texit\t%s\t%d", c->cid, code);
     for (int k = 0; k < 4; k++)
         if (c->attached[k][0]) { reply(c->attached[k], "exit\t%d", code); c->attached[k][0] = 0; }
+    if (c->in >= 0) { close(c->in); c->in = -1; }
+    c->master = -1;
     c->used = 0;
 }
 
+/* the container an attach session (by its request id) is attached to */
+static struct ctr *attached_to(const char *id) {
+    for (int i = 0; i < MAXC; i++)
+        for (int k = 0; ctrs[i].used && k < 4; k++)
+            if (!strcmp(ctrs[i].attached[k], id)) return &ctrs[i];
+    return NULL;
+}
+
 /* attach CID: this request's id gets the container's output from now on ("out HEX" / "err HEX"), then "exit CODE";
- * detach ID ends that. Output only: a VM Pod's containers have no stdin to attach to */
+ * detach ID ends that. With a stdin (spec "stdin") or a terminal, "stdin ID HEX" writes to it, "close ID" closes it
+ * (stdinOnce), "resize ID ROWS COLS" sizes the terminal */
 static void do_attach(const char *id, char **a, int n) {
     if (n != 1) { reply(id, "err\tattach takes 1 argument"); return; }
     struct ctr *c = find(a[0]);
@@ -550,8 +562,9 @@ static void do_run(const char *id, char **a, int n) {
     snprintf(c->exitfile, sizeof c->exitfile, "%s", a[2]);
     int lf = open(c->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
     if (lf < 0) { spec_free(sp); snprintf(err, sizeof err, "open %s: %s", c->log, strerror(errno)); failed(id, a[3], err); return; }
-    int out, errfd;
-    pid_t pid = container_start(sp, &out, &errfd, c->cgroup, sizeof c->cgroup, err, sizeof err);
+    int out, errfd, in;
+    pid_t pid = container_start(sp, &out, &errfd, &in, c->cgroup, sizeof c->cgroup, err, sizeof err);
+    int terminal = spec_terminal(sp);
     spec_free(sp);
     if (pid < 0) {
         close(lf);
@@ -559,8 +572,18 @@ static void do_run(const char *id, char **a, int n) {
         failed(id, a[3], err);
         return;
     }
+    c->in = in;
+    c->master = -1;
+    if (terminal && in >= 0) {   /* all its output comes through the terminal */
+        close(out);
+        close(errfd);
+        out = fcntl(in, F_DUPFD_CLOEXEC, 3);
+        errfd = -1;
+        c->master = in;
+    }
+    if (in >= 0) fcntl(in, F_SETFL, O_NONBLOCK);   /* a container that does not read never stalls the agent */
     fcntl(out, F_SETFL, O_NONBLOCK);
-    fcntl(errfd, F_SETFL, O_NONBLOCK);
+    if (errfd >= 0) fcntl(errfd, F_SETFL, O_NONBLOCK);
     c->used = 1;
     c->pid = pid;
     c->logfd = lf;
@@ -714,10 +737,27 @@ static void do_exec(const char *id, char **a, int n) {
 }
 
 /* stdin / close / resize / signal ID ...: to a running session, no answer (a late one finds no session) */
+
+static void container_session(const char *verb, char **a, int n) {
+    struct ctr *c = attached_to(a[0]);
+    if (!c || c->reaped) return;
+    if (!strcmp(verb, "stdin") && n == 2 && c->in >= 0) {
+        static char data[LINEMAX / 2];
+        long len = hex_decode(a[1], data, sizeof data);
+        if (len > 0) writeall(c->in, data, (size_t)len);
+    } else if (!strcmp(verb, "close") && c->in >= 0 && c->master < 0) {
+        close(c->in);
+        c->in = -1;
+    } else if (!strcmp(verb, "resize") && n == 3 && c->master >= 0) {
+        struct winsize ws = {(unsigned short)atoi(a[1]), (unsigned short)atoi(a[2]), 0, 0};
+        ioctl(c->master, TIOCSWINSZ, &ws);
+    }
+}
+
 static void do_session(const char *verb, char **a, int n) {
     if (n < 1) return;
     struct exe *e = find_exe(a[0]);
-    if (!e) return;
+    if (!e) { container_session(verb, a, n); return; }
     if (!strcmp(verb, "stdin") && n == 2) {
         static char data[LINEMAX / 2];
         long len = hex_decode(a[1], data, sizeof data);

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -62,6 +63,7 @@ struct spec {
     char *raw;              /* the text as it came (spec_parse keeps it for the zygote) */
     size_t rawlen;
     char *root, *cwd, *cgroup, *pidns;
+    int stdin_pipe, terminal;   /* a stdin the agent holds; a terminal (its slave as stdio) */
     int root_ro, nnp;
     unsigned uid, gid;
     int ngroups;
@@ -188,6 +190,8 @@ static struct spec *spec_parse_text(char *buf, size_t len, char *err, size_t err
         else if (!strcmp(key, "readonly")) { NEED(1); s->rdonly[s->nrdonly++] = f[1]; }
         else if (!strcmp(key, "cgroup")) { NEED(1); s->cgroup = f[1]; }
         else if (!strcmp(key, "pidns")) { NEED(1); s->pidns = f[1]; }
+        else if (!strcmp(key, "stdin")) s->stdin_pipe = 1;
+        else if (!strcmp(key, "terminal")) s->terminal = 1;
         else if (!strcmp(key, "cgset")) { NEED(2); s->cgfile[s->ncg] = f[1]; s->cgval[s->ncg++] = f[2]; }
         else if (key[0]) goto bad;
 #undef NEED
@@ -388,14 +392,23 @@ static void exec_process(const struct spec *s) {
     die(denied ? "exec: \"%s\": permission denied" : "exec: \"%s\": executable file not found in $PATH", arg0);
 }
 
-static void child(const struct spec *s, int out, int errfd) {
+int spec_terminal(const struct spec *s) { return s->terminal; }
+
+static void child(const struct spec *s, int out, int errfd, int in, const char *slave) {
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     setsid();
-    int null = open("/dev/null", O_RDONLY);
-    if (null < 0 || dup2(null, 0) < 0 || dup2(out, 1) < 0 || dup2(errfd, 2) < 0) die("stdio: %s", strerror(errno));
-    if (null > 2) close(null);
+    if (slave && slave[0]) {   /* a terminal: its slave is stdin, stdout and stderr, and the session's terminal */
+        int t = open(slave, O_RDWR);
+        if (t < 0 || ioctl(t, TIOCSCTTY, 0) != 0 || dup2(t, 0) < 0 || dup2(t, 1) < 0 || dup2(t, 2) < 0)
+            die("the terminal %s: %s", slave, strerror(errno));
+        if (t > 2) close(t);
+    } else {
+        int null = in >= 0 ? in : open("/dev/null", O_RDONLY);
+        if (null < 0 || dup2(null, 0) < 0 || dup2(out, 1) < 0 || dup2(errfd, 2) < 0) die("stdio: %s", strerror(errno));
+        if (null > 2) close(null);
+    }
 
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) die("make / private: %s", strerror(errno));
     if (mount(s->root, s->root, NULL, MS_BIND | MS_REC, NULL) != 0) die("bind the root %s: %s", s->root, strerror(errno));
@@ -470,11 +483,12 @@ struct zygote {
     pid_t pid;
     int spec, errs, out, err;   /* the agent's ends */
     char cgroup[96];
+    int in;                     /* the agent's end of its stdin (a pipe, or the terminal's master), or -1 */
 };
-static struct zygote z = {0, -1, -1, -1, -1, ""};
+static struct zygote z = {0, -1, -1, -1, -1, "", -1};
 static unsigned zseq;
 
-static void zygote_main(int specfd, int out, int errfd) {
+static void zygote_main(int specfd, int out, int errfd, int in, const char *slave) {
     size_t cap = 1 << 16, len = 0;
     char *buf = malloc(cap + 1);
     for (;;) {
@@ -492,13 +506,23 @@ static void zygote_main(int specfd, int out, int errfd) {
     char err[1024];
     struct spec *s = spec_parse_text(buf, len, err, sizeof err);
     if (!s) die("%s", err);
-    child(s, out, errfd);
+    child(s, out, errfd, in, slave);
 }
 
 /* a zygote into *into; pidns_fd >= 0: in that PID namespace (a debug container sharing its target's) instead of
  * a new one */
-static void zygote_make(struct zygote *into, int pidns_fd) {
-    char d[96];
+static void zygote_make(struct zygote *into, int pidns_fd, int stdin_pipe, int terminal) {
+    char d[96], slave[128] = {0};
+    int pin[2] = {-1, -1}, master = -1;
+    if (terminal) {
+        master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (master < 0 || grantpt(master) || unlockpt(master) || ptsname_r(master, slave, sizeof slave)) {
+            if (master >= 0) close(master);
+            return;
+        }
+    } else if (stdin_pipe && pipe2(pin, O_CLOEXEC)) {
+        return;
+    }
     snprintf(d, sizeof d, "/sys/fs/cgroup/kc-%u", ++zseq);
     if (mkdir(d, 0755) != 0) return;
     int cg = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -519,16 +543,22 @@ static void zygote_make(struct zygote *into, int pidns_fd) {
     if (pid == 0) {
         close(sp[1]); close(ep[0]); close(po[0]); close(pe[0]);
         errpipe = ep[1];
-        zygote_main(sp[0], po[1], pe[1]);
+        if (master >= 0) close(master);
+        if (pin[1] >= 0) close(pin[1]);
+        zygote_main(sp[0], po[1], pe[1], pin[0], slave);
         _exit(127);
     }
     if (pid < 0) goto fail;
     close(cg); close(sp[0]); close(ep[1]); close(po[1]); close(pe[1]);
+    if (pin[0] >= 0) close(pin[0]);
     into->pid = pid;
     into->spec = sp[1]; into->errs = ep[0]; into->out = po[0]; into->err = pe[0];
+    into->in = master >= 0 ? master : pin[1];
     snprintf(into->cgroup, sizeof into->cgroup, "%s", d);
     return;
 fail:
+    if (master >= 0) close(master);
+    if (pin[0] >= 0) { close(pin[0]); close(pin[1]); }
     if (cg >= 0) close(cg);
     int *fds[] = {sp, ep, po, pe};
     for (int i = 0; i < 4; i++) { if (fds[i][0] >= 0) close(fds[i][0]); if (fds[i][1] >= 0) close(fds[i][1]); }
@@ -536,7 +566,7 @@ fail:
 }
 
 void container_prepare(void) {
-    if (z.pid <= 0) zygote_make(&z, -1);
+    if (z.pid <= 0) zygote_make(&z, -1, 0, 0);
 }
 
 static void zygote_forget(void) {
@@ -566,15 +596,20 @@ static int put_all(int fd, const char *p, size_t n) {
     return 0;
 }
 
-pid_t container_start(const struct spec *s, int *out, int *errfd, char *cgpath, size_t cglen, char *err, size_t errlen) {
+pid_t container_start(const struct spec *s, int *out, int *errfd, int *in, char *cgpath, size_t cglen, char *err, size_t errlen) {
     cgpath[0] = 0;
+    *in = -1;
     if (!s->cgroup || !s->cgroup[0]) { snprintf(err, errlen, "the container spec has no cgroup"); return -1; }
-    struct zygote one = {0, -1, -1, -1, -1, ""}, *use = &z;
-    if (s->pidns) {   /* a debug container in its target's PID namespace: a zygote of its own, made now */
-        int nsfd = open(s->pidns, O_RDONLY | O_CLOEXEC);
-        if (nsfd < 0) { snprintf(err, errlen, "open the target's PID namespace %s: %s", s->pidns, strerror(errno)); return -1; }
-        zygote_make(&one, nsfd);
-        close(nsfd);
+    struct zygote one = {0, -1, -1, -1, -1, "", -1}, *use = &z;
+    if (s->pidns || s->stdin_pipe || s->terminal) {
+        /* a debug container in its target's PID namespace, or one with a stdin or a terminal: a zygote of its own */
+        int nsfd = -1;
+        if (s->pidns && (nsfd = open(s->pidns, O_RDONLY | O_CLOEXEC)) < 0) {
+            snprintf(err, errlen, "open the target's PID namespace %s: %s", s->pidns, strerror(errno));
+            return -1;
+        }
+        zygote_make(&one, nsfd, s->stdin_pipe, s->terminal);
+        if (nsfd >= 0) close(nsfd);
         use = &one;
     } else {
         container_prepare();
@@ -584,6 +619,7 @@ pid_t container_start(const struct spec *s, int *out, int *errfd, char *cgpath, 
     int specfd = use->spec, errs = use->errs;
     *out = use->out;
     *errfd = use->err;
+    *in = use->in;
     snprintf(cgpath, cglen, "%s", use->cgroup);
     if (use == &z) {
         z.spec = z.errs = z.out = z.err = -1;
@@ -623,7 +659,8 @@ failed:
     if (specfd >= 0) close(specfd);
     if (errs >= 0) close(errs);
     close(*out); close(*errfd);
-    *out = *errfd = -1;
+    if (*in >= 0) close(*in);
+    *out = *errfd = *in = -1;
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
     return -1;

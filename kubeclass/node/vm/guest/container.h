@@ -21,9 +21,13 @@ int container_reaped(pid_t pid);
 /* Starts a container: its cgroup gets the spec's limits, its process (the zygote) the spec; that process
  * makes its mounts resolved inside its root (the VM's network, IPC and UTS are shared), masked and read-only
  * paths, the root made its root, rlimits, groups, user, capabilities, no_new_privs, then execs, with stdin
- * /dev/null. Returns the process's pid (the container's PID 1, a child of the caller) once it has exec'd,
+ * /dev/null, or (spec "stdin") a pipe whose write end comes back in *in, or (spec "terminal") a terminal whose
+ * master comes back in *in and *out (stdout and stderr both go to it). Returns the process's pid (the container's PID 1, a child of the caller) once it has exec'd,
  * with the read ends of its stdout and stderr in out / err and its cgroup (to remove when it has ended) in
  * cgpath; or -1 with the reason in err (the process reaped). */
-pid_t container_start(const struct spec *s, int *out, int *err_out, char *cgpath, size_t cglen, char *err, size_t errlen);
+/* whether the spec asks for a terminal */
+int spec_terminal(const struct spec *s);
+
+pid_t container_start(const struct spec *s, int *out, int *err_out, int *in, char *cgpath, size_t cglen, char *err, size_t errlen);
 
 #endif
