@@ -576,15 +576,25 @@ class REST:
                                        "details": {"name": ctx.name, "group": res.group, "kind": res.plural}}))
         if "dryRun" in opts and "All" in (opts.get("dryRun") or []):
             ctx.query["dryRun"] = "All"
-        cur = self._get_entry(res, ctx.namespace, ctx.name or "")
         pre = opts.get("preconditions") or {}
-        if pre.get("uid") and pre["uid"] != cur.obj["metadata"].get("uid"):
-            raise errors.conflict(res.plural, res.group, ctx.name or "",
-                                  f"Precondition failed: UID in precondition: {pre['uid']}, UID in object meta: {cur.obj['metadata'].get('uid')}")
-        if pre.get("resourceVersion") and pre["resourceVersion"] != cur.obj["metadata"].get("resourceVersion"):
-            raise errors.conflict(res.plural, res.group, ctx.name or "",
-                                  f"Precondition failed: ResourceVersion in precondition: {pre['resourceVersion']}, ResourceVersion in object meta: {cur.obj['metadata'].get('resourceVersion')}")
-        return await self._delete_entry(ctx, res, cur, opts)
+        # as upstream's storage Delete: the object changing meanwhile (a controller's status write) is no reason to
+        # refuse; read it again and go on while the caller's own preconditions hold, for up to RETRY_FOR seconds
+        deadline = time.monotonic() + RETRY_FOR
+        for n in itertools.count(1):
+            cur = self._get_entry(res, ctx.namespace, ctx.name or "")
+            if pre.get("uid") and pre["uid"] != cur.obj["metadata"].get("uid"):
+                raise errors.conflict(res.plural, res.group, ctx.name or "",
+                                      f"Precondition failed: UID in precondition: {pre['uid']}, UID in object meta: {cur.obj['metadata'].get('uid')}")
+            if pre.get("resourceVersion") and pre["resourceVersion"] != cur.obj["metadata"].get("resourceVersion"):
+                raise errors.conflict(res.plural, res.group, ctx.name or "",
+                                      f"Precondition failed: ResourceVersion in precondition: {pre['resourceVersion']}, ResourceVersion in object meta: {cur.obj['metadata'].get('resourceVersion')}")
+            try:
+                return await self._delete_entry(ctx, res, cur, opts)
+            except StatusError as e:
+                if e.code != 409 or e.reason != "Conflict" or pre.get("resourceVersion") or time.monotonic() >= deadline:
+                    raise
+            await asyncio.sleep(random.uniform(0, min(0.01, 0.0005 * n)))
+        raise AssertionError("unreachable")
 
     async def _delete_entry(self, ctx: Context, res: Resource, cur: Entry, opts: dict) -> Result:
         obj = cur.copy()

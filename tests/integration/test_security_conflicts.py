@@ -28,3 +28,28 @@ def test_concurrent_patches_without_a_resource_version_all_apply(cluster):
         assert code == 409 and out["reason"] == "Conflict"
     finally:
         cluster.kubectl("delete", "configmap", "contended")
+
+
+def test_a_delete_is_not_refused_because_the_object_changed_meanwhile(cluster):
+    """As upstream's storage Delete: a delete without preconditions reads the object again when a concurrent write
+    (a controller's status update) moved it on, instead of answering 409 (seen as a flaky `kubectl delete deploy` on
+    etcd while the Deployment controller wrote its status). A resourceVersion precondition still gets its 409."""
+    url = "/api/v1/namespaces/default/configmaps"
+    for round_ in range(6):
+        name = f"contended-delete-{round_}"
+        cluster.request("POST", url, {"metadata": {"name": name, "finalizers": ["example.com/hold"]}})
+
+        def patch(i):
+            return cluster.request("PATCH", f"{url}/{name}", json.dumps({"data": {f"k{i}": str(i)}}),
+                                   headers={"Content-Type": "application/merge-patch+json"})[0]
+        with concurrent.futures.ThreadPoolExecutor(8) as ex:
+            writers = [ex.submit(patch, i) for i in range(24)]
+            deleted = ex.submit(lambda: cluster.request("DELETE", f"{url}/{name}")[0])
+            assert deleted.result() == 200
+            assert {w.result() for w in writers} == {200}
+        obj = cluster.request("GET", f"{url}/{name}")[2]
+        assert obj["metadata"]["deletionTimestamp"]
+        stale = cluster.request("DELETE", f"{url}/{name}", {"preconditions": {"resourceVersion": "1"}})
+        assert stale[0] == 409 and "Precondition failed" in stale[2]["message"]
+        cluster.request("PATCH", f"{url}/{name}", json.dumps({"metadata": {"finalizers": None}}),
+                        headers={"Content-Type": "application/merge-patch+json"})
