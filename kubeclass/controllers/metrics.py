@@ -1,7 +1,7 @@
 """The controller manager's Prometheus metrics, with client-go's workqueue names (workqueue_adds_total,
 workqueue_depth, workqueue_retries_total, workqueue_work_duration_seconds, workqueue_queue_duration_seconds;
 label name = the controller) and leader_election_master_status. Served at `kubeclass controllers
---metrics-port` (metricsexport.py)."""
+--secure-port` (10257; metricsexport.py)."""
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram

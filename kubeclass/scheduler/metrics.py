@@ -2,7 +2,8 @@
 scheduled, unschedulable, error; profile), scheduler_scheduling_attempt_duration_seconds,
 scheduler_pod_scheduling_duration_seconds and its successor scheduler_pod_scheduling_sli_duration_seconds (first
 seen to bound, by attempts), scheduler_pending_pods (queue: active, backoff, unschedulable) and, ours,
-kubeclass_scheduler_pods_scheduled_total by runtime handler. Served at `kubeclass scheduler --metrics-port`."""
+kubeclass_scheduler_pods_scheduled_total by runtime handler. Served at `kubeclass scheduler
+--secure-port` (10259; metricsexport.py)."""
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
