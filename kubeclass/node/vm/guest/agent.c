@@ -142,6 +142,16 @@ static int write_file(const char *path, const char *data) {
     return w < 0 ? -1 : 0;
 }
 
+/* a small file's text in buf (NUL-terminated): the bytes read, -1 when it cannot be opened */
+static ssize_t read_file(const char *path, char *buf, size_t size) {
+    memset(buf, 0, size);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t n = read(fd, buf, size - 1);
+    close(fd);
+    return n;
+}
+
 static int write_atomic(const char *path, const char *data) {
     char tmp[PATHMAX + 8];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
@@ -619,29 +629,14 @@ static int cgroup_stats(const char *cg, char *out, size_t size) {
     char path[PATHMAX + 32], b[8192];
     long long mem = -1, inactive = 0, usec = -1;
     snprintf(path, sizeof path, "%s/memory.current", cg);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        memset(b, 0, sizeof b);
-        if (read(fd, b, sizeof b - 1) > 0) mem = atoll(b);
-        close(fd);
-    }
+    if (read_file(path, b, sizeof b) > 0) mem = atoll(b);
     snprintf(path, sizeof path, "%s/memory.stat", cg);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        memset(b, 0, sizeof b);
-        (void)!read(fd, b, sizeof b - 1);
-        close(fd);
+    if (read_file(path, b, sizeof b) >= 0) {
         char *p = strstr(b, "\ninactive_file ");
         if (p) inactive = atoll(p + 15);
     }
     snprintf(path, sizeof path, "%s/cpu.stat", cg);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        memset(b, 0, sizeof b);
-        (void)!read(fd, b, sizeof b - 1);
-        close(fd);
-        if (!strncmp(b, "usage_usec ", 11)) usec = atoll(b + 11);
-    }
+    if (read_file(path, b, sizeof b) >= 0 && !strncmp(b, "usage_usec ", 11)) usec = atoll(b + 11);
     if (mem < 0 || usec < 0) return snprintf(out, size, "\t-\t-\t-");
     return snprintf(out, size, "\t%lld\t%lld\t%lld", mem, mem > inactive ? mem - inactive : 0, usec);
 }
@@ -649,25 +644,16 @@ static int cgroup_stats(const char *cg, char *out, size_t size) {
 static void do_stats(const char *id, char **a, int n) {
     /* MemTotal, MemAvailable (kB) and the guest's total busy CPU time (USER_HZ ticks); then, for each container
      * named, its cgroup's three cgroup_stats fields */
-    char b[4096] = {0};
+    char b[4096];
     long total = 0, avail = 0;
     unsigned long long user = 0, nice = 0, sys = 0;
-    int fd = open("/proc/meminfo", O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        (void)!read(fd, b, sizeof b - 1);
-        close(fd);
+    if (read_file("/proc/meminfo", b, sizeof b) >= 0) {
         char *p = strstr(b, "MemTotal:");
         if (p) total = atol(p + 9);
         p = strstr(b, "MemAvailable:");
         if (p) avail = atol(p + 13);
     }
-    memset(b, 0, sizeof b);
-    fd = open("/proc/stat", O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        (void)!read(fd, b, sizeof b - 1);
-        close(fd);
-        sscanf(b, "cpu %llu %llu %llu", &user, &nice, &sys);
-    }
+    if (read_file("/proc/stat", b, sizeof b) >= 0) sscanf(b, "cpu %llu %llu %llu", &user, &nice, &sys);
     char cgs[4096] = {0};
     size_t used = 0;
     for (int i = 0; i < n && used < sizeof cgs - 64; i++) {
@@ -809,9 +795,9 @@ static void handle(char *line) {
     if (n < 2) return;
     const char *id = a[0], *verb = a[1];
     if (!strcmp(verb, "ping")) {
-        char up[64] = {0};
-        int fd = open("/proc/uptime", O_RDONLY | O_CLOEXEC);
-        if (fd >= 0) { (void)!read(fd, up, sizeof up - 1); close(fd); up[strcspn(up, " ")] = 0; }
+        char up[64];
+        read_file("/proc/uptime", up, sizeof up);
+        up[strcspn(up, " ")] = 0;
         reply(id, "ok\t%s\t%s", VERSION, up);
     } else if (!strcmp(verb, "mount")) {
         if (mount_share() == 0) reply(id, "ok");
