@@ -494,6 +494,10 @@ def _add_scheduler_flags(s) -> None:
                    help="record each Pod's per-node filter verdicts and scores as an annotation")
 
 
+def _add_kubeconfig_flag(s) -> None:
+    s.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG") or os.path.join(DEFAULT_DATA_DIR, "kubeconfig"))
+
+
 def _add_metrics_flags(s, port: int) -> None:
     s.add_argument("--secure-port", type=int, default=port, help=f"the HTTPS port of /metrics (default {port}; 0: none); "
                    "callers need `get` on the non-resource URL /metrics (ClusterRole system:monitoring)")
@@ -629,7 +633,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_metrics_flags(sch, 10259)
     _add_scheduler_flags(sch)
     cm = sub.add_parser("controllers", help="run the controller manager against a cluster (as kube-controller-manager does)")
-    cm.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG") or os.path.join(DEFAULT_DATA_DIR, "kubeconfig"))
+    _add_kubeconfig_flag(cm)
     cm.add_argument("--no-leader-elect", action="store_true")
     cm.add_argument("-v", "--verbose", action="store_true")
     _add_metrics_flags(cm, 10257)
@@ -637,7 +641,7 @@ def main(argv: list[str] | None = None) -> int:
     nd = sub.add_parser("node", help="run a node agent: register this machine and run its Pods (as kubelet does); "
                                      "`kubeclass node handlers` prints its runtime handler table")
     nd.add_argument("what", nargs="?", choices=["run", "handlers"], default="run")
-    nd.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG") or os.path.join(DEFAULT_DATA_DIR, "kubeconfig"))
+    _add_kubeconfig_flag(nd)
     nd.add_argument("--data-dir", default="/var/lib/kubeclass/node", help="images, containers and logs of this node")
     nd.add_argument("--address", default="127.0.0.1", help="the node's InternalIP, where the API server reaches it")
     nd.add_argument("--port", dest="node_port", type=int, default=10250, help="the agent's port (logs)")
@@ -656,7 +660,7 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("what", choices=["pod"])
     ex.add_argument("name")
     ex.add_argument("-n", "--namespace", default="default")
-    ex.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG") or os.path.join(DEFAULT_DATA_DIR, "kubeconfig"))
+    _add_kubeconfig_flag(ex)
     ck = sub.add_parser("check", help="will these Pods run, and where? Our admission chain and scheduler on the manifests, "
                                       "against the live cluster (--cluster, the default) or given nodes (--nodes)")
     ck.add_argument("-f", "--filename", action="append", required=True, help="manifests: a file, a directory or - (repeatable)")
@@ -665,7 +669,7 @@ def main(argv: list[str] | None = None) -> int:
     ck.add_argument("--runtime-config", action="append", default=[],
                     help="containerd config.toml or CRI-O crio.conf: the given nodes' runtime handlers (repeatable)")
     ck.add_argument("-o", "--output", choices=["table", "json"], default="table")
-    ck.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG") or os.path.join(DEFAULT_DATA_DIR, "kubeconfig"))
+    _add_kubeconfig_flag(ck)
     ov = sub.add_parser("overhead", help="measure what a runtime handler's sandbox costs")
     ovsub = ov.add_subparsers(dest="ovcmd", required=True)
     om = ovsub.add_parser("measure", help="start idle probe Pods under a handler, print their sandboxes' CPU and memory "
@@ -678,7 +682,7 @@ def main(argv: list[str] | None = None) -> int:
     om.add_argument("--interval", type=float, default=10.0, help="seconds between readings (default 10: the agents' rate window)")
     om.add_argument("--timeout", type=float, default=300.0, help="seconds the probe Pods may take to run")
     om.add_argument("-o", "--output", choices=["table", "json"], default="table")
-    om.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG") or os.path.join(DEFAULT_DATA_DIR, "kubeconfig"))
+    _add_kubeconfig_flag(om)
     st = sub.add_parser("store", help="move a cluster's objects between stores")
     stsub = st.add_subparsers(dest="storecmd", required=True)
     sc = stsub.add_parser("copy", help="copy every object of a stopped cluster's store into a new, empty one "

@@ -74,6 +74,19 @@ class NodeCluster(Cluster):
             out, _ = p.communicate(timeout=timeout)
         return p.returncode, out.decode(errors="replace").replace("\r", "")
 
+    def attach_input(self, name: str, text: str, before: float, after: float, timeout: float = 60) -> tuple[int, str, str]:
+        """`kubectl attach -i NAME`: types text after `before` seconds, ends its input `after` seconds later, waits
+        for kubectl to end. Returns its exit code, stdout and stderr."""
+        p = subprocess.Popen(["kubectl", "--cache-dir", os.path.join(self.data_dir, "kcache"), "attach", "-i", name],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env(), text=True)
+        time.sleep(before)
+        p.stdin.write(text)
+        p.stdin.flush()
+        time.sleep(after)
+        p.stdin.close()
+        p.wait(timeout)
+        return p.returncode, p.stdout.read(), p.stderr.read()
+
     def teardown(self, timeout: float = 120) -> None:
         """Delete every Pod (so no container outlives the tests), stop the cluster, then sweep what a Pod the
         agent had no time to remove left behind: its containers, mounts and network namespace."""

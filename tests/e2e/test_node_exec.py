@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import subprocess
 import time
 
 import pytest
@@ -154,16 +153,8 @@ def test_kubectl_attach_to_the_containers_own_stdio(nc, rc):
                  "containers": [{"name": "app", "image": IMAGE, "imagePullPolicy": "IfNotPresent", "stdin": True, "stdinOnce": True,
                                  "command": ["sh", "-c", "while read line; do echo got-$line; echo err-$line >&2; done; echo stdin-closed"]}]}}))
     nc.wait_phase(name, ("Running",))
-    p = subprocess.Popen(["kubectl", "--cache-dir", os.path.join(nc.data_dir, "kcache"), "attach", "-i", name],
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=nc.env(), text=True)
-    time.sleep(2)
-    p.stdin.write("one\ntwo\n")
-    p.stdin.flush()
-    time.sleep(1)
-    p.stdin.close()
-    p.wait(30)
-    out, err = p.stdout.read(), p.stderr.read()
-    assert p.returncode == 0, err
+    code, out, err = nc.attach_input(name, "one\ntwo\n", before=2, after=1, timeout=30)
+    assert code == 0, err
     assert out == "got-one\ngot-two\nstdin-closed\n"
     assert "err-one\nerr-two\n" in err
     assert nc.wait_phase(name, ("Succeeded",))["status"]["phase"] == "Succeeded"

@@ -276,23 +276,14 @@ def test_kubectl_attach_to_a_vm_pods_container(vc):
 def test_kubectl_attach_to_a_vm_containers_stdin_and_terminal(vc):
     """kubectl attach -i to a VM Pod's `stdin: true` container (the guest agent holds its stdin; stdinOnce closes it
     when the attach's ends), and -it to a `tty: true` one (a terminal made in the guest, sized as kubectl's)."""
-    kc = ["kubectl", "--cache-dir", os.path.join(vc.data_dir, "kcache")]
     reader = {"name": "app", "stdin": True, "stdinOnce": True,
               "command": ["sh", "-c", "while read line; do echo got-$line; echo err-$line >&2; done; echo stdin-closed"]}
     shell = {"name": "app", "stdin": True, "tty": True, "command": ["sh"]}
     vc.ok("apply", "-f", "-", input=pod("vm-stdin", "", "kata", containers=[reader], grace=1) + "---\n" +
           pod("vm-tty", "", "kata", restart="Always", containers=[shell], grace=1))
     vc.wait_phase("vm-stdin", ("Running",), VM_TIMEOUT)
-    p = subprocess.Popen([*kc, "attach", "-i", "vm-stdin"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, env=vc.env(), text=True)
-    time.sleep(3)
-    p.stdin.write("one\ntwo\n")
-    p.stdin.flush()
-    time.sleep(2)
-    p.stdin.close()
-    p.wait(60)
-    out, err = p.stdout.read(), p.stderr.read()
-    assert p.returncode == 0, err
+    code, out, err = vc.attach_input("vm-stdin", "one\ntwo\n", before=3, after=2)
+    assert code == 0, err
     assert out == "got-one\ngot-two\nstdin-closed\n", (out, err)
     assert "err-one\nerr-two\n" in err
     assert vc.wait_phase("vm-stdin", ("Succeeded",), 30)["status"]["phase"] == "Succeeded"
