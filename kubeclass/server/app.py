@@ -224,14 +224,15 @@ class APIServer:
         qs = scope.get("query_string")
         query = {k: v[-1] for k, v in urllib.parse.parse_qs(qs.decode("latin-1"), keep_blank_values=True).items()} if qs else {}
         start = time.monotonic()
-        lbl = reqmetrics.labels(method, path, self._route_or_none(path.rstrip("/") or "/"), query, headers.get("content-type", ""))
+        route = self._route_or_none(path.rstrip("/") or "/")
+        lbl = reqmetrics.labels(method, path, route, query, headers.get("content-type", ""))
         long_running = lbl[0] in ("WATCH", "CONNECT") or (lbl[5] == "log" and query.get("follow", "").lower() in ("1", "true"))
         inflight = self.metrics.long_running(lbl) if long_running else self.metrics.ro if method == "GET" else self.metrics.mut
         inflight.inc()
         try:
             body = await self._read_body(receive, headers)
             impersonate = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k.startswith(b"impersonate-")]
-            result = await self.handle(method, path, query, headers, body, receive, send, impersonate)
+            result = await self.handle(method, path, query, headers, body, receive, send, impersonate, route)
         except StatusError as e:
             result = Result(e.code, encode(e.status()))
         except StoreFull as e:   # logged once per incident by the store; reads go on
@@ -361,7 +362,8 @@ class APIServer:
                 return
 
     # ------------------------------------------------------------------ dispatch
-    async def handle(self, method, path, query, headers, body, receive, send, impersonate=()) -> Result | None:
+    async def handle(self, method, path, query, headers, body, receive, send, impersonate=(), route=False) -> Result | None:
+        """One request. route: its parsed route when the caller has it already (False: parse it here)."""
         if path in PUBLIC or path.startswith(("/healthz/", "/livez/", "/readyz/")):
             if path.startswith("/readyz") and not self.ready:
                 return Result(500, b"[-]ready failed: not started\nreadyz check failed", "text/plain; charset=utf-8")
@@ -377,7 +379,8 @@ class APIServer:
             return self._ui_explain(user, query)
         accept = headers.get("accept", "application/json")
         p = path.rstrip("/") or "/"
-        route = self._route_or_none(p)
+        if route is False:
+            route = self._route_or_none(p)
         attrs = self.request_attributes(method, p, query, user, route)
         if not self.authorizer.authorize(attrs):
             raise self.forbidden(attrs)
