@@ -236,17 +236,11 @@ class Checker:
         self.handlers: dict[str, str] = {}
 
     def _scheduler(self):
-        from .scheduler.nodeinfo import Cache
+        from .scheduler.nodeinfo import cluster_cache
         from .scheduler.scheduler import Options, build_framework
         self.handlers = {rc["metadata"]["name"]: rc.get("handler", "") for rc in self.s.objects("node.k8s.io", "v1", "runtimeclasses")}
         if self.cache is None:
-            self.cache = Cache()
-            for n in self.s.objects("", "v1", "nodes"):
-                self.cache.upsert_node(n)
-            for p in self.s.objects("", "v1", "pods"):
-                nn = (p.get("spec") or {}).get("nodeName")
-                if nn and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
-                    self.cache.add_pod(p, nn)
+            self.cache = cluster_cache(self.s.objects("", "v1", "nodes"), self.s.objects("", "v1", "pods"))
         return build_framework(self.handlers, Options())
 
     async def apply_context(self, doc: dict) -> dict | None:

@@ -69,7 +69,6 @@ class Stats:
         self.mgr, self.node_name = mgr, node_name
         self.history: list[tuple[float, dict[tuple, int]]] = []   # (monotonic time, CPU ns by key), oldest first
         self.boot = time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
-        self.last: tuple[Reading, dict[tuple, tuple[int, float]]] | None = None
 
     async def read(self) -> Reading:
         node, avail = cgroupstats.node()
@@ -105,7 +104,6 @@ class Stats:
                     rates[k] = (max(0, int((v - before[k]) / dt)), dt)
         if not self.history or r.mono - self.history[-1][0] >= INTERVAL / 2:
             self.history = (self.history + [(r.mono, cpu)])[-3:]
-        self.last = (r, rates)
         return r, rates
 
     # ---------------------------------------------------------------- kubelet's Summary API (stats/v1alpha1)

@@ -10,7 +10,7 @@ import orjson
 
 from ..client import ApiError, Client, Config, path_for
 from .framework import FitError
-from .nodeinfo import Cache, PodInfo
+from .nodeinfo import PodInfo, cluster_cache
 from .scheduler import DECISION_ANNOTATION, Options, build_framework
 
 
@@ -53,14 +53,7 @@ async def explain(client: Client, namespace: str, name: str, out=sys.stdout) -> 
     nodes = (await client.list("/api/v1/nodes"))["items"]
     pods = (await client.list("/api/v1/pods"))["items"]
     rcs = (await client.list("/apis/node.k8s.io/v1/runtimeclasses"))["items"]
-    cache = Cache()
-    for n in nodes:
-        cache.upsert_node(n)
-    for p in pods:
-        nn = (p.get("spec") or {}).get("nodeName")
-        if nn and p["metadata"].get("uid") != pod["metadata"].get("uid") and \
-                (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
-            cache.add_pod(p, nn)
+    cache = cluster_cache(nodes, pods, pod["metadata"].get("uid"))
     handlers = {rc["metadata"]["name"]: rc.get("handler", "") for rc in rcs}
     fw = build_framework(handlers, Options())
     unbound = orjson.loads(orjson.dumps(pod))

@@ -198,3 +198,16 @@ class Cache:
             self.table.refresh_pods(ni)
         else:
             self._pending_pods.get(node, {}).pop(uid, None)
+
+
+def cluster_cache(nodes: list[dict], pods: list[dict], leave_out_uid: str | None = None) -> "Cache":
+    """A scheduler cache of the cluster as it is: its nodes and the Pods bound to them that still hold resources
+    (not Succeeded or Failed), but the Pod of uid leave_out_uid (the one being explained, as if not yet placed)."""
+    cache = Cache()
+    for n in nodes:
+        cache.upsert_node(n)
+    for p in pods:
+        nn = (p.get("spec") or {}).get("nodeName")
+        if nn and p["metadata"].get("uid") != leave_out_uid and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
+            cache.add_pod(p, nn)
+    return cache

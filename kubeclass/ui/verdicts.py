@@ -6,7 +6,7 @@ import copy
 
 from ..api import registry
 from ..scheduler.framework import FitError
-from ..scheduler.nodeinfo import Cache, PodInfo
+from ..scheduler.nodeinfo import PodInfo, cluster_cache
 from ..scheduler.scheduler import Options, build_framework
 
 
@@ -16,14 +16,7 @@ def _all(store, group: str, version: str, plural: str) -> list[dict]:
 
 def pod_verdicts(store, pod: dict) -> dict:
     handlers = {rc["metadata"]["name"]: rc.get("handler", "") for rc in _all(store, "node.k8s.io", "v1", "runtimeclasses")}
-    cache = Cache()
-    for n in _all(store, "", "v1", "nodes"):
-        cache.upsert_node(n)
-    uid = pod["metadata"].get("uid")
-    for p in _all(store, "", "v1", "pods"):
-        nn = (p.get("spec") or {}).get("nodeName")
-        if nn and p["metadata"].get("uid") != uid and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
-            cache.add_pod(p, nn)
+    cache = cluster_cache(_all(store, "", "v1", "nodes"), _all(store, "", "v1", "pods"), pod["metadata"].get("uid"))
     unbound = copy.deepcopy(pod)
     unbound["spec"].pop("nodeName", None)
     rc = (pod.get("spec") or {}).get("runtimeClassName")
