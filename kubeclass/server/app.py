@@ -611,7 +611,7 @@ class APIServer:
         if (ent.obj["metadata"].get("annotations") or {}).get("kwok.x-k8s.io/node"):
             raise StatusError(503, "ServiceUnavailable", f'no endpoints available for node "{name}": it is simulated')
         rest_path = getattr(route[-1], "rest", "")
-        url = podstreams.node_base({"metadata": {"name": ""}, "spec": {"nodeName": name}}, ent.obj) + "/" + rest_path
+        url = podstreams.agent_base(ent.obj) + "/" + rest_path
         if query:
             url += "?" + urllib.parse.urlencode(query)
         import aiohttp

@@ -50,12 +50,12 @@ class MetricsAPI:
     async def _fetch(self, node: dict) -> tuple[str, dict | None]:
         name = node["metadata"]["name"]
         try:
-            base = podstreams.node_base({"metadata": {"name": ""}, "spec": {"nodeName": name}}, node)
+            base = podstreams.agent_base(node)
             async with self.node_client.session.get(base + "/stats/summary", timeout=aiohttp.ClientTimeout(total=8)) as r:
                 if r.status != 200:
                     return name, None
                 return name, orjson.loads(await r.read())
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError, errors.StatusError):
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
             return name, None
 
     async def summaries(self) -> dict[str, dict]:

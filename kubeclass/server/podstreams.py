@@ -51,6 +51,12 @@ def node_base(pod: dict, node: dict | None) -> str:
         raise errors.bad_request(f"pod {name} does not have a host assigned")
     if node is None:
         raise errors.bad_request(f'nodes "{node_name}" not found')
+    return agent_base(node, node_name)
+
+
+def agent_base(node: dict, node_name: str | None = None) -> str:
+    """https://host:port of a node's agent: its InternalIP (else ExternalIP, Hostname, name) and kubelet port."""
+    node_name = node_name or (node.get("metadata") or {}).get("name", "")
     st = node.get("status") or {}
     addrs = {a.get("type"): a.get("address") for a in st.get("addresses") or []}
     host = addrs.get("InternalIP") or addrs.get("ExternalIP") or addrs.get("Hostname") or node_name
