@@ -137,7 +137,9 @@ class EtcdStore(Cache):
                         rev = ev.kv.mod_revision
                     if events:
                         self._apply_events(events)
-                    elif not resp.events:   # a progress notification: nothing under the prefix up to there
+                    elif not resp.events and not resp.created:
+                        # a progress notification: nothing under the prefix up to there. Not the watch's `created`
+                        # answer: its revision is etcd's current one, ahead of the events still to come from rev + 1
                         rev = max(rev, resp.header.revision)
                     self._wake(rev)
             except asyncio.CancelledError:

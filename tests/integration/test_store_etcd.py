@@ -115,3 +115,25 @@ def test_fresh_waits_for_the_cache_to_reach_etcds_revision(etcd):
         await s1.close()
         await s2.close()
     run(main())
+
+
+def test_the_watchs_created_answer_does_not_count_as_progress(etcd):
+    """A watch opened after writes: etcd's `created` answer carries its current revision before the events from
+    start_revision arrive; the cache must not count itself caught up to that revision until it has applied them
+    (else a consistent read could miss a write another server acknowledged)."""
+    async def main():
+        s1 = await EtcdStore(etcd.endpoints, prefix="/t5").open()
+        s2 = EtcdStore(etcd.endpoints, prefix="/t5")
+        from etcd3aio import Etcd3Client
+        s2.client = Etcd3Client(s2.endpoints)
+        await s2.client.connect()
+        rev = await s2._load()   # s2's list, then writes it has not seen, then its watch
+        keys = [f"/registry/configmaps/d/late{i}" for i in range(10)]
+        for k in keys:
+            last = await s1.create(k, {"metadata": {"name": k.rsplit("/", 1)[-1]}})
+        s2._task = asyncio.ensure_future(s2._watch(rev))
+        await s2._caught_up(last.rev)
+        assert [k for k in keys if s2.get(k) is None] == []   # nothing missing at the moment it says caught up
+        await s1.close()
+        await s2.close()
+    run(main())
