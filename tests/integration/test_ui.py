@@ -55,8 +55,10 @@ def browser():
 
 
 def _text(d, css: str) -> str:
-    from selenium.webdriver.common.by import By
-    return " | ".join(e.text for e in d.find_elements(By.CSS_SELECTOR, css))
+    """The text of what css matches, read in one script run: the page redraws its tables on every watch event, so
+    elements found first and read one by one may be gone by then (a stale element reference)."""
+    return d.execute_script("return Array.from(document.querySelectorAll(arguments[0]))"
+                            ".map(e => e.innerText.trim()).join(' | ')", css)
 
 
 def login(d, c, token: str) -> None:
